@@ -1,0 +1,242 @@
+//! # hostile — a misbehaving policy, FOR TESTS ONLY
+//!
+//! **Never deploy this component.** It exists so the gateway's tests can prove that the
+//! policy sandbox contains a broken or malicious policy: each behaviour below must end
+//! in a denied statement (or a rejected policy), never a hung, crashed or exhausted
+//! gateway.
+//!
+//! Settings: `{"behaviour": "<name>"}`, one of
+//!
+//! | behaviour | what it does | in |
+//! |---|---|---|
+//! | `allow` | allows everything (a well-behaved baseline) | `authorize` |
+//! | `deny` | denies everything with SQLSTATE `42501` and the message `denied by the hostile test policy` | `authorize` |
+//! | `loop` | spins forever (CPU deadline / fuel) | `authorize` |
+//! | `alloc` | allocates 1 MiB blocks and touches them until memory runs out (memory cap) | `authorize` |
+//! | `recursion` | recurses without bound: a trap when the shadow stack leaves linear memory or the host's wasm stack limit hits, whichever comes first | `authorize` |
+//! | `huge-return` | denies with a 16 MiB message (result size limits) | `authorize` |
+//! | `panic` | panics (a trap) | `authorize` |
+//! | `log-flood` | logs 100 messages of 1 MiB each, then allows (log caps) | `authorize` |
+//! | `trap-on-configure` | panics inside `configure` (load-time trap) | `configure` |
+//! | `reject-settings` | returns an error from `configure` (a rejected policy) | `configure` |
+//! | `slow-configure` | spins forever inside `configure` (load-time deadline) | `configure` |
+//!
+//! Without settings (or `{}`) the behaviour is `allow`. The `mask` and `approve` hooks
+//! misbehave the same way for `loop`, `alloc`, `recursion`, `huge-return`, `panic` and
+//! `log-flood`, so the host can test those hooks' limits too; otherwise they mask
+//! nothing and route to the suggested approvers (`deny` refuses and rejects). An unknown
+//! behaviour is an `invalid settings` error from `configure`.
+//!
+//! Build: `bash policies-rs/build.sh` → `target/policies/hostile.wasm`.
+
+#![warn(missing_docs)]
+
+use std::hint::black_box;
+
+use portcullis_sdk::{
+    ApprovalRequest, ApprovalRoute, Decision, MaskPlan, Policy, Request, ResultContext, Row,
+};
+use serde::Deserialize;
+
+/// What the component does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Behaviour {
+    /// Allow everything.
+    #[default]
+    Allow,
+    /// Deny everything.
+    Deny,
+    /// Infinite loop in the hooks.
+    Loop,
+    /// Unbounded allocation in the hooks.
+    Alloc,
+    /// Unbounded recursion in the hooks.
+    Recursion,
+    /// A multi-megabyte result from the hooks.
+    HugeReturn,
+    /// A panic in the hooks.
+    Panic,
+    /// Floods the log, then allows.
+    LogFlood,
+    /// A panic in `configure`.
+    TrapOnConfigure,
+    /// An error from `configure`.
+    RejectSettings,
+    /// An infinite loop in `configure`.
+    SlowConfigure,
+}
+
+/// The settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The behaviour.
+    pub behaviour: Behaviour,
+}
+
+/// The test policy.
+#[derive(Debug)]
+pub struct Hostile {
+    behaviour: Behaviour,
+}
+
+/// Size of the `huge-return` message.
+pub const HUGE_BYTES: usize = 16 * 1024 * 1024;
+
+impl Hostile {
+    /// Misbehaves as configured, for the behaviours that do so in every hook. Returns
+    /// only for the others.
+    fn misbehave(&self, hook: &str) {
+        match self.behaviour {
+            Behaviour::Loop => spin(),
+            Behaviour::Alloc => exhaust_memory(),
+            Behaviour::Recursion => {
+                black_box(recurse(black_box(1)));
+            }
+            Behaviour::Panic => panic!("hostile test policy panics in {hook}"),
+            Behaviour::LogFlood => {
+                let message = "x".repeat(1 << 20);
+                for _ in 0..100 {
+                    portcullis_sdk::log::warn(&message);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Policy for Hostile {
+    type Settings = Settings;
+
+    fn configure(settings: Settings) -> Result<Self, String> {
+        match settings.behaviour {
+            Behaviour::TrapOnConfigure => panic!("hostile test policy traps in configure"),
+            Behaviour::RejectSettings => {
+                Err("hostile test policy rejects its settings".to_string())
+            }
+            Behaviour::SlowConfigure => spin(),
+            behaviour => Ok(Hostile { behaviour }),
+        }
+    }
+
+    fn authorize(&self, _req: &Request) -> Decision {
+        self.misbehave("authorize");
+        match self.behaviour {
+            Behaviour::Deny => Decision::deny("denied by the hostile test policy"),
+            Behaviour::HugeReturn => Decision::deny("x".repeat(HUGE_BYTES)),
+            _ => Decision::Allow,
+        }
+    }
+
+    fn plan_masks(&self, _ctx: &ResultContext) -> MaskPlan {
+        self.misbehave("plan_masks");
+        match self.behaviour {
+            Behaviour::HugeReturn => MaskPlan::refuse("x".repeat(HUGE_BYTES)),
+            Behaviour::Deny => MaskPlan::refuse("refused by the hostile test policy"),
+            _ => MaskPlan::none(),
+        }
+    }
+
+    fn mask_rows(&self, _ctx: &ResultContext, rows: Vec<Row>) -> Result<Vec<Row>, String> {
+        self.misbehave("mask_rows");
+        match self.behaviour {
+            Behaviour::HugeReturn => Err("x".repeat(HUGE_BYTES)),
+            _ => Ok(rows),
+        }
+    }
+
+    fn approve(&self, req: &ApprovalRequest) -> ApprovalRoute {
+        self.misbehave("approve");
+        match self.behaviour {
+            Behaviour::HugeReturn => ApprovalRoute::auto_reject("x".repeat(HUGE_BYTES)),
+            Behaviour::Deny => ApprovalRoute::auto_reject("rejected by the hostile test policy"),
+            _ => ApprovalRoute::route(req.approvers.iter().cloned()),
+        }
+    }
+}
+
+/// Never returns; the loop has a side effect the optimiser must keep.
+fn spin() -> ! {
+    let mut x: u64 = 0;
+    loop {
+        x = black_box(x.wrapping_add(1));
+    }
+}
+
+/// Allocates and touches 1 MiB blocks, keeping them all, until allocation fails (which
+/// aborts: a trap).
+fn exhaust_memory() -> ! {
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let mut block = vec![0u8; 1 << 20];
+        // Touch every page so the memory is really committed.
+        for i in (0..block.len()).step_by(4096) {
+            block[i] = 1;
+        }
+        blocks.push(black_box(block));
+    }
+}
+
+/// Recurses without bound; the frame holds a buffer so the stack fills quickly.
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    let frame = black_box([depth; 64]);
+    recurse(black_box(depth + 1)).wrapping_add(frame[(depth % 64) as usize])
+}
+
+portcullis_sdk::export_policy!(Hostile, hooks: [authorize, mask, approve]);
+
+#[cfg(test)]
+mod tests {
+    //! Only the behaviours that return are exercised natively.
+    use portcullis_sdk::testing::{RequestBuilder, TestHost};
+
+    use super::*;
+
+    #[test]
+    fn well_behaved_modes() {
+        let req = RequestBuilder::new("alice").build();
+        assert!(
+            TestHost::<Hostile>::with_json("{}")
+                .unwrap()
+                .authorize(&req)
+                .is_allow()
+        );
+        let deny = TestHost::<Hostile>::with_json(r#"{"behaviour": "deny"}"#).unwrap();
+        assert_eq!(
+            deny.authorize(&req),
+            Decision::deny("denied by the hostile test policy")
+        );
+        let huge = TestHost::<Hostile>::with_json(r#"{"behaviour": "huge-return"}"#).unwrap();
+        assert_eq!(
+            huge.authorize(&req).denial().unwrap().message.len(),
+            HUGE_BYTES
+        );
+        assert_eq!(
+            TestHost::<Hostile>::with_json(r#"{"behaviour": "reject-settings"}"#).err(),
+            Some("hostile test policy rejects its settings".to_string())
+        );
+        let err = TestHost::<Hostile>::with_json(r#"{"behaviour": "explode"}"#)
+            .err()
+            .unwrap();
+        assert!(
+            err.starts_with("invalid settings: unknown variant `explode`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "hostile test policy panics in authorize")]
+    fn panic_mode_panics() {
+        let host = TestHost::<Hostile>::with_json(r#"{"behaviour": "panic"}"#).unwrap();
+        host.authorize(&RequestBuilder::new("alice").build());
+    }
+
+    #[test]
+    fn metadata_lists_every_hook() {
+        let m = TestHost::<Hostile>::new().metadata();
+        assert_eq!(m.name, "portcullis-hostile");
+        assert_eq!(m.hooks.len(), 3);
+    }
+}
