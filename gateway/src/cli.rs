@@ -1,0 +1,79 @@
+//! The `portcullis` command line.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Portcullis: a governance gateway for PostgreSQL.
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Configuration file.
+        #[arg(
+            long,
+            short,
+            default_value = "portcullis.toml",
+            env = "PORTCULLIS_CONFIG"
+        )]
+        config: PathBuf,
+        /// Log as JSON lines instead of text.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// Check a configuration file and exit.
+    CheckConfig {
+        /// Configuration file.
+        #[arg(long, short, default_value = "portcullis.toml")]
+        config: PathBuf,
+    },
+    /// Print a SCRAM-SHA-256 verifier for a password (read from the terminal or stdin),
+    /// to paste into an identity's `scram` key.
+    Passwd {
+        /// Read the password from the first line of stdin without prompting.
+        #[arg(long)]
+        stdin: bool,
+    },
+    /// Start a throwaway PostgreSQL with demo data and the gateway in front of it.
+    Demo {
+        /// Client listener.
+        #[arg(long, default_value = "127.0.0.1:6432")]
+        listen: std::net::SocketAddr,
+        /// Admin HTTP listener.
+        #[arg(long, default_value = "127.0.0.1:9187")]
+        admin_listen: std::net::SocketAddr,
+        /// Exit after printing the connection details (for smoke tests).
+        #[arg(long)]
+        exit_after_start: bool,
+        /// Directory holding the built policies (`guardrails.wasm`); default
+        /// `target/policies`, built by `bash policies-rs/build.sh`.
+        #[arg(long)]
+        policies: Option<PathBuf>,
+    },
+}
+
+/// Reads a password for `portcullis passwd`.
+pub fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    if from_stdin || !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        let pw = line.trim_end_matches(['\n', '\r']).to_owned();
+        anyhow::ensure!(!pw.is_empty(), "empty password on stdin");
+        return Ok(pw);
+    }
+    let pw = rpassword::prompt_password("Password: ")?;
+    let again = rpassword::prompt_password("Again: ")?;
+    anyhow::ensure!(pw == again, "passwords do not match");
+    anyhow::ensure!(!pw.is_empty(), "empty password");
+    Ok(pw)
+}

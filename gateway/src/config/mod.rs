@@ -1,0 +1,10 @@
+//! The gateway's configuration file (`portcullis.toml`).
+//!
+//! Loading is strict: unknown keys are errors, and every error names the file, the line
+//! and the key, so a typo never silently turns a rule off.
+
+mod load;
+mod types;
+
+pub use load::{ConfigError, load, parse};
+pub use types::*;

@@ -1,0 +1,404 @@
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The client-facing listener.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The admin HTTP endpoint (metrics, health).
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// How the gateway reaches PostgreSQL by default.
+    pub upstream: UpstreamConfig,
+    /// Databases clients may connect to, by the name clients use. `"*"` admits any name.
+    #[serde(default)]
+    pub databases: BTreeMap<String, DatabaseConfig>,
+    /// The identities allowed to connect.
+    #[serde(default, rename = "identities")]
+    pub identities: Vec<IdentityConfig>,
+    /// Statement analysis settings.
+    #[serde(default)]
+    pub analysis: AnalysisConfig,
+    /// Settings shared by every policy (compile cache, fast-path calls).
+    #[serde(default)]
+    pub policy_runtime: PolicyRuntimeConfig,
+    /// Policies, called in this order for every statement. Empty: every statement is
+    /// allowed (pass-through).
+    #[serde(default)]
+    pub policies: Vec<PolicyConfig>,
+}
+
+/// The client-facing listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Most client connections served at once; more are refused with SQLSTATE 53300.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Largest protocol message accepted from either side, in bytes.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// Time a client has to finish startup and authentication.
+    #[serde(default = "default_startup_timeout_ms")]
+    pub startup_timeout_ms: u64,
+    /// Close a client connection idle this long outside a transaction (0 = never).
+    #[serde(default)]
+    pub idle_timeout_ms: u64,
+    /// Time given to open sessions to finish on shutdown.
+    #[serde(default = "default_shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
+    /// TLS for clients; without it SSLRequest is declined.
+    #[serde(default)]
+    pub tls: Option<ServerTlsConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            max_connections: default_max_connections(),
+            max_message_bytes: default_max_message_bytes(),
+            startup_timeout_ms: default_startup_timeout_ms(),
+            idle_timeout_ms: 0,
+            shutdown_grace_ms: default_shutdown_grace_ms(),
+            tls: None,
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 6432))
+}
+fn default_max_connections() -> usize {
+    10_000
+}
+fn default_max_message_bytes() -> usize {
+    256 << 20
+}
+fn default_startup_timeout_ms() -> u64 {
+    10_000
+}
+fn default_shutdown_grace_ms() -> u64 {
+    10_000
+}
+
+/// Client-facing TLS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// Refuse clients that do not use TLS (SQLSTATE 28000).
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// The admin HTTP endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to listen on; `None` disables the endpoint.
+    #[serde(default = "default_admin_listen")]
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: default_admin_listen(),
+        }
+    }
+}
+
+fn default_admin_listen() -> Option<SocketAddr> {
+    Some(SocketAddr::from(([127, 0, 0, 1], 9187)))
+}
+
+/// How to reach and log in to PostgreSQL. Clients never see these credentials.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Host name or address.
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// Port.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// The gateway's own database user.
+    pub user: String,
+    /// Its password (SCRAM-SHA-256, md5 or cleartext, as the server asks).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Read the password from this environment variable instead.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// TLS toward the server.
+    #[serde(default)]
+    pub tls: UpstreamTlsMode,
+    /// CA bundle (PEM) used to verify the server with `verify-full`.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// Time allowed for connecting and logging in.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+}
+
+fn default_host() -> String {
+    "127.0.0.1".into()
+}
+fn default_port() -> u16 {
+    5432
+}
+fn default_connect_timeout_ms() -> u64 {
+    5_000
+}
+
+impl UpstreamConfig {
+    /// The password to use, from `password` or `password_env`.
+    pub fn resolved_password(&self) -> Option<String> {
+        self.password.clone().or_else(|| {
+            self.password_env
+                .as_ref()
+                .and_then(|v| std::env::var(v).ok())
+        })
+    }
+}
+
+/// TLS mode toward PostgreSQL.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamTlsMode {
+    /// Plain TCP.
+    #[default]
+    Disable,
+    /// TLS without certificate verification.
+    Require,
+    /// TLS with certificate and host name verification against `ca`.
+    VerifyFull,
+}
+
+/// A database clients may connect to.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// The database name upstream (defaults to the name clients use).
+    #[serde(default)]
+    pub dbname: Option<String>,
+    /// Override the upstream host for this database.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Override the upstream port for this database.
+    #[serde(default)]
+    pub port: Option<u16>,
+}
+
+/// What kind of principal an identity is.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrincipalKind {
+    /// A person.
+    #[default]
+    Person,
+    /// A service or pipeline.
+    Service,
+    /// An AI agent (possibly acting for a person).
+    Agent,
+}
+
+impl PrincipalKind {
+    /// Stable lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::Person => "person",
+            PrincipalKind::Service => "service",
+            PrincipalKind::Agent => "agent",
+        }
+    }
+}
+
+/// One identity allowed to connect.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// The user name clients log in with.
+    pub name: String,
+    /// Person, service or agent.
+    #[serde(default)]
+    pub kind: PrincipalKind,
+    /// Groups, used by policies.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// SCRAM-SHA-256 verifier (`portcullis passwd` prints one). Never a plaintext password.
+    pub scram: String,
+    /// Upstream role to `SET ROLE` to after connecting, if any.
+    #[serde(default)]
+    pub role: Option<String>,
+}
+
+/// Statement analysis settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisConfig {
+    /// Entries in the shared parse cache.
+    #[serde(default = "default_parse_cache")]
+    pub parse_cache_entries: usize,
+}
+
+impl Default for AnalysisConfig {
+    fn default() -> Self {
+        AnalysisConfig {
+            parse_cache_entries: default_parse_cache(),
+        }
+    }
+}
+
+fn default_parse_cache() -> usize {
+    10_000
+}
+
+/// Settings shared by every policy: `[policy_runtime]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRuntimeConfig {
+    /// Directory of precompiled policies. Default: `$XDG_CACHE_HOME/portcullis`, else
+    /// `~/.cache/portcullis`, else a directory under the system temp dir. A relative
+    /// path is relative to the configuration file.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+    /// Allow fast-path FunctionCall messages while enforcing policies are loaded. They
+    /// name a function by OID and carry no SQL a policy could inspect, so they are
+    /// denied by default.
+    #[serde(default)]
+    pub allow_function_call: bool,
+}
+
+/// Whether a policy's decisions are enforced.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyMode {
+    /// Denials and failures refuse the statement.
+    #[default]
+    Enforce,
+    /// Decisions and failures are logged and counted, never enforced.
+    Monitor,
+}
+
+impl PolicyMode {
+    /// Stable lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyMode::Enforce => "enforce",
+            PolicyMode::Monitor => "monitor",
+        }
+    }
+}
+
+/// One policy component: `[[policies]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Name used in logs, metrics and denials (letters, digits, `-`, `_`, `.`).
+    pub id: String,
+    /// The component (`.wasm`). A relative path is relative to the configuration file
+    /// (resolved when the file is loaded).
+    pub path: PathBuf,
+    /// Expected SHA-256 of the file (hex). A different file refuses to load.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Settings handed to the policy's `configure`, as JSON.
+    #[serde(default)]
+    pub settings: toml::Table,
+    /// CPU time one call may take before it is stopped (the statement is denied).
+    #[serde(default = "default_policy_deadline_ms")]
+    pub deadline_ms: u64,
+    /// Linear memory cap of one instance, in MiB.
+    #[serde(default = "default_policy_memory_mb")]
+    pub memory_mb: u64,
+    /// Calls an instance serves before it is replaced by a fresh one.
+    #[serde(default = "default_policy_max_calls")]
+    pub max_calls_per_instance: u64,
+    /// `enforce` (default) or `monitor`.
+    #[serde(default)]
+    pub mode: PolicyMode,
+}
+
+/// Default per-call deadline of a policy.
+pub const DEFAULT_POLICY_DEADLINE_MS: u64 = 50;
+/// Default memory cap of a policy instance.
+pub const DEFAULT_POLICY_MEMORY_MB: u64 = 64;
+/// Default number of calls before an instance is recycled.
+pub const DEFAULT_POLICY_MAX_CALLS: u64 = 100_000;
+
+fn default_policy_deadline_ms() -> u64 {
+    DEFAULT_POLICY_DEADLINE_MS
+}
+fn default_policy_memory_mb() -> u64 {
+    DEFAULT_POLICY_MEMORY_MB
+}
+fn default_policy_max_calls() -> u64 {
+    DEFAULT_POLICY_MAX_CALLS
+}
+
+impl PolicyConfig {
+    /// A policy entry with default limits, enforcing, without settings.
+    pub fn new(id: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        PolicyConfig {
+            id: id.into(),
+            path: path.into(),
+            sha256: None,
+            settings: toml::Table::new(),
+            deadline_ms: DEFAULT_POLICY_DEADLINE_MS,
+            memory_mb: DEFAULT_POLICY_MEMORY_MB,
+            max_calls_per_instance: DEFAULT_POLICY_MAX_CALLS,
+            mode: PolicyMode::Enforce,
+        }
+    }
+
+    /// The settings as the JSON text handed to `configure`.
+    pub fn settings_json(&self) -> Result<String, String> {
+        let value = toml_table_to_json(&self.settings, "settings")?;
+        serde_json::to_string(&value).map_err(|e| e.to_string())
+    }
+}
+
+/// Converts a TOML table to JSON. Datetimes become strings; non-finite floats, which
+/// JSON cannot carry, are an error naming the key.
+pub fn toml_table_to_json(table: &toml::Table, key: &str) -> Result<serde_json::Value, String> {
+    let mut map = serde_json::Map::with_capacity(table.len());
+    for (k, v) in table {
+        map.insert(k.clone(), toml_to_json(v, &format!("{key}.{k}"))?);
+    }
+    Ok(serde_json::Value::Object(map))
+}
+
+fn toml_to_json(value: &toml::Value, key: &str) -> Result<serde_json::Value, String> {
+    use serde_json::Value as J;
+    Ok(match value {
+        toml::Value::String(s) => J::String(s.clone()),
+        toml::Value::Integer(i) => J::from(*i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(J::Number)
+            .ok_or_else(|| format!("`{key}`: {f} cannot be represented in JSON"))?,
+        toml::Value::Boolean(b) => J::Bool(*b),
+        toml::Value::Datetime(d) => J::String(d.to_string()),
+        toml::Value::Array(items) => J::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| toml_to_json(v, &format!("{key}[{i}]")))
+                .collect::<Result<_, _>>()?,
+        ),
+        toml::Value::Table(t) => toml_table_to_json(t, key)?,
+    })
+}

@@ -1,0 +1,196 @@
+//! `portcullis demo`: a throwaway PostgreSQL with demo data, and the gateway in front.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use portcullis_cluster::{Cluster, ClusterOptions};
+
+use crate::server::GatewayHandle;
+
+/// A demo identity: name, kind, groups.
+pub const DEMO_IDENTITIES: &[(&str, &str, &[&str])] = &[
+    ("alice", "person", &["analysts"]),
+    ("bob", "person", &["dba", "pii-readers"]),
+    ("etl-agent", "agent", &["pipelines"]),
+];
+
+/// The standard policy the demo enforces, by file name in the policies directory.
+pub const DEMO_POLICY_FILE: &str = "guardrails.wasm";
+/// Where the policies are built (`bash policies-rs/build.sh`), relative to the repository.
+pub const DEFAULT_POLICIES_DIR: &str = "target/policies";
+/// The demo's settings for the guardrails policy, relative to the repository.
+pub const DEMO_SETTINGS_FILE: &str = "policies-rs/guardrails/demo-settings.toml";
+
+/// A running demo: the cluster, the gateway and the identities' passwords.
+pub struct Demo {
+    /// The throwaway cluster (stopped and removed on drop).
+    pub cluster: Cluster,
+    /// The gateway.
+    pub gateway: GatewayHandle,
+    /// (identity, password) pairs.
+    pub passwords: Vec<(String, String)>,
+    /// The policy component the gateway enforces.
+    pub policy_path: PathBuf,
+}
+
+/// Finds a repository file: relative to the working directory, else to the source
+/// checkout this binary was built from.
+fn repo_file(relative: &str) -> PathBuf {
+    let here = PathBuf::from(relative);
+    if here.exists() {
+        return here;
+    }
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative);
+    if built_from.exists() {
+        return built_from;
+    }
+    here
+}
+
+/// The demo's policy entry: `guardrails.wasm` from `policies_dir` (default
+/// `target/policies`) with `policies-rs/guardrails/demo-settings.toml`. Fails with
+/// instructions when the component has not been built.
+pub fn demo_policy(policies_dir: Option<&Path>) -> anyhow::Result<crate::config::PolicyConfig> {
+    let path = match policies_dir {
+        Some(dir) => dir.join(DEMO_POLICY_FILE),
+        // build.sh writes to cargo's target directory, which CARGO_TARGET_DIR moves.
+        None => match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(target) => PathBuf::from(target).join("policies"),
+            None => repo_file(DEFAULT_POLICIES_DIR),
+        }
+        .join(DEMO_POLICY_FILE),
+    };
+    anyhow::ensure!(
+        path.is_file(),
+        "the demo policy {} is missing: run `bash policies-rs/build.sh` (it builds target/policies/*.wasm), or pass --policies DIR",
+        path.display()
+    );
+    let settings_path = repo_file(DEMO_SETTINGS_FILE);
+    let text = std::fs::read_to_string(&settings_path).with_context(|| {
+        format!(
+            "cannot read the demo policy settings {}",
+            settings_path.display()
+        )
+    })?;
+    let settings: toml::Table = toml::from_str(&text)
+        .with_context(|| format!("{}: invalid TOML", settings_path.display()))?;
+    let mut policy = crate::config::PolicyConfig::new("guardrails", path);
+    policy.settings = settings;
+    policy
+        .settings_json()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", settings_path.display()))?;
+    Ok(policy)
+}
+
+fn random_password() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// Builds the gateway configuration for a demo cluster.
+pub fn demo_config(
+    cluster: &Cluster,
+    listen: SocketAddr,
+    admin: SocketAddr,
+    passwords: &[(String, String)],
+) -> String {
+    let mut toml = format!(
+        "[server]\nlisten = \"{listen}\"\n\n[admin]\nlisten = \"{admin}\"\n\n[upstream]\nhost = \"{}\"\nport = {}\nuser = \"{}\"\npassword = \"{}\"\n\n[databases.demo]\n[databases.postgres]\n",
+        cluster.host(),
+        cluster.port(),
+        cluster.superuser(),
+        cluster.superuser_password(),
+    );
+    for ((name, kind, groups), (_, password)) in DEMO_IDENTITIES.iter().zip(passwords) {
+        let groups: Vec<String> = groups.iter().map(|g| format!("\"{g}\"")).collect();
+        let _ = write!(
+            toml,
+            "\n[[identities]]\nname = \"{name}\"\nkind = \"{kind}\"\ngroups = [{}]\nscram = \"{}\"\n",
+            groups.join(", "),
+            portcullis_auth::verifier_for(password)
+        );
+    }
+    toml
+}
+
+/// Starts the demo, enforcing the guardrails policy from `policies_dir` (default
+/// `target/policies`).
+pub async fn start(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    policies_dir: Option<&Path>,
+) -> anyhow::Result<Demo> {
+    // Checked first: no point starting PostgreSQL when the policy is missing.
+    let policy = demo_policy(policies_dir)?;
+    let policy_path = policy.path.clone();
+    let cluster = tokio::task::spawn_blocking(|| -> anyhow::Result<Cluster> {
+        let cluster = Cluster::start(ClusterOptions::default())?;
+        portcullis_cluster::seed_demo(&cluster, portcullis_cluster::DEMO_DB)?;
+        Ok(cluster)
+    })
+    .await??;
+    let passwords: Vec<(String, String)> = DEMO_IDENTITIES
+        .iter()
+        .map(|(n, _, _)| (n.to_string(), random_password()))
+        .collect();
+    let text = demo_config(&cluster, listen, admin, &passwords);
+    let mut config = crate::config::parse(Path::new("<demo>"), &text)?;
+    config.policies.push(policy);
+    let gateway = crate::server::start(config).await?;
+    Ok(Demo {
+        cluster,
+        gateway,
+        passwords,
+        policy_path,
+    })
+}
+
+/// The text printed for a newcomer.
+pub fn banner(demo: &Demo) -> String {
+    let addr = demo.gateway.addr();
+    let mut s = String::new();
+    let _ = writeln!(s, "Portcullis demo is running.\n");
+    let _ = writeln!(
+        s,
+        "  PostgreSQL (throwaway): 127.0.0.1:{}  data: {}",
+        demo.cluster.port(),
+        demo.cluster.data_dir().display()
+    );
+    let _ = writeln!(s, "  Gateway:                {addr}");
+    let _ = writeln!(
+        s,
+        "  Policy:                 guardrails ({})",
+        demo.policy_path.display()
+    );
+    if let Some(a) = demo.gateway.admin_addr() {
+        let _ = writeln!(s, "  Metrics:                http://{a}/metrics\n");
+    }
+    for ((name, kind, groups), (_, pw)) in DEMO_IDENTITIES.iter().zip(&demo.passwords) {
+        let uri = format!(
+            "postgresql://{name}:{pw}@{}:{}/demo",
+            addr.ip(),
+            addr.port()
+        );
+        let _ = writeln!(s, "  {name} ({kind}; groups: {})", groups.join(", "));
+        let _ = writeln!(s, "    {uri}");
+        let _ = writeln!(
+            s,
+            "    psql '{uri}' -c 'SELECT name, email FROM customers LIMIT 3'\n"
+        );
+    }
+    if let Some(((name, _, _), (_, pw))) = DEMO_IDENTITIES.iter().zip(&demo.passwords).next() {
+        let uri = format!(
+            "postgresql://{name}:{pw}@{}:{}/demo",
+            addr.ip(),
+            addr.port()
+        );
+        let _ = writeln!(s, "  Denied by the guardrails policy, for example:");
+        let _ = writeln!(s, "    psql '{uri}' -c 'DELETE FROM orders'\n");
+    }
+    let _ = writeln!(s, "Press Ctrl-C to stop; the throwaway cluster is removed.");
+    s
+}

@@ -1,0 +1,165 @@
+//! The relay loop: moves bytes between a client and its upstream connection, with
+//! backpressure in both directions and without ever blocking one direction on the other.
+
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use portcullis_wire::backend::{ErrorFields, Severity, TransactionStatus};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::backend::Upstream;
+use crate::server::Shared;
+use crate::session::{Relay, RelayError};
+use crate::stream::Stream;
+
+/// Stop reading from one side while this much is still queued for the other.
+const HIGH_WATER: usize = 256 * 1024;
+/// Read buffer size.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Relays until either side closes, the client terminates, or the gateway shuts down.
+pub async fn run(
+    client: &mut Stream,
+    upstream: Upstream,
+    mut relay: Relay,
+    shared: &Shared,
+) -> anyhow::Result<()> {
+    let Upstream {
+        stream: mut server,
+        leftover,
+        ..
+    } = upstream;
+    let (mut client_rd, mut client_wr) = tokio::io::split(client);
+    let (mut server_rd, mut server_wr) = tokio::io::split(&mut server);
+    let mut from_client = BytesMut::with_capacity(READ_CHUNK);
+    let mut from_server = leftover;
+    let mut to_server = BytesMut::with_capacity(READ_CHUNK);
+    let mut to_client = BytesMut::with_capacity(READ_CHUNK);
+    let bytes_in = shared
+        .metrics
+        .bytes
+        .with_label_values(&["client_to_server"]);
+    let bytes_out = shared
+        .metrics
+        .bytes
+        .with_label_values(&["server_to_client"]);
+    let idle_timeout = Duration::from_millis(shared.config.server.idle_timeout_ms);
+    let idle = tokio::time::sleep(if idle_timeout.is_zero() {
+        Duration::from_secs(86_400 * 365)
+    } else {
+        idle_timeout
+    });
+    tokio::pin!(idle);
+    let mut shutdown = shared.shutdown.clone();
+    let mut draining = false;
+    let mut server_open = true;
+
+    if !from_server.is_empty() {
+        relay.server_input(&mut from_server, &mut to_client, Instant::now())?;
+    }
+    let outcome: Result<(), RelayError> = loop {
+        if draining
+            && relay.is_idle()
+            && relay.transaction() == TransactionStatus::Idle
+            && to_client.is_empty()
+        {
+            ErrorFields::new(Severity::Fatal, "57P01", "terminating connection due to administrator command (the Portcullis gateway is shutting down)")
+                .encode_error(&mut to_client);
+            let _ = client_wr.write_all(&to_client).await;
+            let _ = client_wr.flush().await;
+            break Ok(());
+        }
+        if relay.terminated() && to_server.is_empty() {
+            break Ok(());
+        }
+        if !server_open && to_client.is_empty() {
+            break Ok(());
+        }
+        tokio::select! {
+            r = client_rd.read_buf(&mut from_client), if to_server.len() < HIGH_WATER && !relay.terminated() => {
+                let n = r?;
+                if n == 0 {
+                    break Ok(());
+                }
+                bytes_in.inc_by(n as u64);
+                if !idle_timeout.is_zero() {
+                    idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                }
+                if let Err(e) = relay.client_input(&mut from_client, &mut to_server, Instant::now()) {
+                    break Err(e);
+                }
+                if from_client.capacity() < READ_CHUNK {
+                    from_client.reserve(READ_CHUNK);
+                }
+            }
+            r = server_rd.read_buf(&mut from_server), if server_open && to_client.len() < HIGH_WATER => {
+                let n = match r {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "upstream read failed");
+                        0
+                    }
+                };
+                if n == 0 {
+                    server_open = false;
+                    if !relay.terminated() && !relay.is_idle() {
+                        shared.metrics.errors.with_label_values(&["upstream"]).inc();
+                        ErrorFields::new(Severity::Fatal, "08006", "the database server closed the connection unexpectedly")
+                            .encode_error(&mut to_client);
+                    }
+                    continue;
+                }
+                bytes_out.inc_by(n as u64);
+                if let Err(e) = relay.server_input(&mut from_server, &mut to_client, Instant::now()) {
+                    break Err(e);
+                }
+                if from_server.capacity() < READ_CHUNK {
+                    from_server.reserve(READ_CHUNK);
+                }
+            }
+            r = server_wr.write_buf(&mut to_server), if !to_server.is_empty() => {
+                r?;
+                if to_server.is_empty() {
+                    server_wr.flush().await?;
+                }
+            }
+            r = client_wr.write_buf(&mut to_client), if !to_client.is_empty() => {
+                r?;
+                if to_client.is_empty() {
+                    client_wr.flush().await?;
+                }
+            }
+            _ = &mut idle, if !idle_timeout.is_zero() && relay.is_idle() && relay.transaction() == TransactionStatus::Idle => {
+                ErrorFields::new(Severity::Fatal, "57P05", "terminating connection due to idle-session timeout")
+                    .encode_error(&mut to_client);
+                let _ = client_wr.write_all(&to_client).await;
+                let _ = client_wr.flush().await;
+                break Ok(());
+            }
+            _ = shutdown.changed(), if !draining => {
+                draining = true;
+            }
+        }
+    };
+    if let Err(e) = outcome {
+        let (code, kind) = match &e {
+            RelayError::Client(w) => (w.sqlstate(), "protocol"),
+            RelayError::Server(_) => ("08P01", "upstream"),
+            RelayError::Filter(_) => ("XX000", "filter"),
+        };
+        shared.metrics.errors.with_label_values(&[kind]).inc();
+        let mut out = BytesMut::new();
+        ErrorFields::new(Severity::Fatal, code, e.to_string()).encode_error(&mut out);
+        let _ = client_wr.write_all(&to_client).await;
+        let _ = client_wr.write_all(&out).await;
+        let _ = client_wr.flush().await;
+    }
+    // Tell the server goodbye if the client did not.
+    if server_open && !relay.terminated() {
+        let mut bye = BytesMut::new();
+        portcullis_wire::frontend::terminate(&mut bye);
+        let _ = server_wr.write_all(&bye).await;
+    }
+    let _ = server_wr.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,92 @@
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use portcullis_sql::{Analysis, StatementSummary};
+use portcullis_wire::backend::TransactionStatus;
+
+use crate::identity::Identity;
+
+/// Facts about a session that every decision can see.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    /// Gateway-wide unique session number.
+    pub session_id: u64,
+    /// The verified identity.
+    pub identity: Arc<Identity>,
+    /// The database name the client asked for.
+    pub database: String,
+    /// The client's address.
+    pub client_addr: SocketAddr,
+    /// The client's `application_name`.
+    pub application_name: String,
+}
+
+/// Which protocol carried a statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// A simple-protocol Query.
+    Simple,
+    /// An extended-protocol Parse (parameters not bound yet).
+    ExtendedParse,
+}
+
+/// One statement up for decision.
+#[derive(Debug, Clone, Copy)]
+pub struct StatementContext<'a> {
+    /// The session.
+    pub session: &'a SessionInfo,
+    /// The analysis of the whole string the statement came in.
+    pub analysis: &'a Analysis,
+    /// The statement being decided.
+    pub statement: &'a StatementSummary,
+    /// The raw SQL string it came in.
+    pub sql: &'a str,
+    /// Which protocol carried it.
+    pub protocol: Protocol,
+    /// The transaction state before it runs.
+    pub transaction: TransactionStatus,
+}
+
+/// Why a statement was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// SQLSTATE sent to the client.
+    pub sqlstate: String,
+    /// Message sent to the client.
+    pub message: String,
+    /// The policy (or gateway rule) that refused it.
+    pub policy: String,
+}
+
+/// The outcome of a gate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Forward the statement.
+    Allow,
+    /// Refuse it with an error; the session goes on.
+    Deny(Denial),
+}
+
+/// Decides statements before they run.
+pub trait Gate: Send + Sync {
+    /// Decides one statement. Called once per statement of a multi-statement string.
+    fn decide(&self, ctx: &StatementContext<'_>) -> Decision;
+
+    /// Decides a FunctionCall (the fast-path interface), which names a function by OID
+    /// and carries no SQL a policy could inspect.
+    fn decide_function_call(&self, session: &SessionInfo, function_oid: u32) -> Decision;
+}
+
+/// Allows everything. The gateway core's default until policies are loaded.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PassThrough;
+
+impl Gate for PassThrough {
+    fn decide(&self, _ctx: &StatementContext<'_>) -> Decision {
+        Decision::Allow
+    }
+
+    fn decide_function_call(&self, _session: &SessionInfo, _function_oid: u32) -> Decision {
+        Decision::Allow
+    }
+}

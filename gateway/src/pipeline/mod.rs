@@ -1,0 +1,14 @@
+//! The statement pipeline's two seams.
+//!
+//! Every statement, simple or extended protocol, passes one [`Gate`] before it reaches
+//! PostgreSQL, and every result set passes one [`ResultFilter`] before it reaches the
+//! client. Policies, approvals, masking and audit plug in here; the gateway core ships
+//! pass-through implementations.
+
+mod decision;
+mod filter;
+mod role_lock;
+
+pub use decision::{Decision, Denial, Gate, PassThrough, Protocol, SessionInfo, StatementContext};
+pub use filter::{NoMasking, ResultContext, ResultFilter, RowRewriter};
+pub use role_lock::RoleLock;

@@ -1,0 +1,410 @@
+//! The policy chain: every loaded policy, in configuration order, behind the
+//! [`Gate`] seam.
+//!
+//! Rules, in order of strength:
+//! - **deny wins**: the first enforcing policy that denies (or fails) decides, naming
+//!   itself; later policies are not called;
+//! - a failure (trap, timeout, memory cap, oversized result) of an enforcing policy
+//!   denies with SQLSTATE 42501 (fail closed); the connection stays usable;
+//! - `require-approval` results accumulate; approvals are not implemented yet, so a
+//!   statement that needs one is denied (42501) with the reasons;
+//! - `monitor` policies are called and their decisions logged and counted, never
+//!   enforced (their failures neither).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::bindings::portcullis::policy::types as wit;
+use super::cache::CacheOutcome;
+use super::caps;
+use super::engine::truncate;
+use super::instance::{CallFailure, InstancePool};
+use super::metrics::PolicyMetrics;
+use crate::config::PolicyMode;
+use crate::pipeline::{Decision, Denial, Gate, SessionInfo, StatementContext};
+
+/// SQLSTATE of every policy denial unless the policy names another.
+pub const DEFAULT_SQLSTATE: &str = "42501";
+
+/// What a policy says about itself (`metadata`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyMetadata {
+    /// Policy name.
+    pub name: String,
+    /// Policy version.
+    pub version: String,
+    /// Implements `authorize`.
+    pub authorize: bool,
+    /// Implements `plan-masks`/`mask-rows`.
+    pub mask: bool,
+    /// Implements `approve-hook`.
+    pub approve: bool,
+}
+
+impl PolicyMetadata {
+    pub(crate) fn from_wit(m: &wit::Metadata) -> Self {
+        PolicyMetadata {
+            name: m.name.clone(),
+            version: m.version.clone(),
+            authorize: m.hooks.contains(&wit::Hook::Authorize),
+            mask: m.hooks.contains(&wit::Hook::Mask),
+            approve: m.hooks.contains(&wit::Hook::Approve),
+        }
+    }
+
+    /// Checks `metadata` against the size caps.
+    pub(crate) fn check(m: &wit::Metadata) -> Result<(), String> {
+        if m.name.len() > caps::MAX_NAME_BYTES || m.version.len() > caps::MAX_NAME_BYTES {
+            return Err(format!(
+                "metadata name or version longer than {} bytes",
+                caps::MAX_NAME_BYTES
+            ));
+        }
+        if m.hooks.len() > caps::MAX_HOOKS {
+            return Err(format!("metadata lists {} hooks", m.hooks.len()));
+        }
+        Ok(())
+    }
+}
+
+/// One policy's verdict on one statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Allow.
+    Allow,
+    /// Deny with this message and SQLSTATE.
+    Deny {
+        /// Message for the client.
+        message: String,
+        /// SQLSTATE (validated; 42501 when the policy gave none or an invalid one).
+        sqlstate: String,
+    },
+    /// Hold for approval.
+    RequireApproval {
+        /// Why.
+        reason: String,
+        /// Who may approve.
+        approvers: Vec<String>,
+    },
+    /// The call failed; the instance was discarded.
+    Failed(CallFailure),
+}
+
+/// A loaded, configured policy.
+pub struct LoadedPolicy {
+    id: Arc<str>,
+    mode: PolicyMode,
+    metadata: PolicyMetadata,
+    sha256: String,
+    cache: CacheOutcome,
+    load_time: Duration,
+    pool: InstancePool,
+    /// `portcullis_policy_call_microseconds{policy}`, resolved once.
+    call_us: prometheus::Histogram,
+    /// `portcullis_policy_decisions_total{policy,decision}` for allow, deny,
+    /// require_approval and error, resolved once (label lookups cost more than a
+    /// warm call's bookkeeping).
+    decisions: [prometheus::IntCounter; 4],
+}
+
+impl LoadedPolicy {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        id: Arc<str>,
+        mode: PolicyMode,
+        metadata: PolicyMetadata,
+        sha256: String,
+        cache: CacheOutcome,
+        load_time: Duration,
+        pool: InstancePool,
+        metrics: PolicyMetrics,
+    ) -> Self {
+        let call_us = metrics.call_us.with_label_values(&[&id]);
+        let decisions = ["allow", "deny", "require_approval", "error"]
+            .map(|d| metrics.decisions.with_label_values(&[&id, d]));
+        LoadedPolicy {
+            id,
+            mode,
+            metadata,
+            sha256,
+            cache,
+            load_time,
+            pool,
+            call_us,
+            decisions,
+        }
+    }
+
+    /// The policy id from the configuration.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Enforce or monitor.
+    pub fn mode(&self) -> PolicyMode {
+        self.mode
+    }
+
+    /// What the policy said about itself.
+    pub fn metadata(&self) -> &PolicyMetadata {
+        &self.metadata
+    }
+
+    /// SHA-256 of the component file (hex).
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// Whether the compiled code came from the cache.
+    pub fn cache_outcome(&self) -> CacheOutcome {
+        self.cache
+    }
+
+    /// Time the load took (read, digest, compile or cache, first instance, configure).
+    pub fn load_time(&self) -> Duration {
+        self.load_time
+    }
+
+    /// The instance pool.
+    pub fn pool(&self) -> &InstancePool {
+        &self.pool
+    }
+
+    /// Calls `authorize` (whether or not the policy lists the hook).
+    pub fn authorize(&self, req: &wit::Request) -> Verdict {
+        let started = Instant::now();
+        let result = self
+            .pool
+            .call(|p, store| p.call_authorize(store, req), check_decision);
+        self.call_us.observe(started.elapsed().as_secs_f64() * 1e6);
+        let verdict = match result {
+            Ok(wit::Decision::Allow) => Verdict::Allow,
+            Ok(wit::Decision::Deny(d)) => Verdict::Deny {
+                sqlstate: match d.sqlstate {
+                    Some(s) if valid_error_sqlstate(&s) => s,
+                    Some(s) => {
+                        tracing::warn!(policy = &*self.id, sqlstate = %truncate(&s, 16), "policy returned an invalid SQLSTATE; using 42501");
+                        DEFAULT_SQLSTATE.to_owned()
+                    }
+                    None => DEFAULT_SQLSTATE.to_owned(),
+                },
+                message: d.message,
+            },
+            Ok(wit::Decision::RequireApproval(a)) => Verdict::RequireApproval {
+                reason: a.reason,
+                approvers: a.approvers,
+            },
+            Err(f) => Verdict::Failed(f),
+        };
+        let slot = match &verdict {
+            Verdict::Allow => 0,
+            Verdict::Deny { .. } => 1,
+            Verdict::RequireApproval { .. } => 2,
+            Verdict::Failed(_) => 3,
+        };
+        self.decisions[slot].inc();
+        verdict
+    }
+}
+
+/// Size caps on a decision.
+fn check_decision(d: &wit::Decision) -> Result<(), String> {
+    match d {
+        wit::Decision::Allow => Ok(()),
+        wit::Decision::Deny(d) => {
+            if d.message.len() > caps::MAX_MESSAGE_BYTES {
+                return Err(format!(
+                    "deny message of {} bytes (cap {})",
+                    d.message.len(),
+                    caps::MAX_MESSAGE_BYTES
+                ));
+            }
+            if d.sqlstate.as_ref().is_some_and(|s| s.len() > 64) {
+                return Err("SQLSTATE longer than 64 bytes".into());
+            }
+            Ok(())
+        }
+        wit::Decision::RequireApproval(a) => {
+            if a.reason.len() > caps::MAX_MESSAGE_BYTES {
+                return Err(format!(
+                    "approval reason of {} bytes (cap {})",
+                    a.reason.len(),
+                    caps::MAX_MESSAGE_BYTES
+                ));
+            }
+            if a.approvers.len() > caps::MAX_APPROVERS
+                || a.approvers
+                    .iter()
+                    .any(|x| x.len() > caps::MAX_APPROVER_BYTES)
+            {
+                return Err(format!(
+                    "more than {} approvers or an approver longer than {} bytes",
+                    caps::MAX_APPROVERS,
+                    caps::MAX_APPROVER_BYTES
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// An error SQLSTATE: five digits or upper-case letters, not of the success, warning
+/// or no-data classes.
+fn valid_error_sqlstate(s: &str) -> bool {
+    s.len() == 5
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+        && !matches!(&s[..2], "00" | "01" | "02")
+}
+
+/// Every loaded policy, in order: the gateway's [`Gate`] when policies are configured.
+pub struct PolicyChain {
+    policies: Vec<Arc<LoadedPolicy>>,
+    allow_function_call: bool,
+    any_authorize: bool,
+    any_enforcing: bool,
+}
+
+impl PolicyChain {
+    /// A chain of `policies`, called in order. `allow_function_call` lets fast-path
+    /// FunctionCall messages through while enforcing policies are loaded.
+    pub fn new(policies: Vec<Arc<LoadedPolicy>>, allow_function_call: bool) -> Self {
+        let any_authorize = policies.iter().any(|p| p.metadata.authorize);
+        let any_enforcing = policies.iter().any(|p| p.mode == PolicyMode::Enforce);
+        PolicyChain {
+            policies,
+            allow_function_call,
+            any_authorize,
+            any_enforcing,
+        }
+    }
+
+    /// The policies, in order.
+    pub fn policies(&self) -> &[Arc<LoadedPolicy>] {
+        &self.policies
+    }
+
+    /// The policy with this id.
+    pub fn get(&self, id: &str) -> Option<&Arc<LoadedPolicy>> {
+        self.policies.iter().find(|p| &*p.id == id)
+    }
+
+    /// Decides a ready-made request (the [`Gate`] builds it from the statement).
+    pub fn decide_request(&self, req: &wit::Request) -> Decision {
+        let mut approvals: Vec<(&str, String)> = Vec::new();
+        for p in self.policies.iter().filter(|p| p.metadata.authorize) {
+            let verdict = p.authorize(req);
+            if p.mode == PolicyMode::Monitor {
+                log_monitored(p, req, &verdict);
+                continue;
+            }
+            match verdict {
+                Verdict::Allow => {}
+                Verdict::Deny { message, sqlstate } => {
+                    tracing::debug!(policy = p.id(), fingerprint = %req.statement.fingerprint, %message, "policy denied statement");
+                    return Decision::Deny(Denial {
+                        sqlstate,
+                        message,
+                        policy: p.id().to_owned(),
+                    });
+                }
+                Verdict::RequireApproval { reason, .. } => approvals.push((p.id(), reason)),
+                Verdict::Failed(f) => {
+                    return Decision::Deny(Denial {
+                        sqlstate: DEFAULT_SQLSTATE.to_owned(),
+                        message: format!("policy \"{}\" failed ({f}); statement denied", p.id()),
+                        policy: p.id().to_owned(),
+                    });
+                }
+            }
+        }
+        if approvals.is_empty() {
+            return Decision::Allow;
+        }
+        let reasons: Vec<&str> = approvals.iter().map(|(_, r)| r.as_str()).collect();
+        let ids: Vec<&str> = approvals.iter().map(|(id, _)| *id).collect();
+        Decision::Deny(Denial {
+            sqlstate: DEFAULT_SQLSTATE.to_owned(),
+            message: format!(
+                "approval required: {} (approvals are not enabled on this gateway)",
+                reasons.join("; ")
+            ),
+            policy: ids.join(", "),
+        })
+    }
+}
+
+fn log_monitored(p: &LoadedPolicy, req: &wit::Request, verdict: &Verdict) {
+    let fp = &req.statement.fingerprint;
+    let user = &req.identity.user;
+    match verdict {
+        Verdict::Allow => {}
+        Verdict::Deny { message, sqlstate } => {
+            tracing::info!(policy = p.id(), %user, fingerprint = %fp, %sqlstate, %message, "monitor: policy would deny")
+        }
+        Verdict::RequireApproval { reason, .. } => {
+            tracing::info!(policy = p.id(), %user, fingerprint = %fp, %reason, "monitor: policy would require approval")
+        }
+        Verdict::Failed(f) => {
+            tracing::info!(policy = p.id(), %user, fingerprint = %fp, failure = %f, "monitor: policy failed (would deny)")
+        }
+    }
+}
+
+impl Gate for PolicyChain {
+    fn decide(&self, ctx: &StatementContext<'_>) -> Decision {
+        if !self.any_authorize {
+            return Decision::Allow;
+        }
+        self.decide_request(&super::request::request(ctx))
+    }
+
+    fn decide_function_call(&self, session: &SessionInfo, function_oid: u32) -> Decision {
+        if self.allow_function_call || !self.any_enforcing {
+            return Decision::Allow;
+        }
+        tracing::debug!(user = %session.identity.name, function_oid, "fast-path FunctionCall denied");
+        Decision::Deny(Denial {
+            sqlstate: DEFAULT_SQLSTATE.to_owned(),
+            message: format!(
+                "fast-path function calls (FunctionCall of OID {function_oid}) are not allowed while policies are enforced: they carry no SQL a policy could inspect; call the function with SELECT instead, or set policy_runtime.allow_function_call = true"
+            ),
+            policy: "portcullis:function-call".to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_are_checked() {
+        assert!(valid_error_sqlstate("42501"));
+        assert!(valid_error_sqlstate("P0001"));
+        assert!(!valid_error_sqlstate("00000"));
+        assert!(!valid_error_sqlstate("01000"));
+        assert!(!valid_error_sqlstate("4250"));
+        assert!(!valid_error_sqlstate("42x01"));
+        assert!(!valid_error_sqlstate("4250é"));
+    }
+
+    #[test]
+    fn decisions_are_capped() {
+        let big = wit::Decision::Deny(wit::Denial {
+            message: "x".repeat(caps::MAX_MESSAGE_BYTES + 1),
+            sqlstate: None,
+        });
+        assert!(check_decision(&big).is_err());
+        let ok = wit::Decision::Deny(wit::Denial {
+            message: "no".into(),
+            sqlstate: Some("42501".into()),
+        });
+        assert!(check_decision(&ok).is_ok());
+        let many = wit::Decision::RequireApproval(wit::ApprovalRequirement {
+            reason: "r".into(),
+            approvers: vec!["group:dba".into(); caps::MAX_APPROVERS + 1],
+        });
+        assert!(check_decision(&many).is_err());
+    }
+}

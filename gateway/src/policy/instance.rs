@@ -1,0 +1,370 @@
+//! Warm instances of one policy.
+//!
+//! A call takes an idle instance (or starts and configures a new one), arms the epoch
+//! deadline, calls, and puts the instance back. An instance is discarded after
+//! `max_calls_per_instance` calls and after every failure: a trapped instance cannot be
+//! entered again, and one that hit its memory cap or returned garbage is not trusted.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use wasmtime::Store;
+
+use super::PolicyRuntime;
+use super::bindings::{Policy, PolicyPre};
+use super::engine::{HostState, TICK, truncate};
+
+/// Idle instances kept per policy; more (after a burst) are dropped when returned.
+const MAX_IDLE: usize = 32;
+
+/// Extra time given to instantiation and `configure` on top of the call deadline.
+const SETUP_GRACE_MS: u64 = 1_000;
+
+/// Per-policy resource limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyLimits {
+    /// CPU deadline of one call, in milliseconds.
+    pub deadline_ms: u64,
+    /// Cap on each linear memory of an instance, in MiB.
+    pub memory_mb: u64,
+    /// Calls served by one instance before it is replaced.
+    pub max_calls_per_instance: u64,
+}
+
+impl Default for PolicyLimits {
+    fn default() -> Self {
+        PolicyLimits {
+            deadline_ms: crate::config::DEFAULT_POLICY_DEADLINE_MS,
+            memory_mb: crate::config::DEFAULT_POLICY_MEMORY_MB,
+            max_calls_per_instance: crate::config::DEFAULT_POLICY_MAX_CALLS,
+        }
+    }
+}
+
+impl PolicyLimits {
+    fn deadline_ticks(&self) -> u64 {
+        let tick_ms = TICK.as_millis().max(1) as u64;
+        self.deadline_ms.div_ceil(tick_ms).max(1)
+    }
+
+    fn memory_bytes(&self) -> usize {
+        usize::try_from(self.memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+    }
+}
+
+/// How a policy call failed. Every failure discards the instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The call ran past its deadline.
+    Timeout,
+    /// The instance hit its memory (or table) cap.
+    Memory,
+    /// The guest trapped (panic, unreachable, out-of-bounds access, stack overflow).
+    Trap,
+    /// The guest called `exit`.
+    Exit,
+    /// The result broke a size cap (see [`super::caps`]).
+    Oversized,
+    /// A fresh instance could not be started.
+    Instantiate,
+    /// A fresh instance's `configure` returned an error.
+    Configure,
+}
+
+impl FailureKind {
+    /// Metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Timeout => "timeout",
+            FailureKind::Memory => "memory",
+            FailureKind::Trap => "trap",
+            FailureKind::Exit => "exit",
+            FailureKind::Oversized => "oversized",
+            FailureKind::Instantiate => "instantiate",
+            FailureKind::Configure => "configure",
+        }
+    }
+}
+
+/// A failed policy call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallFailure {
+    /// What went wrong.
+    pub kind: FailureKind,
+    /// A short description for the client and the log.
+    pub reason: String,
+}
+
+impl std::fmt::Display for CallFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+/// Why starting (or priming) an instance failed.
+#[derive(Debug)]
+pub(crate) enum StartError {
+    /// Instantiation failed (trap, timeout, memory cap in the component's start code).
+    Instantiate(CallFailure),
+    /// `configure` trapped, timed out or hit the memory cap.
+    Configure(CallFailure),
+    /// `configure` returned `Err(message)`.
+    Rejected(String),
+    /// The first call after start (at load: `metadata`) failed.
+    Call(CallFailure),
+}
+
+impl StartError {
+    /// As a call failure (for a fresh instance started on the statement path).
+    fn into_failure(self) -> CallFailure {
+        match self {
+            StartError::Instantiate(f) | StartError::Call(f) => f,
+            StartError::Configure(mut f) => {
+                f.kind = if f.kind == FailureKind::Trap {
+                    FailureKind::Configure
+                } else {
+                    f.kind
+                };
+                f.reason = format!("configure on a fresh instance: {}", f.reason);
+                f
+            }
+            StartError::Rejected(m) => CallFailure {
+                kind: FailureKind::Configure,
+                reason: format!(
+                    "configure on a fresh instance returned an error: {}",
+                    truncate(&m, 200)
+                ),
+            },
+        }
+    }
+}
+
+struct Warm {
+    store: Store<HostState>,
+    policy: Policy,
+    calls: u64,
+}
+
+/// The instances of one policy.
+pub struct InstancePool {
+    id: Arc<str>,
+    runtime: PolicyRuntime,
+    pre: PolicyPre<HostState>,
+    settings_json: String,
+    limits: PolicyLimits,
+    idle: Mutex<Vec<Warm>>,
+}
+
+impl InstancePool {
+    /// A pool for policy `id` with settings `settings_json`. No instance is started yet.
+    pub(crate) fn new(
+        id: Arc<str>,
+        runtime: PolicyRuntime,
+        pre: PolicyPre<HostState>,
+        settings_json: String,
+        limits: PolicyLimits,
+    ) -> Self {
+        InstancePool {
+            id,
+            runtime,
+            pre,
+            settings_json,
+            limits,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The policy id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> PolicyLimits {
+        self.limits
+    }
+
+    /// Idle instances now.
+    pub fn idle_instances(&self) -> usize {
+        self.idle.lock().map(|v| v.len()).unwrap_or(0)
+    }
+
+    /// Starts and configures a fresh instance and puts it in the pool. Used at load
+    /// time, where a configure error must reject the policy.
+    pub(crate) fn prime<R>(
+        &self,
+        first: impl FnOnce(&Policy, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, StartError> {
+        let mut warm = self.start()?;
+        warm.store.data_mut().begin_call();
+        warm.store.set_epoch_deadline(self.setup_ticks());
+        let result = first(&warm.policy, &mut warm.store);
+        warm.store.data_mut().log.end_call();
+        match result {
+            Ok(r) => {
+                self.put_back(warm);
+                Ok(r)
+            }
+            Err(e) => Err(StartError::Call(self.failure(
+                &warm.store,
+                &e,
+                self.setup_deadline_ms(),
+            ))),
+        }
+    }
+
+    /// Calls the policy: `call` runs the export, `check` validates the result (an
+    /// `Err` from it is an [`FailureKind::Oversized`] failure). Any failure discards
+    /// the instance and is counted in `portcullis_policy_traps_total`.
+    pub fn call<R>(
+        &self,
+        call: impl FnOnce(&Policy, &mut Store<HostState>) -> wasmtime::Result<R>,
+        check: impl FnOnce(&R) -> Result<(), String>,
+    ) -> Result<R, CallFailure> {
+        let result = self.call_inner(call, check);
+        if let Err(f) = &result {
+            self.runtime
+                .metrics()
+                .traps
+                .with_label_values(&[&self.id, f.kind.as_str()])
+                .inc();
+            tracing::warn!(policy = &*self.id, kind = f.kind.as_str(), reason = %f.reason, "policy call failed; instance discarded");
+        }
+        result
+    }
+
+    fn call_inner<R>(
+        &self,
+        call: impl FnOnce(&Policy, &mut Store<HostState>) -> wasmtime::Result<R>,
+        check: impl FnOnce(&R) -> Result<(), String>,
+    ) -> Result<R, CallFailure> {
+        let popped = self.idle.lock().ok().and_then(|mut v| v.pop());
+        let mut warm = match popped {
+            Some(w) => w,
+            None => self.start().map_err(StartError::into_failure)?,
+        };
+        warm.store.data_mut().begin_call();
+        warm.store.set_epoch_deadline(self.limits.deadline_ticks());
+        let result = call(&warm.policy, &mut warm.store);
+        warm.store.data_mut().log.end_call();
+        let value = match result {
+            Ok(v) => v,
+            Err(e) => return Err(self.failure(&warm.store, &e, self.limits.deadline_ms)),
+        };
+        if let Err(why) = check(&value) {
+            return Err(CallFailure {
+                kind: FailureKind::Oversized,
+                reason: format!("oversized result: {why}"),
+            });
+        }
+        warm.calls += 1;
+        if warm.calls < self.limits.max_calls_per_instance {
+            self.put_back(warm);
+        }
+        Ok(value)
+    }
+
+    fn put_back(&self, warm: Warm) {
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < MAX_IDLE
+        {
+            idle.push(warm);
+        }
+    }
+
+    /// Deadline of instantiation + `configure` (and of the first call at load).
+    fn setup_deadline_ms(&self) -> u64 {
+        self.limits.deadline_ms + SETUP_GRACE_MS
+    }
+
+    fn setup_ticks(&self) -> u64 {
+        self.setup_deadline_ms()
+            .div_ceil(TICK.as_millis().max(1) as u64)
+            .max(1)
+    }
+
+    /// Instantiates and configures a fresh instance.
+    fn start(&self) -> Result<Warm, StartError> {
+        let started = Instant::now();
+        let mut store = self
+            .runtime
+            .new_store(Arc::clone(&self.id), self.limits.memory_bytes());
+        store.set_epoch_deadline(self.setup_ticks());
+        store.data_mut().begin_call();
+        let policy = match self.pre.instantiate(&mut store) {
+            Ok(p) => p,
+            Err(e) => {
+                let mut f = self.failure(&store, &e, self.setup_deadline_ms());
+                if f.kind == FailureKind::Trap {
+                    f.kind = FailureKind::Instantiate;
+                }
+                return Err(StartError::Instantiate(f));
+            }
+        };
+        let configured = policy.call_configure(&mut store, &self.settings_json);
+        store.data_mut().log.end_call();
+        match configured {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => return Err(StartError::Rejected(message)),
+            Err(e) => {
+                return Err(StartError::Configure(self.failure(
+                    &store,
+                    &e,
+                    self.setup_deadline_ms(),
+                )));
+            }
+        }
+        tracing::debug!(
+            policy = &*self.id,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "policy instance started"
+        );
+        Ok(Warm {
+            store,
+            policy,
+            calls: 0,
+        })
+    }
+
+    /// Classifies a call error; `deadline_ms` is the deadline the call ran under.
+    fn failure(
+        &self,
+        store: &Store<HostState>,
+        e: &wasmtime::Error,
+        deadline_ms: u64,
+    ) -> CallFailure {
+        tracing::debug!(policy = &*self.id, error = ?e, "policy error");
+        if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            return CallFailure {
+                kind: FailureKind::Exit,
+                reason: format!("exited with status {}", exit.0),
+            };
+        }
+        let memory_denied = store.data().limiter.denied;
+        match e.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => CallFailure {
+                kind: FailureKind::Timeout,
+                reason: format!("timeout after {deadline_ms} ms"),
+            },
+            _ if memory_denied => CallFailure {
+                kind: FailureKind::Memory,
+                reason: format!("out of memory: over the {} MiB cap", self.limits.memory_mb),
+            },
+            Some(trap) => CallFailure {
+                kind: FailureKind::Trap,
+                // "wasm trap: ..."
+                reason: trap.to_string(),
+            },
+            None => {
+                // The root cause, on one line (the outer layers carry the wasm
+                // backtrace, which is for the log, not the client).
+                let root = e.root_cause().to_string();
+                let line = root.lines().next().unwrap_or("unknown error");
+                CallFailure {
+                    kind: FailureKind::Trap,
+                    reason: format!("error: {}", truncate(line, 200)),
+                }
+            }
+        }
+    }
+}

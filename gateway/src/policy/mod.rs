@@ -1,0 +1,142 @@
+//! The policy runtime: WebAssembly policy components behind the [`Gate`] seam.
+//!
+//! A policy is a component implementing the `portcullis:policy` world (`wit/policy.wit`).
+//! The gateway compiles each one once (cached on disk, keyed by the artifact's digest
+//! and the engine's compatibility hash), keeps a small pool of warm instances per
+//! policy and calls `authorize` for every statement through a [`PolicyChain`].
+//!
+//! Policies run sandboxed and fail closed:
+//! - no filesystem, network, environment, arguments or stdio; clocks read zero and
+//!   cannot be waited on (see [`engine`]);
+//! - a CPU deadline per call (epoch interruption, 1 ms ticks) and a linear-memory cap
+//!   per instance;
+//! - a trap, timeout, exhausted memory or oversized result denies the statement, and
+//!   the instance is discarded (a trapped instance can never be entered again); the
+//!   next call gets a fresh, freshly configured instance;
+//! - a policy that fails to load stops the gateway from starting.
+//!
+//! [`Gate`]: crate::pipeline::Gate
+
+pub mod cache;
+pub mod chain;
+pub mod engine;
+pub mod instance;
+pub mod load;
+pub mod metrics;
+pub mod request;
+
+use std::path::PathBuf;
+
+pub use cache::{CacheOutcome, CacheStats, CompileCache};
+pub use chain::{LoadedPolicy, PolicyChain, PolicyMetadata};
+pub use engine::PolicyRuntime;
+pub use instance::{CallFailure, FailureKind, InstancePool, PolicyLimits};
+pub use load::{load_chain, load_chain_with, load_policy};
+pub use metrics::PolicyMetrics;
+
+/// Generated bindings for the `policy` world.
+pub mod bindings {
+    #![allow(missing_docs)]
+    wasmtime::component::bindgen!({
+        world: "policy",
+        path: "../wit",
+    });
+}
+
+/// Why a policy could not be loaded (each one stops the gateway from starting).
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The component file could not be read.
+    #[error("policy \"{id}\" ({key}): cannot read {path}: {source}")]
+    Read {
+        /// The policy id.
+        id: String,
+        /// The config key (`policies[0].path`).
+        key: String,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file's SHA-256 is not the pinned one.
+    #[error(
+        "policy \"{id}\" ({key}): {path} has sha256 {actual}, but the configuration pins {expected}; refusing to load it"
+    )]
+    DigestMismatch {
+        /// The policy id.
+        id: String,
+        /// The config key (`policies[0].sha256`).
+        key: String,
+        /// The file.
+        path: PathBuf,
+        /// The pinned digest.
+        expected: String,
+        /// The file's digest.
+        actual: String,
+    },
+    /// The file is not a component the engine can compile.
+    #[error("policy \"{id}\" ({key}): {path} is not a loadable policy component: {message}")]
+    Compile {
+        /// The policy id.
+        id: String,
+        /// The config key (`policies[0].path`).
+        key: String,
+        /// The file.
+        path: PathBuf,
+        /// The compiler's message.
+        message: String,
+    },
+    /// The component imports something the gateway does not provide, or its exports do
+    /// not match the `portcullis:policy` world.
+    #[error("policy \"{id}\" ({key}): cannot link the component: {message}")]
+    Link {
+        /// The policy id.
+        id: String,
+        /// The config key (`policies[0].path`).
+        key: String,
+        /// The linker's message.
+        message: String,
+    },
+    /// Starting the first instance, or its `metadata`, failed.
+    #[error("policy \"{id}\" ({key}): {message}")]
+    Start {
+        /// The policy id.
+        id: String,
+        /// The config key.
+        key: String,
+        /// What failed.
+        message: String,
+    },
+    /// The policy's `configure` rejected its settings.
+    #[error("policy \"{id}\" rejected its settings ({key}): {message}")]
+    Settings {
+        /// The policy id.
+        id: String,
+        /// The config key (`policies[0].settings`).
+        key: String,
+        /// The policy's message.
+        message: String,
+    },
+    /// The engine could not be created.
+    #[error("policy runtime: {0}")]
+    Engine(String),
+}
+
+/// Caps on what a policy may return, so a hostile policy cannot make the gateway
+/// carry (or send to clients) unbounded data.
+pub mod caps {
+    /// Longest deny message or approval reason, in bytes.
+    pub const MAX_MESSAGE_BYTES: usize = 8 * 1024;
+    /// Most approvers in one approval requirement.
+    pub const MAX_APPROVERS: usize = 64;
+    /// Longest approver name, in bytes.
+    pub const MAX_APPROVER_BYTES: usize = 256;
+    /// Longest policy name or version in `metadata`, in bytes.
+    pub const MAX_NAME_BYTES: usize = 256;
+    /// Most hooks listed in `metadata`.
+    pub const MAX_HOOKS: usize = 16;
+    /// Longest log message kept, in bytes (longer ones are cut).
+    pub const MAX_LOG_BYTES: usize = 1024;
+    /// Log messages kept per call (more are counted and dropped).
+    pub const MAX_LOGS_PER_CALL: u32 = 16;
+}

@@ -1,0 +1,264 @@
+//! Starting and stopping a gateway: listeners, shared state, graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use anyhow::Context;
+use portcullis_sql::Analyzer;
+use portcullis_wire::Limits;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use crate::cancel::CancelRegistry;
+use crate::config::Config;
+use crate::identity::IdentityStore;
+use crate::metrics::Metrics;
+use crate::pipeline::{Gate, NoMasking, PassThrough, ResultFilter};
+
+/// Everything connections share. Built once, passed explicitly.
+pub struct Shared {
+    /// The configuration in force.
+    pub config: Arc<Config>,
+    /// Declared identities.
+    pub identities: Arc<IdentityStore>,
+    /// Statement analysis and its cache.
+    pub analyzer: Arc<Analyzer>,
+    /// The decision point.
+    pub gate: Arc<dyn Gate>,
+    /// The row-rewriting point.
+    pub filter: Arc<dyn ResultFilter>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Cancel-key routing.
+    pub cancels: Arc<CancelRegistry>,
+    /// Client TLS, if configured.
+    pub tls_acceptor: Option<TlsAcceptor>,
+    /// Upstream TLS, if configured.
+    pub upstream_tls: Option<TlsConnector>,
+    /// Message size caps.
+    pub limits: Limits,
+    /// Source of session ids.
+    pub next_session: AtomicU64,
+    /// Flips to true when the gateway shuts down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Extension points chosen by the caller (policies, masking); defaults pass everything.
+pub struct Plugins {
+    /// The decision point.
+    pub gate: Arc<dyn Gate>,
+    /// The row-rewriting point.
+    pub filter: Arc<dyn ResultFilter>,
+}
+
+impl Default for Plugins {
+    fn default() -> Self {
+        Plugins {
+            gate: Arc::new(PassThrough),
+            filter: Arc::new(NoMasking),
+        }
+    }
+}
+
+/// A running gateway.
+pub struct GatewayHandle {
+    addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl GatewayHandle {
+    /// The client listener's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The admin HTTP address, if enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// Client connections open now.
+    pub fn active_connections(&self) -> usize {
+        self.shared.metrics.connections_active.get().max(0) as usize
+    }
+
+    /// The shared state (metrics, analyzer, ...).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Stops accepting, lets open sessions finish within the configured grace period,
+    /// then closes the rest.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Waits until the gateway stops (after [`GatewayHandle::shutdown`] from elsewhere,
+    /// or a fatal listener error).
+    pub async fn wait(mut self) {
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+    }
+
+    /// A sender that triggers shutdown, for signal handlers.
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+}
+
+/// Starts a gateway. With `[[policies]]` in the configuration, every statement passes
+/// the policy chain (loaded before the listener opens; any policy that fails to load
+/// fails the start); without, everything is allowed.
+pub async fn start(config: Config) -> anyhow::Result<GatewayHandle> {
+    let metrics = Metrics::new();
+    let gate: Arc<dyn Gate> = if config.policies.is_empty() {
+        Arc::new(PassThrough)
+    } else {
+        Arc::new(load_policies(&config, &metrics).await?)
+    };
+    let plugins = Plugins {
+        gate,
+        filter: Arc::new(NoMasking),
+    };
+    start_inner(config, plugins, metrics).await
+}
+
+/// Loads the configured policies (compiling can take seconds: done off the runtime's
+/// worker threads), with their metrics in the gateway's registry.
+pub async fn load_policies(
+    config: &Config,
+    metrics: &Metrics,
+) -> anyhow::Result<crate::policy::PolicyChain> {
+    let policy_metrics = crate::policy::PolicyMetrics::register(&metrics.registry)
+        .context("cannot register policy metrics")?;
+    let config = config.clone();
+    let chain =
+        tokio::task::spawn_blocking(move || crate::policy::load_chain(&config, policy_metrics))
+            .await
+            .context("policy loading panicked")??;
+    Ok(chain)
+}
+
+/// Starts a gateway with the given plugins. The configuration must not declare
+/// `[[policies]]`: they are loaded by [`start`], and a caller-supplied gate would
+/// silently replace them.
+pub async fn start_with(config: Config, plugins: Plugins) -> anyhow::Result<GatewayHandle> {
+    anyhow::ensure!(
+        config.policies.is_empty(),
+        "the configuration declares {} [[policies]], which server::start_with would not enforce; use server::start",
+        config.policies.len()
+    );
+    start_inner(config, plugins, Metrics::new()).await
+}
+
+async fn start_inner(
+    config: Config,
+    plugins: Plugins,
+    metrics: Metrics,
+) -> anyhow::Result<GatewayHandle> {
+    let identities = Arc::new(IdentityStore::from_config(&config)?);
+    let tls_acceptor = config
+        .server
+        .tls
+        .as_ref()
+        .map(crate::frontend::server_tls_acceptor)
+        .transpose()?;
+    let upstream_tls = crate::backend::upstream_tls_connector(&config.upstream)?;
+    let limits = Limits {
+        max_message: config.server.max_message_bytes,
+        ..Limits::default()
+    };
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let addr = listener.local_addr()?;
+    let (stop, shutdown) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        analyzer: Arc::new(Analyzer::new(config.analysis.parse_cache_entries)),
+        config: Arc::new(config),
+        identities,
+        gate: plugins.gate,
+        filter: plugins.filter,
+        metrics,
+        cancels: Arc::new(CancelRegistry::default()),
+        tls_acceptor,
+        upstream_tls,
+        limits,
+        next_session: AtomicU64::new(1),
+        shutdown,
+    });
+    let mut tasks = Vec::new();
+    let mut admin_addr = None;
+    if let Some(admin_listen) = shared.config.admin.listen {
+        let admin = TcpListener::bind(admin_listen)
+            .await
+            .with_context(|| format!("cannot listen on admin address {admin_listen}"))?;
+        admin_addr = Some(admin.local_addr()?);
+        tasks.push(tokio::spawn(crate::admin::serve(
+            admin,
+            Arc::clone(&shared),
+        )));
+    }
+    tasks.push(tokio::spawn(accept_loop(listener, Arc::clone(&shared))));
+    tracing::info!(%addr, ?admin_addr, "portcullis listening");
+    Ok(GatewayHandle {
+        addr,
+        admin_addr,
+        shared,
+        stop,
+        tasks,
+    })
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let slots = Arc::new(Semaphore::new(shared.config.server.max_connections));
+    let mut shutdown = shared.shutdown.clone();
+    let mut sessions = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (socket, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and similar: back off, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        shared.metrics.errors.with_label_values(&["accept"]).inc();
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let permit = Arc::clone(&slots).try_acquire_owned().ok();
+                let shared = Arc::clone(&shared);
+                sessions.spawn(async move {
+                    crate::frontend::serve_connection(socket, peer, shared, permit).await;
+                });
+            }
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    let grace = Duration::from_millis(shared.config.server.shutdown_grace_ms);
+    let drained = tokio::time::timeout(grace, async {
+        while sessions.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            remaining = sessions.len(),
+            "shutdown grace period over; closing sessions"
+        );
+        sessions.shutdown().await;
+    }
+}

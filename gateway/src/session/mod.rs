@@ -1,0 +1,147 @@
+//! The per-connection relay, socket-free.
+//!
+//! After login, a [`Relay`] sits between one client and its upstream connection. The
+//! I/O layer hands it the bytes it read from either side; the relay cuts them into
+//! messages, sends every statement through the [`Gate`](crate::pipeline::Gate), every
+//! result row through the [`ResultFilter`](crate::pipeline::ResultFilter), and appends
+//! what must be written to each side into output buffers. It owns no socket and reads
+//! no clock (the caller passes `now`), so the whole protocol is tested byte-in/bytes-out.
+//!
+//! Denials keep the protocol in step with PostgreSQL: the denied message is replaced by
+//! a "poison" message that is sure to fail upstream, and the server's error for it is
+//! replaced by the denial. PostgreSQL therefore aborts the implicit or explicit
+//! transaction and discards until Sync exactly as it would for its own errors, and a
+//! poison that PostgreSQL skips (because an earlier message already failed) produces
+//! no second error, as PostgreSQL itself would.
+
+mod client;
+mod pending;
+mod server;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use portcullis_sql::{Analysis, Analyzer};
+use portcullis_wire::backend::{RowDescription, TransactionStatus};
+use portcullis_wire::{FrameDecoder, Limits, WireError};
+
+use crate::metrics::Metrics;
+use crate::pipeline::{Gate, ResultFilter, RowRewriter, SessionInfo};
+use pending::Pending;
+
+/// Why a relay gave up on a connection.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The client broke the protocol; it gets a FATAL with this SQLSTATE.
+    #[error("{0}")]
+    Client(WireError),
+    /// The server sent something unreadable.
+    #[error("upstream protocol error: {0}")]
+    Server(WireError),
+    /// A row rewriter failed; the connection cannot continue safely.
+    #[error("result filter failed: {0}")]
+    Filter(anyhow::Error),
+}
+
+/// What the relay knows about a prepared statement (extended protocol).
+#[derive(Debug, Clone)]
+struct StatementInfo {
+    analysis: Arc<Analysis>,
+    columns: Option<Arc<RowDescription>>,
+}
+
+/// What the relay knows about a portal.
+#[derive(Debug, Clone)]
+struct PortalInfo {
+    statement: Option<StatementInfo>,
+}
+
+/// The shared, per-gateway parts a relay uses.
+#[derive(Clone)]
+pub struct RelayDeps {
+    /// Statement analysis and its cache.
+    pub analyzer: Arc<Analyzer>,
+    /// The decision point.
+    pub gate: Arc<dyn Gate>,
+    /// The row-rewriting point.
+    pub filter: Arc<dyn ResultFilter>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Message size caps.
+    pub limits: Limits,
+}
+
+/// The relay state of one session.
+pub struct Relay {
+    /// Who, where and which database: what every decision sees.
+    session: Arc<SessionInfo>,
+    /// Analyzer, gate, filter, metrics.
+    deps: RelayDeps,
+    /// Cuts client and server bytes into messages under the size caps.
+    decoder: FrameDecoder,
+    /// Responses the server still owes, in order, so each one can be matched to the
+    /// request that caused it (needed for denials and for masking context).
+    pending: VecDeque<Pending>,
+    /// Prepared statements confirmed by the server (ParseComplete), by name.
+    statements: HashMap<String, StatementInfo>,
+    /// Portals confirmed by the server (BindComplete), by name.
+    portals: HashMap<String, PortalInfo>,
+    /// Transaction status from the last ReadyForQuery.
+    transaction: TransactionStatus,
+    /// The rewriter of the result set streaming now, if the filter asked for one.
+    rewriter: Option<Box<dyn RowRewriter>>,
+    /// Whether the current result set has been offered to the filter.
+    result_started: bool,
+    /// Which statement of a multi-statement Query the server is answering.
+    query_statement: usize,
+    /// A statement name nobody can guess; binding it is sure to fail upstream.
+    poison_name: String,
+    /// The client sent Terminate.
+    terminated: bool,
+    /// Skip result tracking entirely when the filter never rewrites rows.
+    track_results: bool,
+}
+
+impl Relay {
+    /// A relay for one authenticated session.
+    pub fn new(session: Arc<SessionInfo>, deps: RelayDeps) -> Self {
+        let track_results = !deps.filter.is_passthrough();
+        Relay {
+            session,
+            decoder: FrameDecoder::new(deps.limits),
+            deps,
+            pending: VecDeque::new(),
+            statements: HashMap::new(),
+            portals: HashMap::new(),
+            transaction: TransactionStatus::Idle,
+            rewriter: None,
+            result_started: false,
+            query_statement: 0,
+            poison_name: format!("portcullis_denied_{:032x}", rand::random::<u128>()),
+            terminated: false,
+            track_results,
+        }
+    }
+
+    /// The session this relay serves.
+    pub fn session(&self) -> &Arc<SessionInfo> {
+        &self.session
+    }
+
+    /// The transaction status reported by the last ReadyForQuery.
+    pub fn transaction(&self) -> TransactionStatus {
+        self.transaction
+    }
+
+    /// True once the client sent Terminate.
+    pub fn terminated(&self) -> bool {
+        self.terminated
+    }
+
+    /// True when the server owes no response: the session is idle between requests.
+    pub fn is_idle(&self) -> bool {
+        self.pending.is_empty()
+    }
+}

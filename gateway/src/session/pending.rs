@@ -1,0 +1,60 @@
+use std::sync::Arc;
+use std::time::Instant;
+
+use portcullis_sql::Analysis;
+use portcullis_wire::backend::ErrorFields;
+use portcullis_wire::frontend::Target;
+
+use super::StatementInfo;
+
+/// A response the server owes for a request already forwarded.
+#[derive(Debug)]
+pub(super) enum Pending {
+    /// A simple Query: everything up to ReadyForQuery.
+    Query {
+        analysis: Arc<Analysis>,
+        denial: Option<ErrorFields>,
+        sent_at: Instant,
+    },
+    /// A Parse: ParseComplete.
+    Parse {
+        name: String,
+        statement: StatementInfo,
+        denial: Option<ErrorFields>,
+    },
+    /// A Bind: BindComplete.
+    Bind { portal: String, statement: String },
+    /// A Describe: ParameterDescription and RowDescription/NoData.
+    Describe { target: Target, name: String },
+    /// An Execute: rows, then CommandComplete, EmptyQueryResponse or PortalSuspended.
+    Execute { portal: String },
+    /// A Close: CloseComplete.
+    Close { target: Target, name: String },
+    /// A Sync: ReadyForQuery.
+    Sync { sent_at: Instant },
+    /// A FunctionCall: FunctionCallResponse and ReadyForQuery.
+    FunctionCall {
+        denial: Option<ErrorFields>,
+        sent_at: Instant,
+    },
+}
+
+impl Pending {
+    /// True for requests answered by ReadyForQuery.
+    pub(super) fn ends_with_ready(&self) -> bool {
+        matches!(
+            self,
+            Pending::Query { .. } | Pending::Sync { .. } | Pending::FunctionCall { .. }
+        )
+    }
+
+    /// The denial to show instead of the server's error, if this request was poisoned.
+    pub(super) fn denial(&self) -> Option<&ErrorFields> {
+        match self {
+            Pending::Query { denial, .. }
+            | Pending::Parse { denial, .. }
+            | Pending::FunctionCall { denial, .. } => denial.as_ref(),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! Byte-level tests of the relay: client bytes in, upstream bytes out, and back.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use portcullis_sql::{Analyzer, StatementKind};
+use portcullis_wire::backend::{self, ErrorFields, Severity, TransactionStatus};
+use portcullis_wire::frontend::{self, Bind, Execute, Parse, Query};
+use portcullis_wire::{Frame, FrameDecoder, Limits};
+
+use super::{Relay, RelayDeps, RelayError};
+use crate::config::PrincipalKind;
+use crate::identity::{AuthMethod, Identity};
+use crate::metrics::Metrics;
+use crate::pipeline::{Decision, Denial, Gate, NoMasking, SessionInfo, StatementContext};
+
+/// Denies DROP and anything touching `secrets`.
+struct TestGate;
+
+impl Gate for TestGate {
+    fn decide(&self, ctx: &StatementContext<'_>) -> Decision {
+        let s = ctx.statement;
+        if s.kind == StatementKind::Drop || s.tables.iter().any(|t| t.name == "secrets") {
+            return Decision::Deny(Denial {
+                sqlstate: "42501".into(),
+                message: "not allowed".into(),
+                policy: "test".into(),
+            });
+        }
+        Decision::Allow
+    }
+
+    fn decide_function_call(&self, _: &SessionInfo, _: u32) -> Decision {
+        Decision::Allow
+    }
+}
+
+fn relay() -> Relay {
+    relay_with(Limits::default())
+}
+
+fn relay_with(limits: Limits) -> Relay {
+    let session = Arc::new(SessionInfo {
+        session_id: 1,
+        identity: Arc::new(Identity {
+            name: "alice".into(),
+            kind: PrincipalKind::Person,
+            groups: vec!["analysts".into()],
+            auth_method: AuthMethod::ScramSha256,
+            role: None,
+        }),
+        database: "demo".into(),
+        client_addr: "127.0.0.1:1".parse().unwrap(),
+        application_name: "test".into(),
+    });
+    let deps = RelayDeps {
+        analyzer: Arc::new(Analyzer::new(100)),
+        gate: Arc::new(TestGate),
+        filter: Arc::new(NoMasking),
+        metrics: Metrics::new(),
+        limits,
+    };
+    Relay::new(session, deps)
+}
+
+fn frames(mut bytes: BytesMut) -> Vec<Frame> {
+    let d = FrameDecoder::new(Limits::default());
+    let mut out = Vec::new();
+    while let Some(f) = d.decode(&mut bytes).unwrap() {
+        out.push(f);
+    }
+    assert!(bytes.is_empty(), "trailing bytes");
+    out
+}
+
+fn tags(bytes: &BytesMut) -> String {
+    frames(bytes.clone())
+        .iter()
+        .map(|f| f.tag() as char)
+        .collect()
+}
+
+fn client(r: &mut Relay, input: BytesMut) -> BytesMut {
+    let mut input = input;
+    let mut out = BytesMut::new();
+    r.client_input(&mut input, &mut out, Instant::now())
+        .unwrap();
+    assert!(input.is_empty());
+    out
+}
+
+fn server(r: &mut Relay, input: BytesMut) -> BytesMut {
+    let mut input = input;
+    let mut out = BytesMut::new();
+    r.server_input(&mut input, &mut out, Instant::now())
+        .unwrap();
+    out
+}
+
+fn server_error(code: &str, msg: &str) -> BytesMut {
+    let mut b = BytesMut::new();
+    ErrorFields::new(Severity::Error, code, msg).encode_error(&mut b);
+    b
+}
+
+fn ready(b: &mut BytesMut, s: TransactionStatus) {
+    backend::ready_for_query(b, s);
+}
+
+#[test]
+fn allowed_simple_query_is_forwarded_byte_for_byte() {
+    let mut r = relay();
+    let mut q = BytesMut::new();
+    Query::encode("select 1", &mut q);
+    assert_eq!(client(&mut r, q.clone()), q);
+    let mut resp = BytesMut::new();
+    backend::data_row(&mut resp, &[Some(b"1")]);
+    backend::command_complete(&mut resp, "SELECT 1");
+    ready(&mut resp, TransactionStatus::Idle);
+    assert_eq!(server(&mut r, resp.clone()), resp);
+    assert!(r.is_idle());
+}
+
+#[test]
+fn denied_simple_query_is_poisoned_and_the_error_replaced() {
+    let mut r = relay();
+    let mut q = BytesMut::new();
+    Query::encode("select 1; DROP TABLE customers", &mut q);
+    let up = client(&mut r, q);
+    let sent = frames(up);
+    assert_eq!(sent.len(), 1);
+    let sql = Query::decode(sent[0].body()).unwrap().sql.to_owned();
+    assert!(sql.starts_with("portcullis_denied_"), "{sql}");
+    assert!(!sql.to_lowercase().contains("drop"));
+
+    let mut resp = server_error("42601", &format!("syntax error at or near \"{sql}\""));
+    ready(&mut resp, TransactionStatus::Idle);
+    let to_client = server(&mut r, resp);
+    let got = frames(to_client);
+    assert_eq!(
+        got.iter().map(|f| f.tag() as char).collect::<String>(),
+        "EZ"
+    );
+    let e = ErrorFields::decode(b'E', got[0].body()).unwrap();
+    assert_eq!(e.code(), Some("42501"));
+    assert_eq!(e.message(), Some("not allowed"));
+    assert!(e.get(b'D').unwrap().contains("\"test\""));
+}
+
+#[test]
+fn denial_inside_a_pipeline_stops_at_that_point_and_resumes_after_sync() {
+    let mut r = relay();
+    let mut c = BytesMut::new();
+    Parse::encode("", "select $1::int", &[], &mut c);
+    Bind::encode("", "", &[Some(b"7")], &mut c);
+    Execute::encode("", 0, &mut c);
+    Parse::encode("s2", "select * from secrets", &[], &mut c);
+    Bind::encode("", "s2", &[], &mut c);
+    Execute::encode("", 0, &mut c);
+    frontend::sync(&mut c);
+    let up = client(&mut r, c);
+    // The denied Parse became a Bind of a statement that cannot exist.
+    assert_eq!(tags(&up), "PBEBBES");
+    let poison = &frames(up)[3];
+    assert!(
+        Bind::decode(poison.body())
+            .unwrap()
+            .statement
+            .starts_with("portcullis_denied_")
+    );
+
+    let mut s = BytesMut::new();
+    portcullis_wire::put_message(&mut s, b'1', |_| {});
+    portcullis_wire::put_message(&mut s, b'2', |_| {});
+    backend::data_row(&mut s, &[Some(b"7")]);
+    backend::command_complete(&mut s, "SELECT 1");
+    s.extend_from_slice(&server_error("26000", "prepared statement does not exist"));
+    ready(&mut s, TransactionStatus::Idle);
+    let to_client = server(&mut r, s);
+    assert_eq!(tags(&to_client), "12DCEZ");
+    let e = frames(to_client)[4].clone();
+    assert_eq!(
+        ErrorFields::decode(b'E', e.body()).unwrap().code(),
+        Some("42501")
+    );
+    assert!(r.is_idle());
+}
+
+#[test]
+fn an_earlier_server_error_swallows_the_poison_like_postgres_would() {
+    let mut r = relay();
+    let mut c = BytesMut::new();
+    Parse::encode("", "select 1/0", &[], &mut c);
+    Bind::encode("", "", &[], &mut c);
+    Execute::encode("", 0, &mut c);
+    Parse::encode("", "drop table customers", &[], &mut c);
+    frontend::sync(&mut c);
+    client(&mut r, c);
+    let mut s = BytesMut::new();
+    portcullis_wire::put_message(&mut s, b'1', |_| {});
+    portcullis_wire::put_message(&mut s, b'2', |_| {});
+    s.extend_from_slice(&server_error("22012", "division by zero"));
+    ready(&mut s, TransactionStatus::Idle);
+    let to_client = server(&mut r, s);
+    assert_eq!(tags(&to_client), "12EZ");
+    assert_eq!(
+        ErrorFields::decode(b'E', frames(to_client)[2].body())
+            .unwrap()
+            .code(),
+        Some("22012")
+    );
+    assert!(r.is_idle());
+}
+
+#[test]
+fn statements_split_across_reads_are_reassembled() {
+    let mut r = relay();
+    let mut q = BytesMut::new();
+    Query::encode("select 42", &mut q);
+    let mut out = BytesMut::new();
+    for chunk in q.chunks(3) {
+        let mut input = BytesMut::from(chunk);
+        let mut pending = BytesMut::new();
+        std::mem::swap(&mut pending, &mut out);
+        pending.extend_from_slice(&input.split());
+        let mut to_server = BytesMut::new();
+        r.client_input(&mut pending, &mut to_server, Instant::now())
+            .unwrap();
+        out = pending;
+        if !to_server.is_empty() {
+            assert_eq!(to_server, q);
+        }
+    }
+}
+
+#[test]
+fn oversized_and_unknown_client_messages_are_errors() {
+    let mut r = relay_with(Limits {
+        max_message: 64,
+        max_startup: 64,
+    });
+    let mut q = BytesMut::new();
+    Query::encode(&"x".repeat(100), &mut q);
+    let mut out = BytesMut::new();
+    let err = r
+        .client_input(&mut q.split_to(5), &mut out, Instant::now())
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        RelayError::Client(portcullis_wire::WireError::TooLarge { .. })
+    ));
+
+    let mut r = relay();
+    let mut junk = BytesMut::new();
+    portcullis_wire::put_message(&mut junk, b'?', |_| {});
+    assert!(r.client_input(&mut junk, &mut out, Instant::now()).is_err());
+}
+
+#[test]
+fn random_frames_from_either_side_never_panic() {
+    let mut seed = 0x1234_5678_9abc_def1u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let client_tags = b"QPBDECSHFdcfXp?";
+    let server_tags = b"DTnCIs123tEZGHWVNAS?";
+    for round in 0..2_000 {
+        let mut r = relay();
+        let mut to_server = BytesMut::new();
+        let mut to_client = BytesMut::new();
+        for _ in 0..8 {
+            let tags: &[u8] = if next() % 2 == 0 {
+                client_tags
+            } else {
+                server_tags
+            };
+            let tag = tags[(next() as usize) % tags.len()];
+            let len = (next() % 24) as usize;
+            let body: Vec<u8> = (0..len).map(|_| next() as u8 % 4).collect();
+            let mut msg = BytesMut::new();
+            portcullis_wire::put_message(&mut msg, tag, |b| b.extend_from_slice(&body));
+            let result = if std::ptr::eq(tags, client_tags.as_slice()) {
+                r.client_input(&mut msg, &mut to_server, Instant::now())
+            } else {
+                r.server_input(&mut msg, &mut to_client, Instant::now())
+            };
+            if result.is_err() {
+                break;
+            }
+        }
+        let _ = round;
+    }
+}
