@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what the demo and the tests need and is missing on this machine:
+# PostgreSQL server binaries, psql/pgbench, the wasm32-wasip2 Rust target, and the
+# Python/Node client libraries the compatibility tests drive. Safe to run repeatedly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+have_initdb() {
+  command -v initdb >/dev/null 2>&1 && return 0
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null 2>&1
+}
+have_initdb || need_apt+=(postgresql)
+command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
+command -v pgbench >/dev/null 2>&1 || need_apt+=(postgresql-contrib)
+if [ "${PORTCULLIS_SETUP_BENCH:-0}" = 1 ]; then
+  command -v pgbouncer >/dev/null 2>&1 || need_apt+=(pgbouncer)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]} from the OS packages"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  # Debian starts a cluster on install; the tests start their own and never use it.
+fi
+
+if command -v rustup >/dev/null 2>&1; then
+  rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+fi
+
+if [ "${1:-}" = "--tests" ]; then
+  if ! python3 -c 'import psycopg' >/dev/null 2>&1; then
+    echo "setup: installing psycopg for the Python client tests"
+    python3 -m pip install --quiet 'psycopg[binary]>=3.1'
+  fi
+  if [ -f tests/node/package.json ] && [ ! -d tests/node/node_modules/pg ]; then
+    echo "setup: installing node-postgres for the Node client tests"
+    (cd tests/node && npm install --no-audit --no-fund --silent)
+  fi
+fi
