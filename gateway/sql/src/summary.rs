@@ -11,9 +11,19 @@ pub struct Analysis {
     pub statements: Vec<StatementSummary>,
     /// Literal-free fingerprint of the whole string (see [`crate::fingerprint`]).
     pub fingerprint: String,
+    /// For each statement PostgreSQL runs (each top-level `;`-separated piece), the
+    /// index in `statements` of its summary. A piece that did not parse as one
+    /// statement is analysed in parts (fail closed); its first part stands for it.
+    pub results: Vec<usize>,
 }
 
 impl Analysis {
+    /// The summary of the `i`-th statement PostgreSQL runs for this string, which
+    /// produces the `i`-th result (CommandComplete) of a simple Query.
+    pub fn result_statement(&self, i: usize) -> Option<&StatementSummary> {
+        self.results.get(i).and_then(|&j| self.statements.get(j))
+    }
+
     /// True if any statement could not be parsed ([`StatementKind::Unparsed`]).
     pub fn has_unparsed(&self) -> bool {
         self.statements

@@ -36,6 +36,8 @@ impl Relay {
         now: Instant,
     ) -> Result<(), RelayError> {
         let body = frame.body();
+        self.client_seq += 1;
+        let seq = self.client_seq;
         match frame.tag() {
             tag::QUERY => {
                 let q = Query::decode(body).map_err(RelayError::Client)?;
@@ -47,6 +49,7 @@ impl Relay {
                     out.extend_from_slice(frame.raw());
                 }
                 self.pending.push_back(Pending::Query {
+                    seq,
                     analysis,
                     denial,
                     sent_at: now,
@@ -90,6 +93,7 @@ impl Relay {
             tag::EXECUTE => {
                 let e = Execute::decode(body).map_err(RelayError::Client)?;
                 self.pending.push_back(Pending::Execute {
+                    seq,
                     portal: e.portal.to_owned(),
                 });
                 out.extend_from_slice(frame.raw());
@@ -103,7 +107,23 @@ impl Relay {
                 out.extend_from_slice(frame.raw());
             }
             tag::SYNC => {
-                self.pending.push_back(Pending::Sync { sent_at: now });
+                // During COPY IN the server ignores Sync: no ReadyForQuery will come.
+                if !self.copy_in_open {
+                    self.pending.push_back(Pending::Sync { seq, sent_at: now });
+                }
+                out.extend_from_slice(frame.raw());
+            }
+            tag::COPY_DONE | tag::COPY_FAIL => {
+                if self.copy_in_open {
+                    self.copy_in_open = false;
+                } else {
+                    if self.copy_ends.len() >= MAX_COPY_ENDS {
+                        // Only the newest can still end a COPY the server has not
+                        // started; older ones were ignored by the server.
+                        self.copy_ends.pop_front();
+                    }
+                    self.copy_ends.push_back(seq);
+                }
                 out.extend_from_slice(frame.raw());
             }
             tag::FUNCTION_CALL => {
@@ -127,7 +147,7 @@ impl Relay {
                     sent_at: now,
                 });
             }
-            tag::FLUSH | tag::COPY_DATA | tag::COPY_DONE | tag::COPY_FAIL => {
+            tag::FLUSH | tag::COPY_DATA => {
                 out.extend_from_slice(frame.raw());
             }
             tag::TERMINATE => {
@@ -186,6 +206,9 @@ impl Relay {
         Bind::encode("", &self.poison_name, &[], out);
     }
 }
+
+/// CopyDone/CopyFail numbers remembered while no COPY IN is known to be running.
+const MAX_COPY_ENDS: usize = 64;
 
 /// The ErrorResponse a client sees for a denial.
 pub(super) fn denial_fields(d: &Denial) -> ErrorFields {

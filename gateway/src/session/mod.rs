@@ -98,6 +98,14 @@ pub struct Relay {
     query_statement: usize,
     /// A statement name nobody can guess; binding it is sure to fail upstream.
     poison_name: String,
+    /// Number of the last client message forwarded (see [`Pending`]).
+    client_seq: u64,
+    /// Numbers of CopyDone/CopyFail messages forwarded while no COPY IN was known to
+    /// be running: each ends the COPY IN the server starts next.
+    copy_ends: VecDeque<u64>,
+    /// The server is in COPY IN and the client has not ended it yet: Syncs sent now
+    /// are ignored by the server and get no ReadyForQuery.
+    copy_in_open: bool,
     /// The client sent Terminate.
     terminated: bool,
     /// Skip result tracking entirely when the filter never rewrites rows.
@@ -120,6 +128,9 @@ impl Relay {
             result_started: false,
             query_statement: 0,
             poison_name: format!("portcullis_denied_{:032x}", rand::random::<u128>()),
+            client_seq: 0,
+            copy_ends: VecDeque::new(),
+            copy_in_open: false,
             terminated: false,
             track_results,
         }

@@ -7,11 +7,14 @@ use portcullis_wire::frontend::Target;
 
 use super::StatementInfo;
 
-/// A response the server owes for a request already forwarded.
+/// A response the server owes for a request already forwarded. `seq` numbers the
+/// client's messages in order, so the relay can tell which Syncs arrived at the server
+/// during a COPY IN (the server ignores those).
 #[derive(Debug)]
 pub(super) enum Pending {
     /// A simple Query: everything up to ReadyForQuery.
     Query {
+        seq: u64,
         analysis: Arc<Analysis>,
         denial: Option<ErrorFields>,
         sent_at: Instant,
@@ -27,11 +30,11 @@ pub(super) enum Pending {
     /// A Describe: ParameterDescription and RowDescription/NoData.
     Describe { target: Target, name: String },
     /// An Execute: rows, then CommandComplete, EmptyQueryResponse or PortalSuspended.
-    Execute { portal: String },
+    Execute { seq: u64, portal: String },
     /// A Close: CloseComplete.
     Close { target: Target, name: String },
     /// A Sync: ReadyForQuery.
-    Sync { sent_at: Instant },
+    Sync { seq: u64, sent_at: Instant },
     /// A FunctionCall: FunctionCallResponse and ReadyForQuery.
     FunctionCall {
         denial: Option<ErrorFields>,

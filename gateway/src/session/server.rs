@@ -84,7 +84,10 @@ impl Relay {
                     }
                 }
             }
+            tag::COPY_IN_RESPONSE => self.on_copy_in(),
             tag::ERROR_RESPONSE => {
+                // An error ends a COPY IN: Syncs count again.
+                self.copy_in_open = false;
                 self.end_result();
                 if let Some(denial) = self.pending.front().and_then(Pending::denial) {
                     denial.encode_error(out);
@@ -104,7 +107,7 @@ impl Relay {
                     if p.ends_with_ready() {
                         let sent_at = match p {
                             Pending::Query { sent_at, .. }
-                            | Pending::Sync { sent_at }
+                            | Pending::Sync { sent_at, .. }
                             | Pending::FunctionCall { sent_at, .. } => sent_at,
                             _ => now,
                         };
@@ -118,6 +121,27 @@ impl Relay {
         }
         out.extend_from_slice(frame.raw());
         Ok(())
+    }
+
+    /// The server entered COPY IN for the request at the front. It ignores the Syncs
+    /// the client sends until it ends the copy (CopyDone/CopyFail), so those get no
+    /// ReadyForQuery and must not be waited for.
+    fn on_copy_in(&mut self) {
+        let start = match self.pending.front() {
+            Some(Pending::Execute { seq, .. } | Pending::Query { seq, .. }) => *seq,
+            _ => return,
+        };
+        while self.copy_ends.front().is_some_and(|&e| e < start) {
+            self.copy_ends.pop_front();
+        }
+        let end = self.copy_ends.pop_front();
+        if end.is_none() {
+            self.copy_in_open = true;
+        }
+        self.pending.retain(|p| match p {
+            Pending::Sync { seq, .. } => *seq < start || end.is_some_and(|e| *seq > e),
+            _ => true,
+        });
     }
 
     /// After an ErrorResponse: in the extended protocol the server now skips everything
@@ -174,10 +198,11 @@ impl Relay {
     fn start_result(&mut self, columns: Option<RowDescription>) {
         self.result_started = true;
         let (statement, known) = match self.pending.front() {
-            Some(Pending::Query { analysis, .. }) => {
-                (analysis.statements.get(self.query_statement).cloned(), None)
-            }
-            Some(Pending::Execute { portal }) => {
+            Some(Pending::Query { analysis, .. }) => (
+                analysis.result_statement(self.query_statement).cloned(),
+                None,
+            ),
+            Some(Pending::Execute { portal, .. }) => {
                 let s = self.portals.get(portal).and_then(|p| p.statement.clone());
                 let summary = s
                     .as_ref()
