@@ -35,10 +35,12 @@ const MIN_THREAD_STACK: usize = 8 * 1024 * 1024;
 /// Analyses a cache key (canonical text produced with [`Style::Key`]).
 pub(crate) fn analyze_key(key: &str) -> Analysis {
     let mut statements = Vec::new();
+    let mut results = Vec::new();
     for piece in split::pieces(key, true) {
         let Some(text) = key.get(piece.range) else {
             continue;
         };
+        results.push(statements.len());
         let summary = summarize(text);
         if piece.inner_semicolon && summary.kind == StatementKind::Unparsed {
             // The statement kept a `;` inside parentheses or a BEGIN ... END
@@ -56,6 +58,7 @@ pub(crate) fn analyze_key(key: &str) -> Analysis {
     }
     Analysis {
         statements,
+        results,
         fingerprint: canon::render(key, Style::Fingerprint),
     }
 }
@@ -66,8 +69,9 @@ fn summarize(text: &str) -> StatementSummary {
     let mut leading_keyword = String::new();
     let mut parse_text = String::with_capacity(text.len());
     let mut tokens = 0usize;
-    // The previous significant token's text.
+    // The previous two significant tokens' text.
     let mut prev: &str = "";
+    let mut prev2: &str = "";
     for tok in Lexer::new(text) {
         let t = text.get(tok.start..tok.end).unwrap_or("");
         match tok.kind {
@@ -99,10 +103,20 @@ fn summarize(text: &str) -> StatementSummary {
             }
             if t.eq_ignore_ascii_case("only") && is_inheritance_only(prev) {
                 parse_text.push(' ');
+                prev2 = prev;
+                prev = t;
+                continue;
+            }
+            if t.eq_ignore_ascii_case("table") && starts_query(prev, prev2) {
+                // `TABLE name` is `SELECT * FROM name`; sqlparser's own reading of
+                // the shorthand drops quoting and swallows the tokens after it.
+                parse_text.push_str("SELECT * FROM");
+                prev2 = prev;
                 prev = t;
                 continue;
             }
         }
+        prev2 = prev;
         prev = t;
         parse_text.push_str(t);
     }
@@ -133,6 +147,31 @@ fn is_inheritance_only(prev: &str) -> bool {
         || ["as", "row", "rows", "read"]
             .iter()
             .any(|k| prev.eq_ignore_ascii_case(k)))
+}
+
+/// Whether a `TABLE` keyword after `prev2 prev` starts a query (the `TABLE name`
+/// shorthand) rather than naming an object type (`DROP TABLE`, `LOCK TABLE`, ...).
+/// Contexts not listed keep `TABLE`, which the walker then refuses (unparsed).
+fn starts_query(prev: &str, prev2: &str) -> bool {
+    let is = |w: &str, k: &str| w.eq_ignore_ascii_case(k);
+    prev.is_empty()
+        || prev == "("
+        || prev == ")"
+        || [
+            "union",
+            "intersect",
+            "except",
+            "all",
+            "distinct",
+            "as",
+            "explain",
+            "analyze",
+            "analyse",
+            "verbose",
+        ]
+        .iter()
+        .any(|k| is(prev, k))
+        || (is(prev, "for") && (is(prev2, "cursor") || is(prev2, "hold")))
 }
 
 /// Runs [`parse_and_walk`] with enough stack for `tokens`, catching panics.

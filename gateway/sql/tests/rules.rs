@@ -618,13 +618,44 @@ fn where_presence() {
 // ---- Misparse guards and bypass attempts ----------------------------------------
 
 #[test]
+fn table_shorthand_reads_the_table() {
+    // `TABLE x` is `SELECT * FROM x`, wherever a query can start.
+    for (sql, expected) in [
+        ("table secrets", "secrets"),
+        ("TABLE \"Secrets\"", "Secrets"),
+        ("table public.secrets", "public.secrets"),
+        ("table only secrets", "secrets"),
+        ("select 1 union table secrets", "secrets"),
+        ("select 1 union all table secrets", "secrets"),
+        ("with x as (table secrets) select * from x", "secrets"),
+        ("select * from (table secrets) s", "secrets"),
+        ("explain analyze table secrets", "secrets"),
+        ("create view v as table secrets", "secrets"),
+        ("declare c cursor for table secrets", "secrets"),
+        ("copy (table secrets) to stdout", "secrets"),
+    ] {
+        let s = one(sql);
+        assert_ne!(s.kind, K::Unparsed, "{sql}: {s:?}");
+        assert!(
+            tables(&s)
+                .iter()
+                .any(|(n, a)| n == expected && *a == "read"),
+            "{sql}: {:?}",
+            tables(&s)
+        );
+    }
+    // Object-type uses of TABLE are untouched.
+    assert_eq!(one("drop table secrets").kind, K::Drop);
+    assert_eq!(one("lock table secrets").kind, K::Lock);
+    // A context the rewrite does not know stays refused (fail closed).
+    assert_eq!(one("insert into t table secrets").kind, K::Unparsed);
+}
+
+#[test]
 fn misreadings_are_refused_not_guessed() {
     // `current_user` in FROM is a function in PostgreSQL; sqlparser reads a table.
     let s = one("select * from current_user");
     assert_eq!(s.kind, K::Unparsed);
-    // `TABLE x` shorthand is not supported by sqlparser: refused.
-    assert_eq!(one("table secrets").kind, K::Unparsed);
-    assert_eq!(one("table secrets").leading_keyword, "table");
     // Unterminated literals, identifiers and comments.
     for sql in [
         "select 'abc",
