@@ -55,12 +55,27 @@ pub fn parse_settings<S: serde::de::DeserializeOwned + Default>(json: &str) -> R
 /// The `configure` export: parse, construct, store. On failure the slot is left empty,
 /// so every later hook fails closed.
 pub fn configure<P: Policy>(slot: &RefCell<Option<P>>, settings_json: &str) -> Result<(), String> {
+    route_panics_to_log();
     // Drop the previous value first: a failed re-configure must not keep old rules.
     *slot.borrow_mut() = None;
     let settings = parse_settings::<P::Settings>(settings_json)?;
     let policy = P::configure(settings)?;
     *slot.borrow_mut() = Some(policy);
     Ok(())
+}
+
+/// Sends panic messages to the gateway's log instead of stderr. Policies have no
+/// stdio, and the log names the policy, so the author sees why it trapped.
+fn route_panics_to_log() {
+    #[cfg(target_arch = "wasm32")]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            std::panic::set_hook(Box::new(|info| {
+                crate::log::error(format!("policy panicked: {info}"));
+            }));
+        });
+    }
 }
 
 /// The `authorize` export; denies when unconfigured.

@@ -198,7 +198,7 @@ impl InstancePool {
         let mut warm = self.start()?;
         warm.store.data_mut().begin_call();
         warm.store.set_epoch_deadline(self.setup_ticks());
-        let result = first(&warm.policy, &mut warm.store);
+        let result = guarded(|| first(&warm.policy, &mut warm.store));
         warm.store.data_mut().log.end_call();
         match result {
             Ok(r) => {
@@ -245,7 +245,7 @@ impl InstancePool {
         };
         warm.store.data_mut().begin_call();
         warm.store.set_epoch_deadline(self.limits.deadline_ticks());
-        let result = call(&warm.policy, &mut warm.store);
+        let result = guarded(|| call(&warm.policy, &mut warm.store));
         warm.store.data_mut().log.end_call();
         let value = match result {
             Ok(v) => v,
@@ -367,4 +367,20 @@ impl InstancePool {
             }
         }
     }
+}
+
+/// Runs a guest call, turning a panic in a host function it reached (for example a
+/// WASI stream that cannot block on a runtime thread) into an error, so the call fails
+/// closed like a trap and the instance, which may be inconsistent, is discarded.
+fn guarded<R>(f: impl FnOnce() -> wasmtime::Result<R>) -> wasmtime::Result<R> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let why = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        Err(wasmtime::format_err!(
+            "a host function the policy called failed: {why}"
+        ))
+    })
 }

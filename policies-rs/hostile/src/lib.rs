@@ -16,10 +16,15 @@
 //! | `recursion` | recurses without bound: a trap when the shadow stack leaves linear memory or the host's wasm stack limit hits, whichever comes first | `authorize` |
 //! | `huge-return` | denies with a 16 MiB message (result size limits) | `authorize` |
 //! | `panic` | panics (a trap) | `authorize` |
+//! | `print` | writes to stdout and stderr, which policies do not have (closed WASI stdio) | `authorize` |
 //! | `log-flood` | logs 100 messages of 1 MiB each, then allows (log caps) | `authorize` |
 //! | `trap-on-configure` | panics inside `configure` (load-time trap) | `configure` |
 //! | `reject-settings` | returns an error from `configure` (a rejected policy) | `configure` |
 //! | `slow-configure` | spins forever inside `configure` (load-time deadline) | `configure` |
+//!
+//! With `"trigger": "<text>"` the component misbehaves in `authorize` only for statements
+//! whose SQL contains that text and allows every other statement, so an end-to-end test
+//! can break one statement and check that the same connection keeps working.
 //!
 //! Without settings (or `{}`) the behaviour is `allow`. The `mask` and `approve` hooks
 //! misbehave the same way for `loop`, `alloc`, `recursion`, `huge-return`, `panic` and
@@ -59,6 +64,8 @@ pub enum Behaviour {
     Panic,
     /// Floods the log, then allows.
     LogFlood,
+    /// Writes to stdout and stderr, then allows.
+    Print,
     /// A panic in `configure`.
     TrapOnConfigure,
     /// An error from `configure`.
@@ -73,12 +80,15 @@ pub enum Behaviour {
 pub struct Settings {
     /// The behaviour.
     pub behaviour: Behaviour,
+    /// Misbehave in `authorize` only for statements whose SQL contains this text.
+    pub trigger: Option<String>,
 }
 
 /// The test policy.
 #[derive(Debug)]
 pub struct Hostile {
     behaviour: Behaviour,
+    trigger: Option<String>,
 }
 
 /// Size of the `huge-return` message.
@@ -95,6 +105,10 @@ impl Hostile {
                 black_box(recurse(black_box(1)));
             }
             Behaviour::Panic => panic!("hostile test policy panics in {hook}"),
+            Behaviour::Print => {
+                println!("hostile test policy writes to stdout in {hook}");
+                eprintln!("hostile test policy writes to stderr in {hook}");
+            }
             Behaviour::LogFlood => {
                 let message = "x".repeat(1 << 20);
                 for _ in 0..100 {
@@ -116,11 +130,19 @@ impl Policy for Hostile {
                 Err("hostile test policy rejects its settings".to_string())
             }
             Behaviour::SlowConfigure => spin(),
-            behaviour => Ok(Hostile { behaviour }),
+            behaviour => Ok(Hostile {
+                behaviour,
+                trigger: settings.trigger,
+            }),
         }
     }
 
-    fn authorize(&self, _req: &Request) -> Decision {
+    fn authorize(&self, req: &Request) -> Decision {
+        if let Some(trigger) = &self.trigger
+            && !req.statement.sql.contains(trigger.as_str())
+        {
+            return Decision::Allow;
+        }
         self.misbehave("authorize");
         match self.behaviour {
             Behaviour::Deny => Decision::deny("denied by the hostile test policy"),
