@@ -243,6 +243,9 @@ def scenario_pipeline(conn):
     out["count"] = cur_count.fetchone()[0]
     # An error in the middle of a pipeline.
     results = []
+    # Where psycopg raises the error (at the next execute or at sync) depends on when
+    # the results arrive, on either path; only the outcome is compared.
+    c1 = c3 = None
     try:
         with conn.pipeline() as p:
             c1 = conn.execute("select 'before'")
@@ -255,10 +258,13 @@ def scenario_pipeline(conn):
         results.append(norm(c1.fetchone()))
     except psycopg.Error as e:
         results.append(err(e))
-    try:
-        results.append(norm(c3.fetchone()))
-    except psycopg.Error as e:
-        results.append({"skipped": type(e).__name__})
+    if c3 is None:
+        results.append("skipped")
+    else:
+        try:
+            results.append(norm(c3.fetchone()))
+        except psycopg.Error:
+            results.append("skipped")
     out["around_error"] = results
     out["usable_after"] = conn.execute("select count(*) from p").fetchone()[0]
     # Prepared statements inside a pipeline.

@@ -21,6 +21,7 @@
 
 pub mod admin;
 pub mod pg;
+pub mod policies;
 pub mod raw;
 pub mod tls;
 pub mod tools;
@@ -91,6 +92,8 @@ pub struct GatewayOptions {
     pub upstream_verify_full: bool,
     /// Extra `[databases.*]` entries besides `demo` and `postgres`.
     pub databases: Vec<String>,
+    /// Policies to load (`[[policies]]`), in chain order.
+    pub policies: Vec<portcullis::config::PolicyConfig>,
 }
 
 impl Default for GatewayOptions {
@@ -103,6 +106,7 @@ impl Default for GatewayOptions {
             client_tls: ClientTls::Off,
             upstream_verify_full: false,
             databases: Vec::new(),
+            policies: Vec::new(),
         }
     }
 }
@@ -208,6 +212,7 @@ impl Gateway {
         ca_cert: &Path,
         plugins: Option<portcullis::server::Plugins>,
     ) -> Result<Gateway> {
+        init_test_logging();
         let config = portcullis::config::parse(config_path, config_text)
             .map_err(|e| anyhow!("gateway config rejected: {e}\n--- config ---\n{config_text}"))?;
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -615,6 +620,7 @@ pub fn gateway_config_text(
             toml_str(&portcullis_auth::verifier_for(password))
         ));
     }
+    t.push_str(&policies::policies_toml(&opts.policies));
     t
 }
 
@@ -631,6 +637,20 @@ fn toml_str(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// With `PORTCULLIS_TEST_LOG=<filter>` (e.g. `debug`), gateways under test log to
+/// stderr (shown for failing tests).
+fn init_test_logging() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        if let Ok(filter) = std::env::var("PORTCULLIS_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
+    });
 }
 
 /// The shared environment of one test binary: started on first use.
