@@ -50,7 +50,11 @@ EXTRA_TOML = os.environ.get("BENCH_GATEWAY_EXTRA_TOML", "")
 PROFILE = os.environ.get("BENCH_PROFILE", "") not in ("", "0")
 PROFILE_CLIENTS = int(os.environ.get("BENCH_PROFILE_CLIENTS", "8"))
 PG_MAX_CONNECTIONS = max(200, IDLE_CONNS + 100)
-TARGETS = ["direct", "gateway", "pgbouncer"]
+# BENCH_POLICIES=1: a second gateway enforcing the demo policy set (guardrails with its
+# demo settings, from target/policies/) runs as a fourth target, "policies", in the same
+# rounds, so its cost is a ratio against the pass-through gateway measured alongside.
+POLICIES = os.environ.get("BENCH_POLICIES", "") not in ("", "0")
+TARGETS = ["direct", "gateway", "policies", "pgbouncer"] if POLICIES else ["direct", "gateway", "pgbouncer"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 HOST = "127.0.0.1"
 
@@ -235,6 +239,22 @@ def ensure_pgbouncer():
     return path
 
 
+def demo_policies_toml():
+    """[[policies]] for the demo policy set: guardrails.wasm with its demo settings."""
+    wasm = os.path.join(REPO, "target", "policies", "guardrails.wasm")
+    if not os.path.isfile(wasm):
+        log("bash policies-rs/build.sh guardrails")
+        r = subprocess.run(["bash", os.path.join(REPO, "policies-rs", "build.sh"), "guardrails"], cwd=REPO,
+                           stdout=sys.stderr, stderr=sys.stderr)
+        if r.returncode != 0 or not os.path.isfile(wasm):
+            raise Fail("building the guardrails policy failed")
+    out = [f'\n[[policies]]\nid = "guardrails"\npath = "{wasm}"\n[policies.settings]\n']
+    with open(os.path.join(REPO, "policies-rs", "guardrails", "demo-settings.toml")) as f:
+        for line in f:
+            out.append("[[policies.settings.rules]]\n" if line.strip() == "[[rules]]" else line)
+    return "".join(out)
+
+
 def build_gateway():
     binary = os.path.join(REPO, "target", "release", "portcullis")
     if not SKIP_BUILD:
@@ -384,6 +404,22 @@ scram = "{verifier}"
     CLEANUPS.append(lambda: stop_process(env.gw, "portcullis"))
     wait_tcp(env.gw_port, env.gw, "portcullis", gw_log)
     env.gw_log = gw_log
+    env.gwp = None
+    if POLICIES:
+        with open(gw_conf) as f:
+            text = f.read()
+        env.gwp_port, gwp_admin = free_port(), free_port()
+        text = text.replace(f"{HOST}:{env.gw_port}", f"{HOST}:{env.gwp_port}", 1)
+        text = text.replace(f"{HOST}:{env.gw_admin}", f"{HOST}:{gwp_admin}", 1)
+        gwp_conf = os.path.join(env.dir, "portcullis-policies.toml")
+        write_file(gwp_conf, text + demo_policies_toml())
+        gwp_log = os.path.join(env.dir, "portcullis-policies.log")
+        run([env.gateway_bin, "check-config", "-c", gwp_conf])
+        log(f"starting the gateway with the demo policy set on {HOST}:{env.gwp_port}")
+        env.gwp = start_process("portcullis-policies", [env.gateway_bin, "serve", "--config", gwp_conf], gwp_log,
+                                env={k: v for k, v in os.environ.items() if not k.startswith("PORTCULLIS")})
+        CLEANUPS.append(lambda: stop_process(env.gwp, "portcullis-policies"))
+        wait_tcp(env.gwp_port, env.gwp, "portcullis-policies", gwp_log)
 
     # --- pgbouncer (session mode, SCRAM with the upstream user's verifier) ---
     env.pgb_port = free_port()
@@ -423,13 +459,15 @@ log_disconnections = 0
         "gateway": (env.gw_port, "bench", env.bench_password),
         "pgbouncer": (env.pgb_port, "postgres", env.pg_password),
     }
+    if POLICIES:
+        env.targets["policies"] = (env.gwp_port, "bench", env.bench_password)
     for t in TARGETS:
         port, user, pw = env.targets[t]
         out = run([env.psql, "-X", "-Atq", "-h", HOST, "-p", str(port), "-U", user, "-d", "postgres",
                    "-c", "select count(*) from pgbench_branches"], env=client_env(pw)).stdout.strip()
         if out != str(SCALE):
             raise Fail(f"{t}: unexpected answer {out!r}")
-    log("all three targets answer")
+    log(f"all {len(TARGETS)} targets answer")
 
 
 def psql(env, sql):
@@ -456,9 +494,10 @@ def pgbench(env, target, protocol, clients, seconds, tag, keep_log=True):
         argv += ["-l", f"--log-prefix={prefix}"]
     argv.append("postgres")
 
-    gw_us0 = own_user_sys(env.gw.pid)
+    gw_pid = env.gwp.pid if target == "policies" else env.gw.pid
+    gw_us0 = own_user_sys(gw_pid)
     before = {
-        "gateway": own_ticks(env.gw.pid),
+        "gateway": own_ticks(gw_pid),
         "pgbouncer": own_ticks(env.pgb.pid),
         "postgres": postgres_ticks(env.pg.pid),
         "pgbench": children_ticks(),
@@ -468,9 +507,9 @@ def pgbench(env, target, protocol, clients, seconds, tag, keep_log=True):
     r = subprocess.run(argv, env=client_env(pw), capture_output=True, text=True, timeout=seconds + 120)
     elapsed = time.time() - t0
     time.sleep(0.3)  # let the postmaster reap exiting backends (their CPU lands in cutime)
-    gw_us1 = own_user_sys(env.gw.pid)
+    gw_us1 = own_user_sys(gw_pid)
     after = {
-        "gateway": own_ticks(env.gw.pid),
+        "gateway": own_ticks(gw_pid),
         "pgbouncer": own_ticks(env.pgb.pid),
         "postgres": postgres_ticks(env.pg.pid),
         "pgbench": children_ticks(),
@@ -700,7 +739,7 @@ def report(env, results, idle, logins, started, info):
     w(f"- machine: {info['cpu']} × {info['cores']} cores, {info['kernel']} (shared with other jobs; see the *foreign* column)")
     w(f"- PostgreSQL {env.pg_version} (fsync=off, shared_buffers=128MB, max_connections={PG_MAX_CONNECTIONS}, SCRAM), "
       f"pgbench scale {SCALE}, {env.pgb_version}")
-    w(f"- gateway: {info['git']}; no policies{' (extra config: ' + repr(EXTRA_TOML) + ')' if EXTRA_TOML else ''}; logs at info; "
+    w(f"- gateway: {info['git']}; no policies{' (target *policies*: a second gateway with the demo policy set)' if POLICIES else ''}{' (extra config: ' + repr(EXTRA_TOML) + ')' if EXTRA_TOML else ''}; logs at info; "
       f"tokio worker threads: {os.environ.get('TOKIO_WORKER_THREADS', 'default (one per core)')}"
       + "".join(f"; {k}={v}" for k, v in sorted(os.environ.items()) if k == "LD_PRELOAD" or k.startswith("MALLOC_")))
     w("- pgbouncer: pool_mode=session, auth_type=scram-sha-256 (auth_file holds the upstream user's SCRAM verifier), "
@@ -712,8 +751,10 @@ def report(env, results, idle, logins, started, info):
     w("")
     w("## Throughput")
     w("")
-    w("| protocol | clients | direct TPS | gateway TPS | pgbouncer TPS | gateway/direct | gateway/pgbouncer |")
-    w("|---|---:|---:|---:|---:|---:|---:|")
+    pol_head = " policies TPS |" if POLICIES else ""
+    pol_ratio = " policies/gateway |" if POLICIES else ""
+    w(f"| protocol | clients | direct TPS | gateway TPS |{pol_head} pgbouncer TPS | gateway/direct | gateway/pgbouncer |{pol_ratio}")
+    w("|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if POLICIES else ""))
     summary = []
     for proto in PROTOCOLS:
         for c in CLIENTS:
@@ -723,15 +764,19 @@ def report(env, results, idle, logins, started, info):
             rounds = sorted(set(by_round["gateway"]))
             gd = [by_round["gateway"][k]["tps"] / by_round["direct"][k]["tps"] for k in rounds if k in by_round["direct"]]
             gp = [by_round["gateway"][k]["tps"] / by_round["pgbouncer"][k]["tps"] for k in rounds if k in by_round["pgbouncer"]]
+            pg = ([by_round["policies"][k]["tps"] / by_round["gateway"][k]["tps"] for k in rounds
+                   if k in by_round["policies"]] if POLICIES else [])
             tps = {t: med([r["tps"] for r in sel[t]]) for t in TARGETS}
-            w(f"| {proto} | {c} | {tps['direct']:.0f} | {tps['gateway']:.0f} | {tps['pgbouncer']:.0f} | "
-              f"{fmt_ratio(gd)} | {fmt_ratio(gp)} |")
-            summary.append({"protocol": proto, "clients": c, "sel": sel, "gd": gd, "gp": gp, "tps": tps})
+            pol_tps = f" {tps['policies']:.0f} |" if POLICIES else ""
+            pol_r = f" {fmt_ratio(pg)} |" if POLICIES else ""
+            w(f"| {proto} | {c} | {tps['direct']:.0f} | {tps['gateway']:.0f} |{pol_tps} {tps['pgbouncer']:.0f} | "
+              f"{fmt_ratio(gd)} | {fmt_ratio(gp)} |{pol_r}")
+            summary.append({"protocol": proto, "clients": c, "sel": sel, "gd": gd, "gp": gp, "pg": pg, "tps": tps})
     w("")
     w("## Latency (ms, median over rounds)")
     w("")
-    w("| protocol | clients | direct p50 | direct p99 | gateway p50 | gateway p99 | pgbouncer p50 | pgbouncer p99 |")
-    w("|---|---:|---:|---:|---:|---:|---:|---:|")
+    w("| protocol | clients | " + " | ".join(f"{t} p50 | {t} p99" for t in TARGETS) + " |")
+    w("|---|---:|" + "---:|---:|" * len(TARGETS))
     for s in summary:
         cells = []
         for t in TARGETS:
@@ -751,7 +796,7 @@ def report(env, results, idle, logins, started, info):
             rs = s["sel"][t]
             cpu = lambda k: med([r["cpu_us_per_tx"][k] for r in rs])  # noqa: E731
             gw = f"{cpu('gateway'):.1f}"
-            if t == "gateway":
+            if t in ("gateway", "policies"):
                 gw += f" ({cpu('gateway_user'):.0f} + {cpu('gateway_sys'):.0f})"
             w(f"| {s['protocol']} | {s['clients']} | {t} | {gw} | {cpu('pgbouncer'):.1f} | "
               f"{cpu('postgres'):.1f} | {cpu('pgbench'):.1f} | {cpu('total_ours'):.1f} | "
@@ -801,6 +846,9 @@ def report(env, results, idle, logins, started, info):
         if s["gp"]:
             m = statistics.median(s["gp"])
             w(f"| {s['protocol']} c={s['clients']}: gateway/pgbouncer ≥ 1.20 | {m:.2f} | {'yes' if m >= 1.2 else '**no**'} |")
+        if s.get("pg"):
+            m = statistics.median(s["pg"])
+            w(f"| {s['protocol']} c={s['clients']}: policies/gateway ≥ 0.95 | {m:.2f} | {'yes' if m >= 0.95 else '**no**'} |")
     for i in idle:
         if i["target"] == "gateway" and "kib_per_conn" in i:
             w(f"| gateway ≤ 64 KiB per idle connection | {i['kib_per_conn']} KiB | {'yes' if i['kib_per_conn'] <= 64 else '**no**'} |")
