@@ -295,3 +295,47 @@ fn random_frames_from_either_side_never_panic() {
         let _ = round;
     }
 }
+
+#[test]
+fn syncs_sent_during_copy_in_expect_no_ready_for_query() {
+    // libpq / tokio-postgres: Parse/Bind/Execute/Sync, then CopyData, CopyDone, Sync.
+    // PostgreSQL ignores the first Sync (it arrives in COPY IN mode) and answers both
+    // with one ReadyForQuery; the next request must then be matched to its own answer.
+    let mut r = relay();
+    let mut c = BytesMut::new();
+    Parse::encode("", "copy t from stdin", &[], &mut c);
+    Bind::encode("", "", &[], &mut c);
+    Execute::encode("", 0, &mut c);
+    frontend::sync(&mut c);
+    client(&mut r, c);
+    let mut s = BytesMut::new();
+    portcullis_wire::put_message(&mut s, b'1', |_| {});
+    portcullis_wire::put_message(&mut s, b'2', |_| {});
+    portcullis_wire::put_message(&mut s, b'G', |b| b.extend_from_slice(&[0, 0, 0]));
+    assert_eq!(tags(&server(&mut r, s)), "12G");
+
+    let mut c = BytesMut::new();
+    portcullis_wire::put_message(&mut c, b'd', |b| b.extend_from_slice(b"1\n"));
+    portcullis_wire::put_message(&mut c, b'c', |_| {});
+    frontend::sync(&mut c);
+    client(&mut r, c);
+    let mut s = BytesMut::new();
+    backend::command_complete(&mut s, "COPY 1");
+    ready(&mut s, TransactionStatus::Idle);
+    assert_eq!(tags(&server(&mut r, s)), "CZ");
+    assert!(r.is_idle(), "no second ReadyForQuery is owed");
+
+    // The next request is denied: the client sees the denial, not the poison's error.
+    let mut q = BytesMut::new();
+    Query::encode("select * from secrets", &mut q);
+    client(&mut r, q);
+    let mut s = server_error("42601", "syntax error at or near poison");
+    ready(&mut s, TransactionStatus::Idle);
+    let to_client = server(&mut r, s);
+    let e = frames(to_client)[0].clone();
+    assert_eq!(
+        ErrorFields::decode(b'E', e.body()).unwrap().code(),
+        Some("42501")
+    );
+    assert!(r.is_idle());
+}
