@@ -510,3 +510,18 @@ async fn the_gateway_starts_with_its_policies_or_not_at_all() {
     .expect("start_with must not silently drop configured policies");
     assert!(format!("{e:#}").contains("[[policies]]"), "{e:#}");
 }
+
+#[test]
+fn the_harness_runs_a_built_component_in_the_real_host() {
+    use portcullis::policy::harness::{Harness, Who};
+    let settings = r#"{"deny_unparsed": true, "rules": [{"tables": ["secrets"], "deny_access": ["read"], "except_users": ["bob"]}]}"#;
+    let h = Harness::load(&[component("guardrails")], &[settings]).expect("loads");
+    let alice = Who::person("alice", &["analysts"]);
+    let bob = Who::person("bob", &["dba"]);
+    let d = h.decide(&alice, "demo", "SELECT * FROM secrets");
+    assert_eq!(d.denial().map(|d| d.policy.as_str()), Some("guardrails"));
+    assert!(!h.decide(&bob, "demo", "SELECT * FROM secrets").is_deny());
+    assert!(h.decide(&bob, "demo", "DO $$ BEGIN END $$").is_deny());
+    assert!(!h.decide(&alice, "demo", "SELECT 1").is_deny());
+    assert!(Harness::load(&[component("guardrails")], &["not json"]).is_err());
+}

@@ -98,6 +98,11 @@
 //! # }
 //! ```
 //!
+//! To run the *built* component through the real host (same engine, sandbox and
+//! limits as the gateway, and the gateway's own SQL analysis), use
+//! `portcullis::policy::harness::Harness` from a test in a crate that depends on
+//! `portcullis`: `Harness::load(&[path], &[settings_json])?.decide(&who, "db", sql)`.
+//!
 //! Build the component (the workspace's `policy` profile: size-optimised, LTO):
 //!
 //! ```sh

@@ -67,6 +67,21 @@ pub enum Decision {
     Deny(Denial),
 }
 
+impl Decision {
+    /// True for [`Decision::Deny`].
+    pub fn is_deny(&self) -> bool {
+        matches!(self, Decision::Deny(_))
+    }
+
+    /// The denial, if this is one.
+    pub fn denial(&self) -> Option<&Denial> {
+        match self {
+            Decision::Deny(d) => Some(d),
+            Decision::Allow => None,
+        }
+    }
+}
+
 /// Decides statements before they run.
 pub trait Gate: Send + Sync {
     /// Decides one statement. Called once per statement of a multi-statement string.

@@ -20,6 +20,7 @@
 pub mod cache;
 pub mod chain;
 pub mod engine;
+pub mod harness;
 pub mod instance;
 pub mod load;
 pub mod metrics;
