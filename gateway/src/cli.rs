@@ -60,6 +60,67 @@ pub enum Command {
         #[arg(long)]
         policies: Option<PathBuf>,
     },
+    /// Policy artifacts: keys, signatures, inspection, reload and rollback.
+    Policy {
+        /// What to do.
+        #[command(subcommand)]
+        action: PolicyCommand,
+    },
+}
+
+/// `portcullis policy ...`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Write a new Ed25519 signing key to FILE (secret) and FILE.pub (to trust).
+    Keygen {
+        /// Where to write the secret key.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign artifacts and manifests: writes FILE.sig next to each FILE.
+    Sign {
+        /// Secret key file (from `keygen`).
+        #[arg(long)]
+        key: PathBuf,
+        /// Files to sign (components, policies.toml).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Verify FILE.sig for each FILE against a public key.
+    Verify {
+        /// Public key file (`KEY.pub`).
+        #[arg(long)]
+        key: PathBuf,
+        /// Files to verify.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Show a component's metadata, exports, imports, digest and size.
+    Inspect {
+        /// The component.
+        file: PathBuf,
+        /// Settings (JSON) to configure it with for the metadata call.
+        #[arg(long, default_value = "{}")]
+        settings: String,
+    },
+    /// Ask a running gateway to reload its policy directory.
+    Reload {
+        /// The gateway's admin address.
+        #[arg(long, default_value = "127.0.0.1:9187")]
+        admin: std::net::SocketAddr,
+        /// Environment variable holding the admin control token.
+        #[arg(long, default_value = "PORTCULLIS_ADMIN_TOKEN")]
+        token_env: String,
+    },
+    /// Ask a running gateway to restore its previous policy set.
+    Rollback {
+        /// The gateway's admin address.
+        #[arg(long, default_value = "127.0.0.1:9187")]
+        admin: std::net::SocketAddr,
+        /// Environment variable holding the admin control token.
+        #[arg(long, default_value = "PORTCULLIS_ADMIN_TOKEN")]
+        token_env: String,
+    },
 }
 
 /// Reads a password for `portcullis passwd`.

@@ -77,11 +77,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}: ok", path.display());
             Ok(())
         }
+        Command::Policy { action } => portcullis::policy::reload::cli::run(action),
         Command::Serve { config, log_json } => {
             init_logs(log_json);
             let config = portcullis::config::load(&config)?;
             runtime()?.block_on(async {
                 let gateway = portcullis::server::start(config).await?;
+                if let Some(reload) = gateway.policy_reload().cloned() {
+                    // SIGHUP reloads the policy directory.
+                    let mut hup =
+                        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+                    tokio::spawn(async move {
+                        while hup.recv().await.is_some() {
+                            tracing::info!("SIGHUP: reloading the policy directory");
+                            reload.request_reload();
+                        }
+                    });
+                }
                 let stop = gateway.stopper();
                 tokio::spawn(async move {
                     wait_for_signal().await;

@@ -18,6 +18,8 @@ use crate::config::Config;
 use crate::identity::IdentityStore;
 use crate::metrics::Metrics;
 use crate::pipeline::{Gate, NoMasking, PassThrough, ResultFilter};
+use crate::policy::reload::watch::ReloadHandle;
+use crate::policy::reload::{PolicySets, ReloadableGate};
 
 /// Everything connections share. Built once, passed explicitly.
 pub struct Shared {
@@ -45,6 +47,8 @@ pub struct Shared {
     pub next_session: AtomicU64,
     /// Flips to true when the gateway shuts down.
     pub shutdown: watch::Receiver<bool>,
+    /// Reloads and rollbacks of the policy directory, when one is configured.
+    pub policy_reload: Option<ReloadHandle>,
 }
 
 /// Extension points chosen by the caller (policies, masking); defaults pass everything.
@@ -111,6 +115,11 @@ impl GatewayHandle {
         }
     }
 
+    /// Reloads and rollbacks of the policy directory, when one is configured.
+    pub fn policy_reload(&self) -> Option<&ReloadHandle> {
+        self.shared.policy_reload.as_ref()
+    }
+
     /// A sender that triggers shutdown, for signal handlers.
     pub fn stopper(&self) -> watch::Sender<bool> {
         self.stop.clone()
@@ -122,7 +131,12 @@ impl GatewayHandle {
 /// fails the start); without, everything is allowed.
 pub async fn start(config: Config) -> anyhow::Result<GatewayHandle> {
     let metrics = Metrics::new();
-    let gate: Arc<dyn Gate> = if config.policies.is_empty() {
+    let mut sets = None;
+    let gate: Arc<dyn Gate> = if let Some(dir) = &config.policy_dir {
+        let s = load_policy_dir(&config, dir.clone(), &metrics).await?;
+        sets = Some(Arc::clone(&s));
+        Arc::new(ReloadableGate(s))
+    } else if config.policies.is_empty() {
         Arc::new(PassThrough)
     } else {
         Arc::new(load_policies(&config, &metrics).await?)
@@ -131,7 +145,27 @@ pub async fn start(config: Config) -> anyhow::Result<GatewayHandle> {
         gate,
         filter: Arc::new(NoMasking),
     };
-    start_inner(config, plugins, metrics).await
+    start_inner(config, plugins, metrics, sets).await
+}
+
+/// Loads a policy directory's first set (off the runtime's worker threads).
+async fn load_policy_dir(
+    config: &Config,
+    dir: crate::config::PolicyDirConfig,
+    metrics: &Metrics,
+) -> anyhow::Result<Arc<PolicySets>> {
+    let policy_metrics = crate::policy::PolicyMetrics::register(&metrics.registry)
+        .context("cannot register policy metrics")?;
+    let cache_dir = config.policy_runtime.cache_dir.clone();
+    let allow_fc = config.policy_runtime.allow_function_call;
+    let registry = metrics.registry.clone();
+    let sets = tokio::task::spawn_blocking(move || -> anyhow::Result<PolicySets> {
+        let runtime = crate::policy::PolicyRuntime::new(cache_dir, policy_metrics)?;
+        PolicySets::load(dir, runtime, allow_fc, &registry)
+    })
+    .await
+    .context("policy loading panicked")??;
+    Ok(Arc::new(sets))
 }
 
 /// Loads the configured policies (compiling can take seconds: done off the runtime's
@@ -155,17 +189,22 @@ pub async fn load_policies(
 /// silently replace them.
 pub async fn start_with(config: Config, plugins: Plugins) -> anyhow::Result<GatewayHandle> {
     anyhow::ensure!(
+        config.policy_dir.is_none(),
+        "the configuration declares a [policy_dir], which server::start_with would not enforce; use server::start"
+    );
+    anyhow::ensure!(
         config.policies.is_empty(),
         "the configuration declares {} [[policies]], which server::start_with would not enforce; use server::start",
         config.policies.len()
     );
-    start_inner(config, plugins, Metrics::new()).await
+    start_inner(config, plugins, Metrics::new(), None).await
 }
 
 async fn start_inner(
     config: Config,
     plugins: Plugins,
     metrics: Metrics,
+    policy_sets: Option<Arc<PolicySets>>,
 ) -> anyhow::Result<GatewayHandle> {
     let identities = Arc::new(IdentityStore::from_config(&config)?);
     let tls_acceptor = config
@@ -184,6 +223,15 @@ async fn start_inner(
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
     let (stop, shutdown) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let policy_reload = match policy_sets {
+        Some(sets) => {
+            let (handle, task) = crate::policy::reload::watch::spawn(sets, shutdown.clone())?;
+            tasks.push(task);
+            Some(handle)
+        }
+        None => None,
+    };
     let shared = Arc::new(Shared {
         analyzer: Arc::new(Analyzer::new(config.analysis.parse_cache_entries)),
         config: Arc::new(config),
@@ -197,8 +245,8 @@ async fn start_inner(
         limits,
         next_session: AtomicU64::new(1),
         shutdown,
+        policy_reload,
     });
-    let mut tasks = Vec::new();
     let mut admin_addr = None;
     if let Some(admin_listen) = shared.config.admin.listen {
         let admin = TcpListener::bind(admin_listen)

@@ -1,4 +1,4 @@
-//! A minimal HTTP/1.1 GET for the gateway's admin endpoint.
+//! A minimal HTTP/1.1 client for the gateway's admin endpoint.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -17,19 +17,39 @@ pub struct HttpResponse {
 
 /// `GET path` on `addr` with `Connection: close`.
 pub async fn get(addr: SocketAddr, path: &str) -> Result<HttpResponse> {
+    request(addr, "GET", path, None).await
+}
+
+/// `POST path` (empty body) with an optional bearer token.
+pub async fn post(addr: SocketAddr, path: &str, token: Option<&str>) -> Result<HttpResponse> {
+    request(addr, "POST", path, token).await
+}
+
+async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> Result<HttpResponse> {
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let fut = async {
         let mut s = tokio::net::TcpStream::connect(addr)
             .await
             .with_context(|| format!("connecting to {addr}"))?;
         s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+            format!(
+                "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
         )
         .await?;
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).await?;
         parse(&raw)
     };
-    tokio::time::timeout(Duration::from_secs(10), fut)
+    tokio::time::timeout(Duration::from_secs(120), fut)
         .await
         .context("admin HTTP request timed out")?
 }

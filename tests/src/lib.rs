@@ -94,6 +94,10 @@ pub struct GatewayOptions {
     pub databases: Vec<String>,
     /// Policies to load (`[[policies]]`), in chain order.
     pub policies: Vec<portcullis::config::PolicyConfig>,
+    /// Extra configuration text appended as is (e.g. a `[policy_dir]` table).
+    pub extra_toml: String,
+    /// `[admin] control_token`, enabling the reload/rollback endpoints.
+    pub admin_control_token: Option<String>,
 }
 
 impl Default for GatewayOptions {
@@ -107,6 +111,8 @@ impl Default for GatewayOptions {
             upstream_verify_full: false,
             databases: Vec::new(),
             policies: Vec::new(),
+            extra_toml: String::new(),
+            admin_control_token: None,
         }
     }
 }
@@ -589,6 +595,9 @@ pub fn gateway_config_text(
         ));
     }
     t.push_str("\n[admin]\nlisten = \"127.0.0.1:0\"\n");
+    if let Some(token) = &opts.admin_control_token {
+        t.push_str(&format!("control_token = {}\n", toml_str(token)));
+    }
     t.push_str(&format!(
         "\n[upstream]\nhost = \"127.0.0.1\"\nport = {pg_port}\nuser = {}\npassword = {}\n",
         toml_str(superuser),
@@ -621,6 +630,11 @@ pub fn gateway_config_text(
         ));
     }
     t.push_str(&policies::policies_toml(&opts.policies));
+    if !opts.extra_toml.is_empty() {
+        t.push('\n');
+        t.push_str(&opts.extra_toml);
+        t.push('\n');
+    }
     t
 }
 

@@ -1,12 +1,17 @@
-//! The admin HTTP endpoint: `/metrics`, `/healthz`, `/readyz`.
+//! The admin HTTP endpoint: `/metrics`, `/healthz`, `/readyz`, and with a policy
+//! directory `/policies` (GET), `/policies/reload` and `/policies/rollback` (POST, with
+//! the control token as `Authorization: Bearer ...`).
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
+
+use crate::policy::reload::watch::Action;
 use tokio::net::TcpListener;
 
 use crate::server::Shared;
@@ -18,6 +23,15 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
+        .route("/policies", get(policies))
+        .route(
+            "/policies/reload",
+            post(|s, h| control(s, h, Action::Reload)),
+        )
+        .route(
+            "/policies/rollback",
+            post(|s, h| control(s, h, Action::Rollback)),
+        )
         .with_state(shared);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -50,5 +64,58 @@ async fn ready(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
     } else {
         (StatusCode::OK, "ready\n")
+    }
+}
+
+async fn policies(State(shared): State<Arc<Shared>>) -> axum::response::Response {
+    match &shared.policy_reload {
+        Some(r) => axum::Json(r.sets().status()).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "no [policy_dir] is configured (policies from [[policies]] load only at start)\n",
+        )
+            .into_response(),
+    }
+}
+
+/// True when `headers` carry the configured control token.
+fn authorised(shared: &Shared, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
+    let Some(token) = shared.config.admin.resolved_control_token() else {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "control endpoints are disabled: set [admin] control_token_env\n",
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    use subtle::ConstantTimeEq as _;
+    if given.len() == token.len() && bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+        Ok(())
+    } else {
+        Err((StatusCode::UNAUTHORIZED, "missing or wrong control token\n"))
+    }
+}
+
+async fn control(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    action: Action,
+) -> axum::response::Response {
+    if let Err(e) = authorised(&shared, &headers) {
+        return e.into_response();
+    }
+    let Some(r) = &shared.policy_reload else {
+        return (StatusCode::NOT_FOUND, "no [policy_dir] is configured\n").into_response();
+    };
+    match r.run(action).await {
+        Ok(status) => axum::Json(status).into_response(),
+        Err(e) => (
+            StatusCode::CONFLICT,
+            axum::Json(serde_json::json!({ "error": e, "status": r.sets().status() })),
+        )
+            .into_response(),
     }
 }

@@ -74,6 +74,16 @@ fn resolve_paths(path: &Path, config: &mut Config) {
     {
         *dir = base.join(&*dir);
     }
+    if let Some(pd) = &mut config.policy_dir {
+        if pd.path.is_relative() {
+            pd.path = base.join(&pd.path);
+        }
+        for k in &mut pd.trusted_keys {
+            if k.is_relative() {
+                *k = base.join(&*k);
+            }
+        }
+    }
 }
 
 /// The line of `key` inside the `n`th `[[policies]]` entry (best effort).
@@ -91,8 +101,16 @@ fn policy_line(text: &str, n: usize, key: &str) -> usize {
 
 /// Checks `[[policies]]` entries: ids, digests, limits and settings.
 pub(super) fn validate_policies(c: &Config) -> Result<(), (usize, String, String)> {
+    validate_policy_entries(&c.policies)
+}
+
+/// Checks policy entries (from `[[policies]]` or a policy directory's manifest): ids,
+/// digests, limits and settings. The error names the entry's index and key.
+pub fn validate_policy_entries(
+    policies: &[super::PolicyConfig],
+) -> Result<(), (usize, String, String)> {
     let mut ids = std::collections::HashSet::new();
-    for (i, p) in c.policies.iter().enumerate() {
+    for (i, p) in policies.iter().enumerate() {
         let err = |key: &str, message: String| Err((i, key.to_owned(), message));
         let id_ok = !p.id.is_empty()
             && p.id.len() <= 64
@@ -190,6 +208,13 @@ fn validate(path: &Path, text: &str, c: &Config) -> Result<(), ConfigError> {
             find_line(text, "max_message_bytes", 0),
             "server.max_message_bytes".into(),
             "must be at least 1024".into(),
+        ));
+    }
+    if c.policy_dir.is_some() && !c.policies.is_empty() {
+        return Err(invalid(
+            find_line(text, "[policy_dir]", 0),
+            "policy_dir".into(),
+            "[policy_dir] and [[policies]] cannot be combined: list the policies in the directory's policies.toml".into(),
         ));
     }
     if let Err((i, key, message)) = validate_policies(c) {

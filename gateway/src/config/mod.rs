@@ -6,5 +6,5 @@
 mod load;
 mod types;
 
-pub use load::{ConfigError, load, parse};
+pub use load::{ConfigError, load, parse, validate_policy_entries};
 pub use types::*;

@@ -32,6 +32,39 @@ pub struct Config {
     /// allowed (pass-through).
     #[serde(default)]
     pub policies: Vec<PolicyConfig>,
+    /// A watched policy directory (manifest + artifacts), reloaded without restart.
+    /// Replaces `[[policies]]`; the two cannot be combined.
+    #[serde(default)]
+    pub policy_dir: Option<PolicyDirConfig>,
+}
+
+/// A policy directory the gateway loads and hot-reloads: `[policy_dir]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyDirConfig {
+    /// The directory holding `policies.toml` and the artifacts (relative: to the
+    /// configuration file). It can be a git checkout kept current by any sync tool.
+    pub path: PathBuf,
+    /// Reload when files in the directory change (debounced).
+    #[serde(default = "default_true")]
+    pub watch: bool,
+    /// Quiet time after the last change before reloading, in milliseconds.
+    #[serde(default = "default_debounce_ms")]
+    pub debounce_ms: u64,
+    /// Refuse artifacts and manifests without a valid signature (`<file>.sig`).
+    #[serde(default)]
+    pub require_signatures: bool,
+    /// Public keys (files with base64 Ed25519 keys) whose signatures are trusted.
+    #[serde(default)]
+    pub trusted_keys: Vec<PathBuf>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_debounce_ms() -> u64 {
+    200
 }
 
 /// The client-facing listener.
@@ -111,13 +144,36 @@ pub struct AdminConfig {
     /// Address to listen on; `None` disables the endpoint.
     #[serde(default = "default_admin_listen")]
     pub listen: Option<SocketAddr>,
+    /// Bearer token for the control endpoints (reload, rollback). Without a token
+    /// (here or in `control_token_env`) they are disabled; reading endpoints stay open.
+    #[serde(default)]
+    pub control_token: Option<String>,
+    /// Read the control token from this environment variable instead.
+    #[serde(default)]
+    pub control_token_env: Option<String>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             listen: default_admin_listen(),
+            control_token: None,
+            control_token_env: None,
         }
+    }
+}
+
+impl AdminConfig {
+    /// The control token, from `control_token` or `control_token_env`.
+    pub fn resolved_control_token(&self) -> Option<String> {
+        self.control_token
+            .clone()
+            .or_else(|| {
+                self.control_token_env
+                    .as_ref()
+                    .and_then(|v| std::env::var(v).ok())
+            })
+            .filter(|t| !t.is_empty())
     }
 }
 

@@ -289,6 +289,19 @@ impl PolicyChain {
         self.policies.iter().find(|p| &*p.id == id)
     }
 
+    /// Decides like the [`Gate`], but a policy that fails (trap, timeout, memory,
+    /// oversized answer) is an error rather than a denial, so fixtures cannot pass by
+    /// failing. Calls each policy an extra time: for tests, not for live traffic.
+    pub fn decide_checked(&self, ctx: &StatementContext<'_>) -> Result<Decision, String> {
+        let req = super::request::request(ctx);
+        for p in self.policies.iter().filter(|p| p.metadata.authorize) {
+            if let Verdict::Failed(f) = p.authorize(&req) {
+                return Err(format!("policy \"{}\" failed: {f}", p.id()));
+            }
+        }
+        Ok(self.decide_request(&req))
+    }
+
     /// Decides a ready-made request (the [`Gate`] builds it from the statement).
     pub fn decide_request(&self, req: &wit::Request) -> Decision {
         let mut approvals: Vec<(&str, String)> = Vec::new();

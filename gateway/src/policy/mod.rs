@@ -24,6 +24,7 @@ pub mod harness;
 pub mod instance;
 pub mod load;
 pub mod metrics;
+pub mod reload;
 pub mod request;
 
 use std::path::PathBuf;

@@ -1,0 +1,125 @@
+//! What triggers a reload: file changes in the policy directory (debounced), the admin
+//! API, SIGHUP (the binary), and rollbacks. One task runs them one at a time, off the
+//! statement path (compiling runs on a blocking thread).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::{PolicySets, SetStatus};
+
+/// What to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Load the directory again.
+    Reload,
+    /// Restore the previous set.
+    Rollback,
+}
+
+struct Request {
+    action: Action,
+    reply: Option<oneshot::Sender<Result<SetStatus, String>>>,
+}
+
+/// Asks the reload task for a reload or a rollback.
+#[derive(Clone)]
+pub struct ReloadHandle {
+    tx: mpsc::UnboundedSender<Request>,
+    sets: Arc<PolicySets>,
+}
+
+impl ReloadHandle {
+    /// Runs `action` and waits for its outcome.
+    pub async fn run(&self, action: Action) -> Result<SetStatus, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request {
+                action,
+                reply: Some(reply),
+            })
+            .map_err(|_| "the gateway is shutting down".to_owned())?;
+        rx.await.map_err(|_| "the reload task stopped".to_owned())?
+    }
+
+    /// Requests a reload without waiting (signal handlers).
+    pub fn request_reload(&self) {
+        let _ = self.tx.send(Request {
+            action: Action::Reload,
+            reply: None,
+        });
+    }
+
+    /// The sets.
+    pub fn sets(&self) -> &Arc<PolicySets> {
+        &self.sets
+    }
+}
+
+/// Starts the reload task (and the directory watcher, if enabled).
+pub fn spawn(
+    sets: Arc<PolicySets>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(ReloadHandle, JoinHandle<()>)> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Request>();
+    let (changed_tx, mut changed_rx) = mpsc::unbounded_channel::<()>();
+    let watcher = if sets.config().watch {
+        let dir = sets.config().path.clone();
+        let mut w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+            if let Ok(ev) = ev
+                && !matches!(ev.kind, notify::EventKind::Access(_))
+            {
+                let _ = changed_tx.send(());
+            }
+        })?;
+        w.watch(&dir, RecursiveMode::NonRecursive).map_err(|e| {
+            anyhow::anyhow!("cannot watch the policy directory {}: {e}", dir.display())
+        })?;
+        Some(w)
+    } else {
+        None
+    };
+    let debounce = Duration::from_millis(sets.config().debounce_ms);
+    let handle = ReloadHandle {
+        tx,
+        sets: Arc::clone(&sets),
+    };
+    let task = tokio::spawn(async move {
+        // Kept alive for as long as the task runs.
+        let _watcher = watcher;
+        loop {
+            let req = tokio::select! {
+                _ = shutdown.changed() => break,
+                r = rx.recv() => match r {
+                    Some(r) => r,
+                    None => break,
+                },
+                Some(()) = changed_rx.recv() => {
+                    // Debounce: wait until the directory has been quiet for a while, so
+                    // a sync tool writing several files triggers one reload.
+                    while let Ok(Some(())) =
+                        tokio::time::timeout(debounce, changed_rx.recv()).await
+                    {}
+                    Request { action: Action::Reload, reply: None }
+                }
+            };
+            let s = Arc::clone(&sets);
+            let outcome = tokio::task::spawn_blocking(move || {
+                let r = match req.action {
+                    Action::Reload => s.reload(),
+                    Action::Rollback => s.rollback(),
+                };
+                r.map(|_| s.status())
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("reload panicked: {e}")));
+            if let Some(reply) = req.reply {
+                let _ = reply.send(outcome);
+            }
+        }
+    });
+    Ok((handle, task))
+}
