@@ -412,3 +412,40 @@ async fn psql_through_a_gateway_enforcing_the_js_policy() {
         .expect("a gateway with the JavaScript policy starts");
     check_end_to_end("js", |user| gw.uri(user, "demo")).await;
 }
+
+#[test]
+fn scaffolded_python_and_js_projects_build_and_pass_their_fixtures() {
+    use portcullis::policy::scaffold::{Lang, create, default_sdk_path};
+    let dir = tempfile::tempdir().expect("a temp dir");
+    for (lang, name) in [(Lang::Python, "no-drops-py"), (Lang::Js, "no-drops-js")] {
+        let project = dir.path().join(name);
+        create(lang, name, &project, &default_sdk_path()).expect("scaffolds");
+        if lang == Lang::Js {
+            // The toolchain policies-examples/build.sh installed (no second download).
+            std::os::unix::fs::symlink(
+                examples_source_dir().join("js/node_modules"),
+                project.join("node_modules"),
+            )
+            .expect("links node_modules");
+        }
+        // The project's own build script; its fixture step runs below, in process
+        // (`portcullis policy test` is the same function).
+        let out = std::process::Command::new("bash")
+            .arg(project.join("build.sh"))
+            .env("PORTCULLIS", "true")
+            .output()
+            .expect("bash runs");
+        assert!(
+            out.status.success(),
+            "{name}: build.sh failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        portcullis::policy::reload::cli::test_fixtures(
+            &project.join(format!("{name}.wasm")),
+            &project.join("fixtures.toml"),
+            Some(&project.join("settings.json")),
+        )
+        .unwrap_or_else(|e| panic!("{name}: fixtures: {e:#}"));
+    }
+}
