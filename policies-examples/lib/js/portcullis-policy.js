@@ -5,7 +5,7 @@
 // ('agent', 'unparsed', 'read'), variants are { tag, val } objects, options are a
 // value or undefined, and an exported `result<_, string>` is "return = ok,
 // throw = err". These helpers build the common values so policies stay short.
-// Types for editors: ./policy.d.ts.
+// Types for editors: ./portcullis-policy.d.ts.
 //
 //   import { allow, deny, requireApproval, inAnyGroup } from '../lib/js/portcullis-policy.js';
 
