@@ -123,7 +123,7 @@ impl Policy for ShopRules {
 
     fn configure(settings: Value) -> Result<Self, String> {
         let settings = Settings::from_json(&settings)?;
-        portcullis_sdk::log::info(&format!(
+        portcullis_sdk::log::info(format!(
             "shop-rules: agents may write {} table(s)",
             settings.agent_write_tables.len()
         ));
