@@ -13,7 +13,10 @@
 //! - a Python or JavaScript guest that loops or allocates without bound is stopped by
 //!   the sandbox: the statement is denied (fail closed), the next one works;
 //! - end to end, psql through a gateway enforcing the Python and the JavaScript
-//!   policy sees the same allows and denials.
+//!   policy sees the same allows and denials;
+//! - the JavaScript component imports no `wasi:http`/`wasi:sockets` (built without
+//!   the http/fetch-event features);
+//! - scaffolded Python and JavaScript projects build and pass their fixtures.
 //!
 //! A missing component or tool fails the test; nothing is skipped.
 
@@ -275,6 +278,29 @@ fn python_and_js_load_from_the_compile_cache_and_reuse_warm_instances() {
         }
         assert_eq!(h.chain().policies()[0].pool().idle_instances(), 1);
     }
+}
+
+#[test]
+fn the_js_component_has_no_network_imports() {
+    let rt = runtime();
+    let wasm = std::fs::read(example("js")).expect("js.wasm");
+    let sha = portcullis::policy::cache::sha256_hex(&wasm);
+    let (component, _, _) = rt
+        .cache()
+        .load_or_compile(rt.engine(), &wasm, &sha)
+        .expect("compiles");
+    let imports: Vec<String> = component
+        .component_type()
+        .imports(rt.engine())
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    assert!(imports.iter().any(|i| i == "log"), "{imports:?}");
+    assert!(
+        imports
+            .iter()
+            .all(|i| !i.starts_with("wasi:http") && !i.starts_with("wasi:sockets")),
+        "built without http/fetch-event, the JS policy imports no network: {imports:?}"
+    );
 }
 
 /// Loads a hostile variant with `behaviour` triggered by `boom`.
