@@ -7,7 +7,8 @@
 //! warm instance (request prepared in advance, through `LoadedPolicy::authorize`: pool,
 //! deadline, call, result checks, metrics) for an allowed, a denied and an
 //! approval-needing statement. Also reports each component's size, its load time
-//! from the compile cache, and the first call into a fresh instance.
+//! from the compile cache, and the first call into a fresh instance; and, for Python
+//! and JavaScript, the floor: a guest that allows without looking at the request.
 //!
 //! Target (from the languages issue): Python and JavaScript p50 within 20x of Rust.
 
@@ -165,6 +166,24 @@ fn main() -> anyhow::Result<()> {
             policy.cache_outcome()
         );
         p50s.push((lang, pct(&a, 0.5)));
+    }
+    // The floor per language: a guest that allows without looking at the request
+    // (the hostile test variants, behaviour "allow"), i.e. the cost of lifting the
+    // request into the guest's language and the decision back.
+    for name in ["python-hostile", "js-hostile"] {
+        let mut config = PolicyConfig::new(name, examples.join(format!("{name}.wasm")));
+        config.settings = toml::from_str("behaviour = \"allow\"")?;
+        let runtime = PolicyRuntime::new(Some(cache.clone()), PolicyMetrics::unregistered())?;
+        let chain = load_chain_with(&runtime, std::slice::from_ref(&config), false)?;
+        let policy = Arc::clone(&chain.policies()[0]);
+        let a = measure(|| {
+            std::hint::black_box(policy.authorize(&allow));
+        });
+        println!(
+            "{name:<15} allow-all floor: p50 {:.2} µs, p99 {:.2} µs",
+            pct(&a, 0.5),
+            pct(&a, 0.99)
+        );
     }
     let rust = p50s[0].1;
     println!(
