@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need and is missing on this machine:
 # PostgreSQL server binaries, psql/pgbench, the wasm32-wasip2 Rust target, and the
-# Python/Node client libraries the compatibility tests drive. Safe to run repeatedly.
+# Python/Node client libraries the compatibility tests drive, and (with --tests) the
+# Python/JavaScript policy toolchains policies-examples/ builds with. Safe to run
+# repeatedly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,5 +38,14 @@ if [ "${1:-}" = "--tests" ]; then
   if [ -f tests/node/package.json ] && [ ! -d tests/node/node_modules/pg ]; then
     echo "setup: installing node-postgres for the Node client tests"
     (cd tests/node && npm install --no-audit --no-fund --silent)
+  fi
+  # Policy toolchains for policies-examples/ (Python and JavaScript guests).
+  if [ "$(componentize-py --version 2>/dev/null | awk '{print $2}')" != "0.25.1" ]; then
+    echo "setup: installing componentize-py for the Python example policy"
+    python3 -m pip install --quiet 'componentize-py==0.25.1'
+  fi
+  if [ ! -d policies-examples/js/node_modules/@bytecodealliance/componentize-js ]; then
+    echo "setup: installing componentize-js and jco for the JavaScript example policy"
+    (cd policies-examples/js && npm ci --no-audit --no-fund --silent)
   fi
 fi

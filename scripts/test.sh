@@ -6,5 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --tests
 # Policy tests load the real components from target/policies/.
 bash policies-rs/build.sh
+# The example policy in Rust, Python and JavaScript, from source (policies-examples/).
+bash policies-examples/build.sh
 cargo build --workspace --all-targets
 cargo test --workspace --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"

@@ -103,6 +103,32 @@ pub enum PolicyCommand {
         #[arg(long, default_value = "{}")]
         settings: String,
     },
+    /// Scaffold a policy project (policy, settings, fixtures, build script) in DIR
+    /// (default: ./NAME).
+    New {
+        /// The language.
+        #[arg(long, value_enum)]
+        lang: crate::policy::scaffold::Lang,
+        /// The policy's name (lower-case letters, digits, '-').
+        name: String,
+        /// Where to create it (must not exist).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Path of `portcullis-sdk` for a Rust project (default: this build's sdk/).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Run a fixture file against a built component through the real policy host.
+    Test {
+        /// The component.
+        file: PathBuf,
+        /// The fixture file (`[[case]] user, groups, kind, database, sql, expect`).
+        #[arg(long)]
+        fixtures: PathBuf,
+        /// A JSON file with the settings to configure the policy with (default `{}`).
+        #[arg(long)]
+        settings: Option<PathBuf>,
+    },
     /// Ask a running gateway to reload its policy directory.
     Reload {
         /// The gateway's admin address.

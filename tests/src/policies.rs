@@ -71,3 +71,53 @@ pub fn policies_toml(policies: &[PolicyConfig]) -> String {
     }
     out
 }
+
+/// The example policies of `policies-examples/` built by
+/// `bash policies-examples/build.sh` (`<policies dir>/examples`).
+pub fn examples_dir() -> PathBuf {
+    policies_dir().join("examples")
+}
+
+/// A built example component (`rust`, `python`, `js`, `python-hostile`,
+/// `js-hostile`); panics with instructions when it is missing (never skips).
+pub fn example(name: &str) -> PathBuf {
+    let path = examples_dir().join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `bash policies-examples/build.sh` first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// The repository's `policies-examples/` directory (sources, fixtures, settings).
+pub fn examples_source_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies-examples")
+}
+
+/// One compile cache shared by every test that loads the large Python and
+/// JavaScript components (the same directory the policy harness uses), so each is
+/// compiled once per machine, not once per test.
+pub fn shared_cache_dir() -> PathBuf {
+    std::env::temp_dir().join("portcullis-harness-cache")
+}
+
+/// The example policy in `lang` with the shared settings
+/// (`policies-examples/settings.json`), id `shop-<lang>`.
+pub fn example_policy(lang: &str) -> PolicyConfig {
+    let mut p = PolicyConfig::new(format!("shop-{lang}"), example(lang));
+    let path = examples_source_dir().join("settings.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let json: serde_json::Value = serde_json::from_str(&text).expect("settings.json is JSON");
+    p.settings = toml::Table::try_from(json).expect("settings.json is a table");
+    p
+}
+
+/// A hostile example (`python-hostile`, `js-hostile`) with `settings` (a TOML
+/// table body, e.g. `behaviour = "loop"`).
+pub fn example_hostile(name: &str, settings: &str) -> PolicyConfig {
+    let mut p = PolicyConfig::new(name, example(name));
+    p.settings = toml::from_str(settings).expect("hostile settings are TOML");
+    p
+}

@@ -26,6 +26,7 @@ pub mod load;
 pub mod metrics;
 pub mod reload;
 pub mod request;
+pub mod scaffold;
 
 use std::path::PathBuf;
 

@@ -63,6 +63,27 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
             Ok(())
         }
         PolicyCommand::Inspect { file, settings } => inspect(&file, &settings),
+        PolicyCommand::New {
+            lang,
+            name,
+            dir,
+            sdk,
+        } => {
+            let dir = dir.unwrap_or_else(|| name.clone().into());
+            let sdk = sdk.unwrap_or_else(crate::policy::scaffold::default_sdk_path);
+            crate::policy::scaffold::create(lang, &name, &dir, &sdk)?;
+            println!(
+                "created {} ({lang:?}); build and run its fixtures: bash {}/build.sh",
+                dir.display(),
+                dir.display()
+            );
+            Ok(())
+        }
+        PolicyCommand::Test {
+            file,
+            fixtures,
+            settings,
+        } => test_fixtures(&file, &fixtures, settings.as_deref()),
         PolicyCommand::Reload { admin, token_env } => control(admin, &token_env, "reload"),
         PolicyCommand::Rollback { admin, token_env } => control(admin, &token_env, "rollback"),
     }
@@ -124,6 +145,21 @@ fn inspect(file: &Path, settings: &str) -> anyhow::Result<()> {
         }
         Err(e) => println!("metadata: not available with settings {settings}: {e}"),
     }
+    Ok(())
+}
+
+/// `portcullis policy test`: loads `file` with the settings in `settings` (a JSON
+/// file) and runs `fixtures` against it.
+pub fn test_fixtures(file: &Path, fixtures: &Path, settings: Option<&Path>) -> anyhow::Result<()> {
+    let settings = match settings {
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
+        }
+        None => "{}".to_owned(),
+    };
+    let h = crate::policy::harness::Harness::load(&[file.to_owned()], &[&settings])?;
+    let n = super::run_fixtures(h.chain(), fixtures).map_err(anyhow::Error::msg)?;
+    println!("{}: {n} fixture(s) passed", file.display());
     Ok(())
 }
 

@@ -1,0 +1,16 @@
+// Builds policy.js into {{name}}.wasm with componentize-js, without the http and
+// fetch-event features (a policy has no network).
+import { componentize } from '@bytecodealliance/componentize-js';
+import { writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const { component } = await componentize({
+  sourcePath: resolve(here, 'policy.js'),
+  witPath: resolve(here, 'wit'),
+  worldName: 'policy',
+  disableFeatures: ['http', 'fetch-event'],
+});
+await writeFile(resolve(here, '{{name}}.wasm'), component);
+console.log(`built {{name}}.wasm (${component.length} bytes)`);

@@ -1,0 +1,77 @@
+// Thin helpers for Portcullis policies written in JavaScript (componentize-js).
+//
+// The component model maps the WIT contract (wit/policy.wit) to plain values:
+// records are objects with camelCase keys, enums are kebab-case strings
+// ('agent', 'unparsed', 'read'), variants are { tag, val } objects, options are a
+// value or undefined, and an exported `result<_, string>` is "return = ok,
+// throw = err". These helpers build the common values so policies stay short.
+// Types for editors: ./portcullis-policy.d.ts.
+//
+//   import { allow, deny, requireApproval, inAnyGroup } from '../lib/js/portcullis-policy.js';
+
+/** Let the statement run (subject to the other policies). */
+export function allow() {
+  return { tag: 'allow' };
+}
+
+/** Refuse the statement; SQLSTATE 42501 unless given. */
+export function deny(message, sqlstate) {
+  return { tag: 'deny', val: { message, sqlstate } };
+}
+
+/** Hold the statement for approval by `group:x` / `user:y` approvers. */
+export function requireApproval(reason, approvers) {
+  return { tag: 'require-approval', val: { reason, approvers: [...approvers] } };
+}
+
+/** Route an approval request to reviewers. */
+export function route(approvers, { approvals = 1, ttlSeconds = 3600, channel } = {}) {
+  return {
+    tag: 'route',
+    val: { approvers: [...approvers], requiredApprovals: approvals, ttlSeconds, channel },
+  };
+}
+
+/** True when the identity is in at least one of `groups`. */
+export function inAnyGroup(identity, groups) {
+  return groups.some((g) => identity.groups.includes(g));
+}
+
+/** True for an AI agent. */
+export function isAgent(identity) {
+  return identity.kind === 'agent';
+}
+
+/** A settings problem; `configure` rethrows its message (the component's `err`). */
+export class SettingsError extends Error {}
+
+/**
+ * Parses settings JSON into an object, rejecting anything but an object and any key
+ * not in `known` (a misspelt key must fail at load time, not silently never apply).
+ */
+export function parseSettings(text, known) {
+  let value;
+  try {
+    value = text.trim() ? JSON.parse(text) : {};
+  } catch (e) {
+    throw new SettingsError(`settings are not valid JSON: ${e.message}`);
+  }
+  if (value === null) value = {};
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    throw new SettingsError('settings must be a JSON object');
+  }
+  for (const key of Object.keys(value)) {
+    if (!known.includes(key)) throw new SettingsError(`unknown setting "${key}"`);
+  }
+  return value;
+}
+
+/** `settings[key]` as a list of strings (or `fallback` when absent). */
+export function stringList(settings, key, fallback) {
+  if (!(key in settings)) return [...fallback];
+  const v = settings[key];
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) {
+    throw new SettingsError(`setting "${key}" must be a list of strings`);
+  }
+  return [...v];
+}
