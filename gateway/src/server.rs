@@ -122,16 +122,43 @@ impl GatewayHandle {
 /// fails the start); without, everything is allowed.
 pub async fn start(config: Config) -> anyhow::Result<GatewayHandle> {
     let metrics = Metrics::new();
-    let gate: Arc<dyn Gate> = if config.policies.is_empty() {
-        Arc::new(PassThrough)
+    let plugins = if config.policies.is_empty() {
+        Plugins::default()
     } else {
-        Arc::new(load_policies(&config, &metrics).await?)
-    };
-    let plugins = Plugins {
-        gate,
-        filter: Arc::new(NoMasking),
+        let chain = Arc::new(load_policies(&config, &metrics).await?);
+        policy_plugins(&config, chain)
     };
     start_inner(config, plugins, metrics).await
+}
+
+/// The gate and filter of a loaded policy chain: the chain decides statements; when a
+/// policy implements the `mask` hook, a [`MaskingFilter`](crate::masking::MaskingFilter)
+/// masks results, with a catalog cache reloaded after DDL.
+pub fn policy_plugins(config: &Config, chain: Arc<crate::policy::PolicyChain>) -> Plugins {
+    let mask_policies = chain.mask_policies();
+    if mask_policies.is_empty() {
+        return Plugins {
+            gate: chain,
+            filter: Arc::new(NoMasking),
+        };
+    }
+    let m = &config.masking;
+    let catalog = crate::masking::Catalog::new(Duration::from_millis(m.catalog_refresh_ms.max(1)));
+    let key = match m.resolved_key() {
+        Some(k) => crate::masking::PseudonymKey::new(k.into_bytes()),
+        None => {
+            tracing::warn!(
+                "no [masking] pseudonym_key configured: pseudonyms change when the gateway restarts"
+            );
+            crate::masking::PseudonymKey::random()
+        }
+    };
+    let filter =
+        crate::masking::MaskingFilter::new(mask_policies, Arc::clone(&catalog), key, m.batch_rows);
+    Plugins {
+        gate: Arc::new(crate::masking::DdlWatch::new(chain, Arc::clone(&catalog))),
+        filter: Arc::new(filter),
+    }
 }
 
 /// Loads the configured policies (compiling can take seconds: done off the runtime's

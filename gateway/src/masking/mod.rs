@@ -1,0 +1,227 @@
+//! Dynamic data masking: the [`ResultFilter`] that asks the policies' `plan-masks`
+//! once per result set and applies the plan to every row natively, calling
+//! `mask-rows` (in batches) only for `custom` columns.
+//!
+//! Fail closed:
+//! - a policy that traps, times out or refuses in `plan-masks` or `mask-rows` refuses
+//!   the whole result (an ErrorResponse naming the policy; the session goes on);
+//! - a DataRow whose shape differs from the RowDescription, or rows of a result whose
+//!   columns the gateway does not know (Execute without Describe), refuse it too;
+//! - provenance that cannot be established is reported as `unknown` (see
+//!   [`provenance`]).
+//!
+//! Out of scope: `COPY ... TO STDOUT` data (CopyData is not rows; the standard policy
+//! denies COPY TO of sensitive tables in `authorize`), NOTIFY payloads, error
+//! messages that quote values, and timing side channels.
+
+pub mod catalog;
+pub mod functions;
+pub mod provenance;
+mod rewriter;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_sql::StatementKind;
+
+use crate::pipeline::{
+    Decision, Gate, Refusal, ResultContext, ResultFilter, RowRewriter, SessionInfo,
+    StatementContext,
+};
+use crate::policy::LoadedPolicy;
+use crate::policy::bindings::portcullis::policy::types as wit;
+pub use catalog::Catalog;
+pub use functions::{ColumnType, CompiledMask, NativeMask, PseudonymKey, TypeClass};
+use rewriter::{MaskRewriter, Refuse, Step};
+
+/// Rows per `mask-rows` call by default.
+pub const DEFAULT_BATCH_ROWS: usize = 256;
+
+/// The masking [`ResultFilter`].
+pub struct MaskingFilter {
+    policies: Vec<Arc<LoadedPolicy>>,
+    catalog: Arc<Catalog>,
+    key: Arc<PseudonymKey>,
+    batch_rows: usize,
+}
+
+impl MaskingFilter {
+    /// A filter over `policies` (enforcing, with the `mask` hook), with the catalog
+    /// cache and the pseudonym key.
+    pub fn new(
+        policies: Vec<Arc<LoadedPolicy>>,
+        catalog: Arc<Catalog>,
+        key: PseudonymKey,
+        batch_rows: usize,
+    ) -> Self {
+        MaskingFilter {
+            policies,
+            catalog,
+            key: Arc::new(key),
+            batch_rows: batch_rows.max(1),
+        }
+    }
+
+    /// The catalog cache.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    fn refuse(policy: &str, message: String) -> Option<Box<dyn RowRewriter>> {
+        Some(Box::new(Refuse(Refusal {
+            sqlstate: "42501".into(),
+            message,
+            policy: policy.to_owned(),
+        })))
+    }
+}
+
+/// Converts a WIT mask function to a native one (`None` for `custom`).
+pub fn native(m: &wit::MaskFunction) -> Option<NativeMask> {
+    Some(match m {
+        wit::MaskFunction::Redact(c) => NativeMask::Redact(c.clone()),
+        wit::MaskFunction::Null => NativeMask::Null,
+        wit::MaskFunction::Partial(p) => NativeMask::Partial {
+            first: p.keep_first as usize,
+            last: p.keep_last as usize,
+            fill: p.fill.clone(),
+        },
+        wit::MaskFunction::Email => NativeMask::Email,
+        wit::MaskFunction::Pseudonym => NativeMask::Pseudonym,
+        wit::MaskFunction::Digits(n) => NativeMask::Digits(*n as usize),
+        wit::MaskFunction::Date(p) => NativeMask::Date {
+            year: matches!(p, wit::DatePart::Year),
+        },
+        wit::MaskFunction::Round(step) => NativeMask::Round(*step),
+        wit::MaskFunction::Custom => return None,
+    })
+}
+
+impl ResultFilter for MaskingFilter {
+    fn catalog(&self) -> Option<&Arc<Catalog>> {
+        Some(&self.catalog)
+    }
+
+    fn begin(&self, ctx: &ResultContext<'_>) -> Option<Box<dyn RowRewriter>> {
+        let db = &ctx.session.database;
+        let cat = self.catalog.get(db);
+        let mut missed = false;
+        let columns = provenance::result_columns(ctx.columns, ctx.statement, &cat, &mut missed);
+        if missed {
+            self.catalog.invalidate(db, Duration::ZERO);
+        }
+        let n = columns.len();
+        if n == 0 {
+            // Columns unknown (Execute without Describe) or a zero-column result:
+            // rows with cells are refused.
+            return Some(Box::new(rewriter::NoColumns));
+        }
+        let types: Vec<ColumnType> = ctx
+            .columns
+            .fields
+            .iter()
+            .map(|f| ColumnType::new(f.type_oid, f.format))
+            .collect();
+        let wctx = Arc::new(wit::ResultContext {
+            identity: crate::policy::request::identity(ctx.session),
+            database: db.clone(),
+            statement: ctx
+                .statement
+                .map(|s| crate::policy::request::statement(s, &s.fingerprint, false, 0)),
+            columns,
+        });
+        let mut steps: Vec<Vec<Step>> = vec![Vec::new(); n];
+        let mut customs: Vec<(Arc<LoadedPolicy>, Vec<usize>)> = Vec::new();
+        for p in &self.policies {
+            let plan = match p.plan_masks(&wctx) {
+                Ok(plan) => plan,
+                Err(f) => {
+                    return Self::refuse(
+                        p.id(),
+                        format!(
+                            "policy \"{}\" failed while planning masks ({f}); result refused",
+                            p.id()
+                        ),
+                    );
+                }
+            };
+            if let Some(r) = plan.refuse {
+                let sqlstate = r
+                    .sqlstate
+                    .filter(|s| s.len() == 5 && !s.starts_with("00"))
+                    .unwrap_or_else(|| "42501".into());
+                return Some(Box::new(Refuse(Refusal {
+                    sqlstate,
+                    message: r.message,
+                    policy: p.id().to_owned(),
+                })));
+            }
+            let mut mine = Vec::new();
+            for cm in plan.columns {
+                let i = cm.index as usize;
+                match native(&cm.mask) {
+                    Some(m) => steps[i].push(Step::Native(CompiledMask::new(m, types[i]))),
+                    None => {
+                        if !mine.contains(&i) {
+                            mine.push(i);
+                        }
+                        steps[i].push(Step::Custom);
+                    }
+                }
+            }
+            if !mine.is_empty() {
+                customs.push((Arc::clone(p), mine));
+            }
+        }
+        if steps.iter().all(|s| s.is_empty()) {
+            return None;
+        }
+        Some(Box::new(MaskRewriter::new(
+            steps,
+            types,
+            customs,
+            wctx,
+            Arc::clone(&self.key),
+            self.batch_rows,
+        )))
+    }
+}
+
+/// Wraps a gate; after DDL the catalog of the session's database is reloaded (in the
+/// background, shortly after the statement is allowed).
+pub struct DdlWatch {
+    inner: Arc<dyn Gate>,
+    catalog: Arc<Catalog>,
+}
+
+impl DdlWatch {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Gate>, catalog: Arc<Catalog>) -> Self {
+        DdlWatch { inner, catalog }
+    }
+}
+
+impl Gate for DdlWatch {
+    fn decide(&self, ctx: &StatementContext<'_>) -> Decision {
+        let d = self.inner.decide(ctx);
+        if d == Decision::Allow
+            && matches!(
+                ctx.statement.kind,
+                StatementKind::CreateTable
+                    | StatementKind::CreateView
+                    | StatementKind::CreateOther
+                    | StatementKind::Alter
+                    | StatementKind::Drop
+                    | StatementKind::Unparsed
+            )
+        {
+            self.catalog
+                .invalidate(&ctx.session.database, Duration::from_millis(250));
+        }
+        d
+    }
+
+    fn decide_function_call(&self, session: &SessionInfo, function_oid: u32) -> Decision {
+        self.inner.decide_function_call(session, function_oid)
+    }
+}
