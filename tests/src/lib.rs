@@ -91,6 +91,8 @@ pub struct GatewayOptions {
     pub upstream_verify_full: bool,
     /// Extra `[databases.*]` entries besides `demo` and `postgres`.
     pub databases: Vec<String>,
+    /// `[[policies]]`, in order (with a fixed `[masking] pseudonym_key`).
+    pub policies: Vec<portcullis::config::PolicyConfig>,
 }
 
 impl Default for GatewayOptions {
@@ -103,6 +105,7 @@ impl Default for GatewayOptions {
             client_tls: ClientTls::Off,
             upstream_verify_full: false,
             databases: Vec::new(),
+            policies: Vec::new(),
         }
     }
 }
@@ -606,6 +609,11 @@ pub fn gateway_config_text(
     for db in dbs {
         t.push_str(&format!("\n[databases.{}]\n", toml_str(&db)));
     }
+    if !opts.policies.is_empty() {
+        t.push('\n');
+        t.push_str(&policies_toml(&opts.policies));
+        t.push_str("\n[masking]\npseudonym_key = \"portcullis-tests-pseudonym-key\"\n");
+    }
     for (name, kind, groups, password) in IDENTITIES {
         let groups: Vec<String> = groups.iter().map(|g| toml_str(g)).collect();
         t.push_str(&format!(
@@ -616,6 +624,29 @@ pub fn gateway_config_text(
         ));
     }
     t
+}
+
+/// `[[policies]]` tables for a configuration file.
+fn policies_toml(policies: &[portcullis::config::PolicyConfig]) -> String {
+    let entries: Vec<toml::Value> = policies
+        .iter()
+        .map(|p| {
+            let mut t = toml::Table::new();
+            t.insert("id".into(), p.id.clone().into());
+            t.insert("path".into(), p.path.display().to_string().into());
+            t.insert("deadline_ms".into(), (p.deadline_ms as i64).into());
+            t.insert("memory_mb".into(), (p.memory_mb as i64).into());
+            t.insert("mode".into(), p.mode.as_str().into());
+            if let Some(d) = &p.sha256 {
+                t.insert("sha256".into(), d.clone().into());
+            }
+            t.insert("settings".into(), toml::Value::Table(p.settings.clone()));
+            toml::Value::Table(t)
+        })
+        .collect();
+    let mut doc = toml::Table::new();
+    doc.insert("policies".into(), toml::Value::Array(entries));
+    toml::to_string(&doc).expect("policies serialise as TOML")
 }
 
 /// A TOML basic string.

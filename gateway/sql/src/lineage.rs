@@ -73,6 +73,9 @@ pub struct Lineage {
     /// Columns used in a WHERE / HAVING / JOIN condition next to a literal or a
     /// parameter (`WHERE ssn LIKE '1%'`): the conditions that can probe a value.
     pub literal_predicates: Vec<Source>,
+    /// Columns whose values flow into stored data: the rows of INSERT ... SELECT /
+    /// VALUES, UPDATE's SET values, CREATE TABLE AS, SELECT INTO, CREATE VIEW.
+    pub written_from: Vec<Source>,
 }
 
 /// Lineage of a statement.
@@ -83,6 +86,7 @@ pub(crate) fn statement(stmt: &Statement) -> Lineage {
         output,
         referenced: finish(w.referenced),
         literal_predicates: finish(w.literal_predicates),
+        written_from: finish(w.written_from),
     }
 }
 
@@ -127,6 +131,7 @@ struct Walker {
     ctes: Vec<HashMap<String, Option<Vec<OutputItem>>>>,
     referenced: Vec<Source>,
     literal_predicates: Vec<Source>,
+    written_from: Vec<Source>,
     depth: usize,
 }
 
@@ -190,10 +195,18 @@ fn apply_alias_columns(
 impl Walker {
     fn statement(&mut self, stmt: &Statement) -> Option<Vec<OutputItem>> {
         match stmt {
-            Statement::Query(q) => self.query(q),
+            Statement::Query(q) => {
+                let out = self.query(q);
+                if matches!(&*q.body, SetExpr::Select(s) if s.into.is_some()) {
+                    self.written_from.extend(all_sources(&out));
+                    return None;
+                }
+                out
+            }
             Statement::Insert(ins) => {
                 if let Some(src) = &ins.source {
-                    self.query(src);
+                    let rows = self.query(src);
+                    self.written_from.extend(all_sources(&rows));
                 }
                 let target = match &ins.table {
                     sqlparser::ast::TableObject::TableName(n) => rel_name(n),
@@ -229,7 +242,8 @@ impl Walker {
                 }
                 self.scopes.push(rels);
                 for a in &u.assignments {
-                    let _ = self.expr_sources(&a.value);
+                    let s = self.expr_sources(&a.value);
+                    self.written_from.extend(s);
                 }
                 if let Some(sel) = &u.selection {
                     self.predicate(sel);
@@ -276,12 +290,14 @@ impl Walker {
                 None
             }
             Statement::CreateView(v) => {
-                self.query(&v.query);
+                let out = self.query(&v.query);
+                self.written_from.extend(all_sources(&out));
                 None
             }
             Statement::CreateTable(t) => {
                 if let Some(q) = &t.query {
-                    self.query(q);
+                    let out = self.query(q);
+                    self.written_from.extend(all_sources(&out));
                 }
                 None
             }
@@ -1074,6 +1090,28 @@ mod tests {
         covers1(&l.literal_predicates, &[col("customers", "ssn")]);
         let l = lin("delete from customers where email = 'a@b' returning id");
         covers1(&l.literal_predicates, &[col("customers", "email")]);
+    }
+
+    #[test]
+    fn written_columns_are_reported() {
+        let w = |sql: &str| lin(sql).written_from;
+        covers1(
+            &w("insert into t select upper(ssn) from customers"),
+            &[col("customers", "ssn")],
+        );
+        covers1(
+            &w("update customers set name = ssn where id = 1"),
+            &[col("customers", "ssn")],
+        );
+        covers1(
+            &w("create table t as select email from customers"),
+            &[col("customers", "email")],
+        );
+        covers1(
+            &w("select email into t from customers"),
+            &[col("customers", "email")],
+        );
+        assert!(w("update customers set name = 'x' where id = 1 returning email").is_empty());
     }
 
     #[test]

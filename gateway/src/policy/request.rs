@@ -94,7 +94,9 @@ pub fn statement(s: &StatementSummary, sql: &str, multi: bool, index: usize) -> 
 /// subqueries and CTEs to the relation named in the statement (`table.column`,
 /// `schema.table.column` when qualified, `table.*` for a whole-row reference), then
 /// one `predicate:table.column` entry per column a WHERE / HAVING / JOIN condition
-/// compares with a literal or parameter (e.g. `WHERE ssn LIKE '1%'`).
+/// compares with a literal or parameter (e.g. `WHERE ssn LIKE '1%'`), then one
+/// `written:table.column` entry per column whose values flow into stored data
+/// (INSERT ... SELECT, UPDATE ... SET, CREATE TABLE AS, SELECT INTO, CREATE VIEW).
 pub fn columns(s: &StatementSummary) -> Vec<String> {
     use portcullis_sql::Source;
     fn name(src: &Source) -> Option<String> {
@@ -115,6 +117,13 @@ pub fn columns(s: &StatementSummary) -> Vec<String> {
             .iter()
             .filter_map(name)
             .map(|n| format!("predicate:{n}")),
+    );
+    out.extend(
+        s.lineage
+            .written_from
+            .iter()
+            .filter_map(name)
+            .map(|n| format!("written:{n}")),
     );
     out
 }

@@ -21,6 +21,7 @@
 //! | `reject-settings` | returns an error from `configure` (a rejected policy) | `configure` |
 //! | `slow-configure` | spins forever inside `configure` (load-time deadline) | `configure` |
 //!
+//! With `"mask_only": true`, `authorize` allows and only the `mask` hooks misbehave.
 //! Without settings (or `{}`) the behaviour is `allow`. The `mask` and `approve` hooks
 //! misbehave the same way for `loop`, `alloc`, `recursion`, `huge-return`, `panic` and
 //! `log-flood`, so the host can test those hooks' limits too; otherwise they mask
@@ -73,12 +74,16 @@ pub enum Behaviour {
 pub struct Settings {
     /// The behaviour.
     pub behaviour: Behaviour,
+    /// Misbehave only in the `mask` hooks (`plan-masks`, `mask-rows`); `authorize`
+    /// allows. For testing masking's fail-closed paths.
+    pub mask_only: bool,
 }
 
 /// The test policy.
 #[derive(Debug)]
 pub struct Hostile {
     behaviour: Behaviour,
+    mask_only: bool,
 }
 
 /// Size of the `huge-return` message.
@@ -116,11 +121,17 @@ impl Policy for Hostile {
                 Err("hostile test policy rejects its settings".to_string())
             }
             Behaviour::SlowConfigure => spin(),
-            behaviour => Ok(Hostile { behaviour }),
+            behaviour => Ok(Hostile {
+                behaviour,
+                mask_only: settings.mask_only,
+            }),
         }
     }
 
     fn authorize(&self, _req: &Request) -> Decision {
+        if self.mask_only {
+            return Decision::Allow;
+        }
         self.misbehave("authorize");
         match self.behaviour {
             Behaviour::Deny => Decision::deny("denied by the hostile test policy"),

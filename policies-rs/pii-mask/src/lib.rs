@@ -24,8 +24,9 @@
 //! deny_literal_predicates = true    # default true
 //! deny_copy_out = true              # default true
 //! deny_copies_into_tables = true    # default true: INSERT ... SELECT, CREATE TABLE AS,
-//!                                   # SELECT INTO, CREATE VIEW, UPDATE ... reading a
-//!                                   # sensitive column
+//!                                   # SELECT INTO, CREATE VIEW, UPDATE ... SET whose
+//!                                   # values come from a sensitive column (MERGE: any
+//!                                   # sensitive column read)
 //!
 //! [columns]                         # "table.column" or "schema.table.column" = mask
 //! "customers.email" = "email"
@@ -265,7 +266,13 @@ impl Policy for PiiMask {
         let sensitive_read = || {
             st.columns
                 .iter()
-                .filter(|c| !c.starts_with("predicate:"))
+                .filter(|c| !c.contains(':'))
+                .find(|c| self.entry_is_sensitive(c))
+        };
+        let sensitive_written = || {
+            st.columns
+                .iter()
+                .filter_map(|c| c.strip_prefix("written:"))
                 .find(|c| self.entry_is_sensitive(c))
         };
         if s.deny_copy_out
@@ -290,17 +297,13 @@ impl Policy for PiiMask {
                 ));
             }
         }
+        let copied = match st.kind {
+            // MERGE's data flow is not analysed: any sensitive column read counts.
+            StatementKind::Merge => sensitive_read().map(String::as_str),
+            _ => sensitive_written(),
+        };
         if s.deny_copies_into_tables
-            && matches!(
-                st.kind,
-                StatementKind::Insert
-                    | StatementKind::Update
-                    | StatementKind::Merge
-                    | StatementKind::CreateTable
-                    | StatementKind::CreateView
-                    | StatementKind::CreateOther
-            )
-            && let Some(c) = sensitive_read()
+            && let Some(c) = copied
         {
             return Decision::deny(format!(
                 "{} reading {c} is not allowed for {}: it would copy a masked column",

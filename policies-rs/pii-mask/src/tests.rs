@@ -165,13 +165,20 @@ fn inference_and_exfiltration_are_denied_for_masked_identities() {
     let ctas = RequestBuilder::new("alice")
         .kind(StatementKind::CreateTable)
         .table("customers", Access::Read)
-        .column("customers.email");
+        .column("customers.email")
+        .column("written:customers.email");
     assert!(h.authorize(&ctas.build()).is_deny());
     let whole = RequestBuilder::new("alice")
         .kind(StatementKind::Insert)
-        .column("c.*")
-        .column("customers.*");
+        .column("customers.*")
+        .column("written:customers.*");
     assert!(h.authorize(&whole.build()).is_deny());
+    let returning = RequestBuilder::new("alice")
+        .kind(StatementKind::Update)
+        .column("customers.email")
+        .column("customers.name")
+        .column("written:customers.name");
+    assert!(h.authorize(&returning.build()).is_allow());
 }
 
 #[test]
