@@ -156,7 +156,10 @@ pub fn policy_plugins(config: &Config, chain: Arc<crate::policy::PolicyChain>) -
     let filter =
         crate::masking::MaskingFilter::new(mask_policies, Arc::clone(&catalog), key, m.batch_rows);
     Plugins {
-        gate: Arc::new(crate::masking::DdlWatch::new(chain, Arc::clone(&catalog))),
+        gate: Arc::new(crate::masking::MaskingGate::new(
+            chain,
+            Arc::clone(&catalog),
+        )),
         filter: Arc::new(filter),
     }
 }

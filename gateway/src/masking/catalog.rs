@@ -20,15 +20,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::backend::{Upstream, UpstreamTarget};
 
-/// The catalog query: one row per column of every user relation, with the view
-/// definition on the first column of each view.
+/// The catalog query: one row per column of every relation (system catalogs
+/// included, so their columns have known provenance), with the view definition on the
+/// first column of each user view (system views are not followed: their lineage ends
+/// at the view; policies deny statistics views that expose sampled values).
 const CATALOG_SQL: &str = "SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text, a.attnum::int4, a.attname, \
-     CASE WHEN c.relkind IN ('v','m') AND a.attnum = 1 THEN pg_catalog.pg_get_viewdef(c.oid) END \
+     CASE WHEN c.relkind IN ('v','m') AND a.attnum = 1 AND n.nspname NOT IN ('pg_catalog','information_schema') \
+          THEN pg_catalog.pg_get_viewdef(c.oid) END, n.nspname IN ('pg_catalog','information_schema') \
      FROM pg_catalog.pg_class c \
      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
      JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
      WHERE c.relkind IN ('r','v','m','p','f') AND a.attnum > 0 AND NOT a.attisdropped \
-     AND n.nspname NOT IN ('pg_catalog','information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' \
+     AND n.nspname NOT LIKE 'pg\\_toast%' \
      ORDER BY 1, 5";
 
 /// Most catalog rows loaded (relations × columns); a bigger catalog is truncated and
@@ -115,7 +118,8 @@ impl DbCatalog {
             ) else {
                 continue;
             };
-            let is_view = matches!(get(3).as_deref(), Some("v" | "m"));
+            let system = get(7).as_deref() == Some("t");
+            let is_view = !system && matches!(get(3).as_deref(), Some("v" | "m"));
             if rels.last().is_none_or(|r| r.oid != oid) {
                 rels.push(Relation {
                     oid,

@@ -28,8 +28,8 @@ use crate::pipeline::{
     Decision, Gate, Refusal, ResultContext, ResultFilter, RowRewriter, SessionInfo,
     StatementContext,
 };
-use crate::policy::LoadedPolicy;
 use crate::policy::bindings::portcullis::policy::types as wit;
+use crate::policy::{LoadedPolicy, PolicyChain};
 pub use catalog::Catalog;
 pub use functions::{ColumnType, CompiledMask, NativeMask, PseudonymKey, TypeClass};
 use rewriter::{MaskRewriter, Refuse, Step};
@@ -73,6 +73,19 @@ impl MaskingFilter {
             message,
             policy: policy.to_owned(),
         })))
+    }
+}
+
+/// Runs a policy call where the host may block: a policy that panics writes to its
+/// (closed) stderr, and wasmtime-wasi's synchronous stream bindings then block on the
+/// ambient tokio runtime, which is not allowed on a runtime worker thread. On a
+/// multi-thread runtime the call leaves the worker (`block_in_place`).
+pub(crate) fn off_runtime<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 
@@ -133,7 +146,7 @@ impl ResultFilter for MaskingFilter {
         let mut steps: Vec<Vec<Step>> = vec![Vec::new(); n];
         let mut customs: Vec<(Arc<LoadedPolicy>, Vec<usize>)> = Vec::new();
         for p in &self.policies {
-            let plan = match p.plan_masks(&wctx) {
+            let plan = match off_runtime(|| p.plan_masks(&wctx)) {
                 Ok(plan) => plan,
                 Err(f) => {
                     return Self::refuse(
@@ -187,23 +200,30 @@ impl ResultFilter for MaskingFilter {
     }
 }
 
-/// Wraps a gate; after DDL the catalog of the session's database is reloaded (in the
-/// background, shortly after the statement is allowed).
-pub struct DdlWatch {
-    inner: Arc<dyn Gate>,
+/// The gate of a chain with masking policies: before the chain decides, the
+/// statement's `columns` that name view columns are completed with the base columns
+/// they come from (through the catalog), so a policy that lists `customers.email` also
+/// sees `WHERE v.email LIKE 'a%'` or `COPY (SELECT email FROM v) TO STDOUT` over a
+/// view `v` of `customers`. After DDL the catalog of the session's database is
+/// reloaded (in the background, shortly after the statement is allowed).
+pub struct MaskingGate {
+    chain: Arc<PolicyChain>,
     catalog: Arc<Catalog>,
 }
 
-impl DdlWatch {
-    /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn Gate>, catalog: Arc<Catalog>) -> Self {
-        DdlWatch { inner, catalog }
+impl MaskingGate {
+    /// Wraps `chain`.
+    pub fn new(chain: Arc<PolicyChain>, catalog: Arc<Catalog>) -> Self {
+        MaskingGate { chain, catalog }
     }
 }
 
-impl Gate for DdlWatch {
+impl Gate for MaskingGate {
     fn decide(&self, ctx: &StatementContext<'_>) -> Decision {
-        let d = self.inner.decide(ctx);
+        let mut req = crate::policy::request::request(ctx);
+        let cat = self.catalog.get(&ctx.session.database);
+        provenance::expand_view_columns(&mut req.statement.columns, &cat);
+        let d = self.chain.decide_request(&req);
         if d == Decision::Allow
             && matches!(
                 ctx.statement.kind,
@@ -222,6 +242,6 @@ impl Gate for DdlWatch {
     }
 
     fn decide_function_call(&self, session: &SessionInfo, function_oid: u32) -> Decision {
-        self.inner.decide_function_call(session, function_oid)
+        self.chain.decide_function_call(session, function_oid)
     }
 }

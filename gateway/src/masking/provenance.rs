@@ -75,7 +75,7 @@ pub fn result_columns(
                                         },
                                         column: col.to_owned(),
                                     }];
-                                    match resolve(&src, cat, 0) {
+                                    match resolve(&src, cat) {
                                         Some(v) => wit::Provenance::Derived(v),
                                         None => wit::Provenance::Unknown(Vec::new()),
                                     }
@@ -86,7 +86,7 @@ pub fn result_columns(
                 }
             } else {
                 match aligned.as_ref().map(|a| &a[i]) {
-                    Some(sources) => match resolve(sources, cat, 0) {
+                    Some(sources) => match resolve(sources, cat) {
                         Some(v) if v.is_empty() => wit::Provenance::Constant,
                         Some(v) => wit::Provenance::Derived(v),
                         None => wit::Provenance::Unknown(tables.clone()),
@@ -137,7 +137,12 @@ fn expand(items: &[OutputItem], cat: &DbCatalog) -> Option<Vec<Vec<Source>>> {
 }
 
 /// Resolves sources to catalog columns, following views. `None`: not established.
-fn resolve(sources: &[Source], cat: &DbCatalog, depth: usize) -> Option<Vec<wit::ColumnSource>> {
+fn resolve(sources: &[Source], cat: &DbCatalog) -> Option<Vec<wit::ColumnSource>> {
+    resolve_at(sources, cat, 0)
+}
+
+/// [`resolve`] at view depth `depth`.
+fn resolve_at(sources: &[Source], cat: &DbCatalog, depth: usize) -> Option<Vec<wit::ColumnSource>> {
     if depth > MAX_VIEW_DEPTH {
         return None;
     }
@@ -170,7 +175,7 @@ fn resolve(sources: &[Source], cat: &DbCatalog, depth: usize) -> Option<Vec<wit:
                         let items = view.as_ref()?;
                         let expanded = expand(items, cat)?;
                         let inner = expanded.get(pos)?;
-                        out.extend(resolve(inner, cat, depth + 1)?);
+                        out.extend(resolve_at(inner, cat, depth + 1)?);
                     }
                 }
             }
@@ -191,7 +196,7 @@ fn resolve(sources: &[Source], cat: &DbCatalog, depth: usize) -> Option<Vec<wit:
                             column: c.clone(),
                         })
                         .collect();
-                    out.extend(resolve(&cols, cat, depth + 1)?);
+                    out.extend(resolve_at(&cols, cat, depth + 1)?);
                 }
             }
         }
@@ -203,4 +208,51 @@ fn resolve(sources: &[Source], cat: &DbCatalog, depth: usize) -> Option<Vec<wit:
     out.sort_by(|a, b| (&a.schema, &a.table, &a.column).cmp(&(&b.schema, &b.table, &b.column)));
     out.dedup_by(|a, b| a.schema == b.schema && a.table == b.table && a.column == b.column);
     Some(out)
+}
+
+/// Completes request `columns` entries (`[prefix:]table.column`, `table.*`) that name
+/// a view's columns with the columns they come from, with the same prefix.
+pub fn expand_view_columns(columns: &mut Vec<String>, cat: &DbCatalog) {
+    let mut extra: Vec<String> = Vec::new();
+    for entry in columns.iter() {
+        let (prefix, name) = match entry.split_once(':') {
+            Some((p, n)) => (Some(p), n),
+            None => (None, entry.as_str()),
+        };
+        let parts: Vec<&str> = name.split('.').collect();
+        let (schema, table, column) = match parts.as_slice() {
+            [t, c] => (None, *t, *c),
+            [s, t, c] => (Some(*s), *t, *c),
+            _ => continue,
+        };
+        let rel = RelName {
+            schema: schema.map(str::to_owned),
+            name: table.to_owned(),
+        };
+        if !cat.named(schema, table).iter().any(|r| r.view.is_some()) {
+            continue;
+        }
+        let src = if column == "*" {
+            Source::WholeRow(rel)
+        } else {
+            Source::Column {
+                table: rel,
+                column: column.to_owned(),
+            }
+        };
+        // Unknown view lineage: every column of the view's base relations is not known,
+        // so name the view's columns as a whole (a policy may treat it as sensitive).
+        let resolved = resolve(&[src], cat).unwrap_or_default();
+        for c in resolved {
+            let n = format!("{}.{}.{}", c.schema, c.table, c.column);
+            let e = match prefix {
+                Some(p) => format!("{p}:{n}"),
+                None => n,
+            };
+            if !columns.contains(&e) && !extra.contains(&e) {
+                extra.push(e);
+            }
+        }
+    }
+    columns.extend(extra);
 }

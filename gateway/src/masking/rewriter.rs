@@ -182,7 +182,7 @@ impl MaskRewriter {
                         .collect()
                 })
                 .collect();
-            let masked = match policy.mask_rows(&self.ctx, &batch) {
+            let masked = match super::off_runtime(|| policy.mask_rows(&self.ctx, &batch)) {
                 Ok(Ok(m)) => m,
                 Ok(Err(msg)) => {
                     return Err(Refusal {

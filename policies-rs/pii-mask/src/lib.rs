@@ -23,6 +23,8 @@
 //!                                   # that cannot hold it)
 //! deny_literal_predicates = true    # default true
 //! deny_copy_out = true              # default true
+//! deny_tables = ["pg_stats", ...]   # default: the statistics catalogs and views
+//!                                   # (sampled values); masked identities may not read
 //! deny_copies_into_tables = true    # default true: INSERT ... SELECT, CREATE TABLE AS,
 //!                                   # SELECT INTO, CREATE VIEW, UPDATE ... SET whose
 //!                                   # values come from a sensitive column (MERGE: any
@@ -251,6 +253,13 @@ impl Policy for PiiMask {
         }
         let st = &req.statement;
         let s = &self.settings;
+        if let Some(t) = st.tables.iter().find(|t| s.deny_tables.contains(&t.name)) {
+            return Decision::deny(format!(
+                "reading {} is not allowed for {}: it exposes sampled values of masked columns",
+                t.qualified_name(),
+                req.identity.user
+            ));
+        }
         if s.deny_literal_predicates
             && let Some(c) = st
                 .columns
@@ -293,6 +302,13 @@ impl Policy for PiiMask {
             if let Some(c) = sensitive_read() {
                 return Decision::deny(format!(
                     "COPY of {c} is not allowed for {}: it is masked",
+                    req.identity.user
+                ));
+            }
+            if st.fingerprint.starts_with("copy (") && st.columns.iter().any(|c| c.ends_with(".*"))
+            {
+                return Decision::deny(format!(
+                    "COPY of a query over whole rows is not allowed for {}: rows are not masked in COPY",
                     req.identity.user
                 ));
             }

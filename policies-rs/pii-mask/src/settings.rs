@@ -29,6 +29,9 @@ pub struct Settings {
     pub deny_copy_out: bool,
     /// Deny statements copying sensitive columns into tables or views.
     pub deny_copies_into_tables: bool,
+    /// Relations masked identities may not read at all (by name, any schema): by
+    /// default the statistics catalogs and views, which hold sampled column values.
+    pub deny_tables: Vec<String>,
 }
 
 impl Default for Settings {
@@ -44,6 +47,15 @@ impl Default for Settings {
             deny_literal_predicates: true,
             deny_copy_out: true,
             deny_copies_into_tables: true,
+            deny_tables: [
+                "pg_stats",
+                "pg_stats_ext",
+                "pg_stats_ext_exprs",
+                "pg_statistic",
+                "pg_statistic_ext_data",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 }

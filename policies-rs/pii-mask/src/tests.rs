@@ -173,6 +173,10 @@ fn inference_and_exfiltration_are_denied_for_masked_identities() {
         .column("customers.*")
         .column("written:customers.*");
     assert!(h.authorize(&whole.build()).is_deny());
+    let stats = RequestBuilder::new("alice")
+        .kind(StatementKind::Select)
+        .table("pg_catalog.pg_stats", Access::Read);
+    assert!(h.authorize(&stats.build()).is_deny());
     let returning = RequestBuilder::new("alice")
         .kind(StatementKind::Update)
         .column("customers.email")
