@@ -400,6 +400,22 @@ async fn evasions_through_tokio_postgres_never_leak() {
         // The session stays usable after each.
         assert_eq!(simple_rows(&alice, "SELECT 1").await.unwrap().len(), 1);
     }
+    // Computed values are redacted whole, not masked like their source.
+    for sql in [
+        "SELECT id, substr(ssn, 1, 3) FROM customers ORDER BY id",
+        "SELECT id, upper(email) FROM customers ORDER BY id",
+        "SELECT id, lower(e) FROM (SELECT id, email AS e FROM customers) s ORDER BY id",
+        "WITH x AS (SELECT id, ssn FROM customers) SELECT id, ssn || '!' FROM x ORDER BY id",
+        "SELECT id, c::text FROM customers c ORDER BY id",
+    ] {
+        for r in simple_rows(&alice, sql).await.unwrap() {
+            assert_eq!(r[1].as_deref(), Some("***"), "{sql}");
+        }
+    }
+    for r in simple_rows(&alice, "SELECT * FROM customer_contacts").await.unwrap() {
+        assert_ne!(r[0].as_deref(), Some("***"), "name is not sensitive");
+        assert_eq!((r[1].as_deref(), r[2].as_deref()), (Some("***"), Some("***")));
+    }
     // Derived values have no valid masked form for integers: NULL, still an int4.
     let rows = alice
         .query(
@@ -494,6 +510,20 @@ async fn evasions_through_psycopg_never_leak() {
         }
     }
     assert_no_leak(&tap.bytes(), &needles, "psycopg");
+}
+
+/// The tap and the leak check themselves: bob's plain values are caught.
+#[tokio::test]
+async fn the_leak_check_catches_plain_values() {
+    let env = env().await;
+    let needles = forbidden().await;
+    let tap = Tap::start(env.gw.addr()).await;
+    let bob = connect(&tap.uri("bob")).await;
+    simple_rows(&bob, "SELECT upper(email), ssn FROM customers").await.unwrap();
+    drop(bob);
+    let bytes = tap.bytes();
+    let caught = std::panic::catch_unwind(|| assert_no_leak(&bytes, &needles, "bob"));
+    assert!(caught.is_err(), "bob's plain ssn went unnoticed");
 }
 
 // ---------------------------------------------------------------------------
