@@ -320,9 +320,11 @@ fn pseudonym(ty: ColumnType, value: &[u8], key: &PseudonymKey, out: &mut Vec<u8>
     match ty.class {
         TypeClass::Text => {
             let d = key.digest(b"text:", value);
+            const HEX: &[u8; 16] = b"0123456789abcdef";
             out.extend_from_slice(b"pseu_");
             for b in &d[..8] {
-                out.extend_from_slice(format!("{b:02x}").as_bytes());
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 15) as usize]);
             }
             true
         }

@@ -124,6 +124,18 @@ impl MaskRewriter {
                     out.put_i32(v.len() as i32);
                     out.put_slice(v);
                 }
+                Some(v) if self.steps[i].len() == 1 => {
+                    // The common case: one native mask, no intermediate copies.
+                    let Step::Native(m) = &self.steps[i][0] else {
+                        unreachable!("custom steps are batched")
+                    };
+                    if m.apply(v, &self.key, &mut self.scratch) {
+                        out.put_i32(self.scratch.len() as i32);
+                        out.put_slice(&self.scratch);
+                    } else {
+                        out.put_i32(-1);
+                    }
+                }
                 Some(v) => {
                     let mut cur: Option<Vec<u8>> = Some(v.to_vec());
                     for step in &self.steps[i] {
