@@ -42,7 +42,8 @@ fn pii_mask(columns: &[(&str, &str)]) -> PolicyConfig {
     for (c, m) in columns {
         cols.insert(format!("bench_pii.{c}"), (*m).into());
     }
-    p.settings.insert("columns".into(), toml::Value::Table(cols));
+    p.settings
+        .insert("columns".into(), toml::Value::Table(cols));
     p
 }
 
@@ -117,7 +118,11 @@ async fn main() {
         })
         .await
         .unwrap();
-    let variants = [("no masking", &plain), ("native, 4 columns", &native), ("custom mask-rows, 2 columns", &custom)];
+    let variants = [
+        ("no masking", &plain),
+        ("native, 4 columns", &native),
+        ("custom mask-rows, 2 columns", &custom),
+    ];
     for (proto, binary) in [("simple (text)", false), ("extended (binary)", true)] {
         let mut times: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
         for round in 0..=rounds {

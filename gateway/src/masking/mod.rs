@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_sql::StatementKind;
+use portcullis_wire::backend::ErrorFields;
 
 use crate::pipeline::{
     Decision, Gate, Refusal, ResultContext, ResultFilter, RowRewriter, SessionInfo,
@@ -76,6 +77,52 @@ impl MaskingFilter {
     }
 }
 
+/// Withholds the values that data-exception (22) and integrity-violation (23)
+/// errors quote: every double-quoted part of the message becomes `"…"`, and the detail
+/// (`Key (email)=(...) already exists.`) is dropped. The SQLSTATE, severity and the
+/// schema/table/column/constraint fields stay.
+pub fn scrub_error(error: &ErrorFields) -> Option<ErrorFields> {
+    let code = error.code()?;
+    if !(code.starts_with("22") || code.starts_with("23")) {
+        return None;
+    }
+    let mut out = ErrorFields::default();
+    for (f, v) in &error.fields {
+        match f {
+            b'M' => {
+                let mut m = String::with_capacity(v.len());
+                let mut quoted = false;
+                for c in v.chars() {
+                    if c == '"' {
+                        if !quoted {
+                            m.push_str("\"…");
+                        }
+                        quoted = !quoted;
+                        if !quoted {
+                            m.push('"');
+                        }
+                    } else if !quoted {
+                        m.push(c);
+                    }
+                }
+                if quoted {
+                    m.push('"');
+                }
+                out.fields.push((b'M', m));
+            }
+            b'S' | b'V' | b'C' | b's' | b't' | b'c' | b'd' | b'n' | b'F' | b'L' | b'R' => {
+                out.fields.push((*f, v.clone()))
+            }
+            _ => {}
+        }
+    }
+    out.fields.push((
+        b'D',
+        "Values in this error were withheld by the Portcullis gateway (masking).".into(),
+    ));
+    Some(out)
+}
+
 /// Runs a policy call where the host may block: a policy that panics writes to its
 /// (closed) stderr, and wasmtime-wasi's synchronous stream bindings then block on the
 /// ambient tokio runtime, which is not allowed on a runtime worker thread. On a
@@ -113,6 +160,10 @@ pub fn native(m: &wit::MaskFunction) -> Option<NativeMask> {
 impl ResultFilter for MaskingFilter {
     fn catalog(&self) -> Option<&Arc<Catalog>> {
         Some(&self.catalog)
+    }
+
+    fn scrub_error(&self, _session: &SessionInfo, error: &ErrorFields) -> Option<ErrorFields> {
+        scrub_error(error)
     }
 
     fn begin(&self, ctx: &ResultContext<'_>) -> Option<Box<dyn RowRewriter>> {
@@ -243,5 +294,32 @@ impl Gate for MaskingGate {
 
     fn decide_function_call(&self, session: &SessionInfo, function_oid: u32) -> Decision {
         self.chain.decide_function_call(session, function_oid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_wire::backend::Severity;
+
+    #[test]
+    fn data_errors_lose_their_values() {
+        let e = ErrorFields::new(
+            Severity::Error,
+            "22P02",
+            "invalid input syntax for type integer: \"123-45-6789\"",
+        );
+        let s = scrub_error(&e).unwrap();
+        assert_eq!(
+            s.message(),
+            Some("invalid input syntax for type integer: \"…\"")
+        );
+        assert_eq!(s.code(), Some("22P02"));
+        let e = ErrorFields::new(Severity::Error, "23505", "duplicate key")
+            .detail("Key (email)=(alice@example.com) already exists.");
+        let s = scrub_error(&e).unwrap();
+        assert!(!s.get(b'D').unwrap().contains("alice"));
+        let e = ErrorFields::new(Severity::Error, "42P01", "relation \"x\" does not exist");
+        assert!(scrub_error(&e).is_none());
     }
 }

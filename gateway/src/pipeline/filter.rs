@@ -74,6 +74,17 @@ pub trait ResultFilter: Send + Sync {
         false
     }
 
+    /// Called for every ErrorResponse the server sends (not for denials): `Some`
+    /// replaces it. A masking filter withholds values that data-exception errors
+    /// quote (`invalid input syntax for type integer: "123-45-6789"`).
+    fn scrub_error(
+        &self,
+        _session: &SessionInfo,
+        _error: &portcullis_wire::backend::ErrorFields,
+    ) -> Option<portcullis_wire::backend::ErrorFields> {
+        None
+    }
+
     /// The catalog cache the filter needs loaded for each session's database before
     /// the session starts (masking resolves table OIDs through it).
     fn catalog(&self) -> Option<&Arc<crate::masking::Catalog>> {

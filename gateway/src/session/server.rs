@@ -177,6 +177,16 @@ impl Relay {
                     return Ok(false);
                 }
                 self.after_error();
+                if self.track_results {
+                    let fields = ErrorFields::decode(frame.tag(), frame.body())
+                        .map_err(RelayError::Server)?;
+                    if let Some(scrubbed) = self.deps.filter.scrub_error(&self.session, &fields) {
+                        if !self.discarding {
+                            scrubbed.encode_error(out);
+                        }
+                        return Ok(false);
+                    }
+                }
             }
             tag::READY_FOR_QUERY => {
                 self.transaction =

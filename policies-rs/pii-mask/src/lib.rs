@@ -25,6 +25,10 @@
 //! deny_copy_out = true              # default true
 //! deny_tables = ["pg_stats", ...]   # default: the statistics catalogs and views
 //!                                   # (sampled values); masked identities may not read
+//! deny_functions_on_sensitive = ["set_config", "pg_notify", ...]  # default: functions
+//!                                   # that store or send a value elsewhere, denied in
+//!                                   # statements reading a sensitive column
+//! deny_unparsed = true              # default true: DO blocks, unknown syntax
 //! deny_copies_into_tables = true    # default true: INSERT ... SELECT, CREATE TABLE AS,
 //!                                   # SELECT INTO, CREATE VIEW, UPDATE ... SET whose
 //!                                   # values come from a sensitive column (MERGE: any
@@ -253,6 +257,12 @@ impl Policy for PiiMask {
         }
         let st = &req.statement;
         let s = &self.settings;
+        if s.deny_unparsed && matches!(st.kind, StatementKind::Unparsed | StatementKind::Do) {
+            return Decision::deny(format!(
+                "statements the gateway cannot analyse are not allowed for {}: it sees masked values",
+                req.identity.user
+            ));
+        }
         if let Some(t) = st.tables.iter().find(|t| s.deny_tables.contains(&t.name)) {
             return Decision::deny(format!(
                 "reading {} is not allowed for {}: it exposes sampled values of masked columns",
@@ -312,6 +322,21 @@ impl Policy for PiiMask {
                     req.identity.user
                 ));
             }
+        }
+        if let Some(f) = s
+            .deny_functions_on_sensitive
+            .iter()
+            .find(|f| st.calls_function(f))
+            && let Some(c) = st
+                .columns
+                .iter()
+                .map(|c| c.split_once(':').map_or(c.as_str(), |(_, n)| n))
+                .find(|c| self.entry_is_sensitive(c))
+        {
+            return Decision::deny(format!(
+                "{f}() in a statement reading {c} is not allowed for {}: it could carry a masked value elsewhere",
+                req.identity.user
+            ));
         }
         let copied = match st.kind {
             // MERGE's data flow is not analysed: any sensitive column read counts.

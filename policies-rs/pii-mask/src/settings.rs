@@ -32,6 +32,13 @@ pub struct Settings {
     /// Relations masked identities may not read at all (by name, any schema): by
     /// default the statistics catalogs and views, which hold sampled column values.
     pub deny_tables: Vec<String>,
+    /// Functions that store or send a value elsewhere (a session setting, a
+    /// notification, a large object, another server): denied for masked identities
+    /// when the statement reads a sensitive column.
+    pub deny_functions_on_sensitive: Vec<String>,
+    /// Deny statements the gateway could not analyse (`DO` blocks, unknown syntax) to
+    /// masked identities: nobody can tell what they read or where it goes.
+    pub deny_unparsed: bool,
 }
 
 impl Default for Settings {
@@ -56,6 +63,18 @@ impl Default for Settings {
             ]
             .map(String::from)
             .to_vec(),
+            deny_functions_on_sensitive: [
+                "set_config",
+                "pg_notify",
+                "lo_from_bytea",
+                "lo_put",
+                "dblink",
+                "dblink_exec",
+                "pg_logical_emit_message",
+            ]
+            .map(String::from)
+            .to_vec(),
+            deny_unparsed: true,
         }
     }
 }

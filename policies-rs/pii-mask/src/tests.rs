@@ -177,6 +177,18 @@ fn inference_and_exfiltration_are_denied_for_masked_identities() {
         .kind(StatementKind::Select)
         .table("pg_catalog.pg_stats", Access::Read);
     assert!(h.authorize(&stats.build()).is_deny());
+    let notify = RequestBuilder::new("alice")
+        .kind(StatementKind::Select)
+        .function("pg_notify")
+        .column("customers.ssn");
+    assert!(h.authorize(&notify.build()).is_deny());
+    let setting = RequestBuilder::new("alice")
+        .kind(StatementKind::Select)
+        .function("pg_catalog.set_config")
+        .column("customers.id");
+    assert!(h.authorize(&setting.build()).is_allow());
+    let block = RequestBuilder::new("alice").unparsed("DO blocks are not analysed");
+    assert!(h.authorize(&block.build()).is_deny());
     let returning = RequestBuilder::new("alice")
         .kind(StatementKind::Update)
         .column("customers.email")
