@@ -263,9 +263,9 @@ async fn identities_see_masked_plain_or_pseudonymous_customers() {
     );
     for (m, p) in pseudo.iter().zip(&plain) {
         assert_eq!((&m[0], &m[1]), (&p[0], &p[1]));
-        for i in 2..6 {
-            assert!(m[i].as_deref().unwrap().starts_with("pseu_"), "{:?}", m[i]);
-            assert_ne!(m[i], p[i]);
+        for (mv, pv) in m[2..6].iter().zip(&p[2..6]) {
+            assert!(mv.as_deref().unwrap().starts_with("pseu_"), "{mv:?}");
+            assert_ne!(mv, pv);
         }
     }
     // Pseudonyms still join: the token of customer 7's email in another query and in

@@ -494,10 +494,10 @@ impl Walker {
     fn find_rel(&self, n: &ObjectName) -> Option<Rel> {
         let p = parts(n)?;
         let alias = p.last()?;
-        self.lookup_alias(alias, p.len() == 1)
+        self.lookup_alias(alias)
     }
 
-    fn lookup_alias(&self, alias: &str, _unqualified: bool) -> Option<Rel> {
+    fn lookup_alias(&self, alias: &str) -> Option<Rel> {
         for scope in self.scopes.iter().rev() {
             if let Some(r) = scope.iter().find(|r| r.alias == alias) {
                 return Some(r.clone());
@@ -533,13 +533,11 @@ impl Walker {
                     .as_ref()
                     .map(|a| fold(&a.name))
                     .unwrap_or_else(|| rel.name.clone());
-                if args.is_some() {
+                if let Some(a) = args {
                     // A set-returning function in FROM: its output is not a column
                     // of any table; its arguments may be.
-                    if let Some(a) = args {
-                        for arg in &a.args {
-                            self.function_arg_sources(arg);
-                        }
+                    for arg in &a.args {
+                        self.function_arg_sources(arg);
                     }
                     rels.push(Rel {
                         alias: alias_name,
@@ -634,7 +632,11 @@ impl Walker {
     fn predicate(&mut self, e: &Expr) {
         use sqlparser::ast::BinaryOperator as B;
         match e {
-            Expr::BinaryOp { left, op, right } if matches!(op, B::And | B::Or | B::Xor) => {
+            Expr::BinaryOp {
+                left,
+                op: B::And | B::Or | B::Xor,
+                right,
+            } => {
                 self.predicate(left);
                 self.predicate(right);
             }
@@ -711,9 +713,9 @@ impl Walker {
         let out = match p {
             [] => Vec::new(),
             [name] => self.resolve_unqualified(name),
-            [qual, col, ..] if p.len() == 2 || self.lookup_alias(qual, true).is_some() => {
+            [qual, col, ..] if p.len() == 2 || self.lookup_alias(qual).is_some() => {
                 // `t.col`, or `t.col.field` (composite field access).
-                match self.lookup_alias(qual, true) {
+                match self.lookup_alias(qual) {
                     Some(r) => self.column_of(&r, col),
                     None => vec![Source::Column {
                         table: RelName {

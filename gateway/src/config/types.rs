@@ -85,7 +85,7 @@ fn default_catalog_refresh_ms() -> u64 {
     60_000
 }
 fn default_mask_batch_rows() -> usize {
-    256
+    1024
 }
 
 /// The client-facing listener.

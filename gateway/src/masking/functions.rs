@@ -258,6 +258,22 @@ pub fn encode_constant(ty: ColumnType, text: &str) -> Option<Vec<u8>> {
 }
 
 fn partial(value: &[u8], first: usize, last: usize, fill: &str, out: &mut Vec<u8>) -> bool {
+    if value.is_ascii() {
+        // One byte per character.
+        let n = value.len();
+        if n <= first.saturating_add(last) {
+            for _ in 0..n {
+                out.extend_from_slice(fill.as_bytes());
+            }
+        } else {
+            out.extend_from_slice(&value[..first]);
+            for _ in 0..n - first - last {
+                out.extend_from_slice(fill.as_bytes());
+            }
+            out.extend_from_slice(&value[n - last..]);
+        }
+        return true;
+    }
     let Ok(s) = std::str::from_utf8(value) else {
         return false;
     };
@@ -603,7 +619,14 @@ mod tests {
             text(last4.clone(), 25, "123-45-6789").unwrap(),
             "*******6789"
         );
-        assert_eq!(text(last4, 25, "123").unwrap(), "***");
+        assert_eq!(text(last4.clone(), 25, "123").unwrap(), "***");
+        assert_eq!(text(last4, 25, "é-12345").unwrap(), "***2345");
+        let ends = NativeMask::Partial {
+            first: 2,
+            last: 1,
+            fill: "#".into(),
+        };
+        assert_eq!(text(ends, 25, "abcdef").unwrap(), "ab###f");
         assert_eq!(
             text(NativeMask::Digits(4), 1043, "4111-1111-1111-1234").unwrap(),
             "****-****-****-1234"

@@ -36,7 +36,7 @@ pub use functions::{ColumnType, CompiledMask, NativeMask, PseudonymKey, TypeClas
 use rewriter::{MaskRewriter, Refuse, Step};
 
 /// Rows per `mask-rows` call by default.
-pub const DEFAULT_BATCH_ROWS: usize = 256;
+pub const DEFAULT_BATCH_ROWS: usize = 1024;
 
 /// The masking [`ResultFilter`].
 pub struct MaskingFilter {

@@ -55,8 +55,6 @@ impl RowRewriter for NoColumns {
     }
 }
 
-type Cells = Vec<Option<Vec<u8>>>;
-
 /// Applies a mask plan.
 pub(super) struct MaskRewriter {
     steps: Vec<Vec<Step>>,
@@ -67,7 +65,8 @@ pub(super) struct MaskRewriter {
     ctx: Arc<wit::ResultContext>,
     key: Arc<PseudonymKey>,
     batch_rows: usize,
-    held: Vec<Cells>,
+    /// DataRow bodies held back for the next `mask-rows` batch.
+    held: Vec<Vec<u8>>,
     scratch: Vec<u8>,
 }
 
@@ -112,6 +111,7 @@ impl MaskRewriter {
         if cells.len() != self.steps.len() {
             return Err(self.shape_error(cells.len()));
         }
+        out.reserve(body.len() + 16);
         let start = out.len();
         out.put_u8(tag::DATA_ROW);
         out.put_i32(0);
@@ -165,18 +165,24 @@ impl MaskRewriter {
         if self.held.is_empty() {
             return Ok(());
         }
-        let mut rows = std::mem::take(&mut self.held);
-        // Native steps first, then each policy's custom columns (in policy order).
-        for row in rows.iter_mut() {
-            for (i, cell) in row.iter_mut().enumerate() {
+        let bodies = std::mem::take(&mut self.held);
+        let n = self.steps.len();
+        // Every cell after the native steps (custom columns are filled in below).
+        let mut rows: Vec<Vec<Option<Vec<u8>>>> = Vec::with_capacity(bodies.len());
+        for body in &bodies {
+            let mut row = Vec::with_capacity(n);
+            for (i, cell) in DataRowCells::new(body)?.enumerate() {
+                let mut cur = cell?.map(<[u8]>::to_vec);
                 for step in &self.steps[i] {
-                    if let (Step::Native(m), Some(v)) = (step, cell.as_ref()) {
-                        *cell = m
+                    if let (Step::Native(m), Some(v)) = (step, cur.as_ref()) {
+                        cur = m
                             .apply(v, &self.key, &mut self.scratch)
                             .then(|| std::mem::take(&mut self.scratch));
                     }
                 }
+                row.push(cur);
             }
+            rows.push(row);
         }
         for (policy, cols) in &self.customs {
             let batch: Vec<wit::Row> = rows
@@ -223,7 +229,7 @@ impl MaskRewriter {
                 }
             }
         }
-        let mut refs: Vec<Option<&[u8]>> = Vec::with_capacity(self.steps.len());
+        let mut refs: Vec<Option<&[u8]>> = Vec::with_capacity(n);
         for row in &rows {
             refs.clear();
             refs.extend(row.iter().map(|c| c.as_deref()));
@@ -242,10 +248,7 @@ impl RowRewriter for MaskRewriter {
         if cells.len() != self.steps.len() {
             return Err(self.shape_error(cells.len()));
         }
-        let row: Cells = cells
-            .map(|c| c.map(|v| v.map(<[u8]>::to_vec)))
-            .collect::<Result<_, _>>()?;
-        self.held.push(row);
+        self.held.push(body.to_vec());
         if self.held.len() >= self.batch_rows {
             self.flush(out)?;
         }
