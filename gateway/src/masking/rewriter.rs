@@ -71,6 +71,7 @@ pub(super) struct MaskRewriter {
 }
 
 impl MaskRewriter {
+    /// A rewriter for these per-column steps and column types.
     pub(super) fn new(
         steps: Vec<Vec<Step>>,
         types: Vec<ColumnType>,
