@@ -578,6 +578,12 @@ async fn returning_cursors_and_prepared_statements_are_masked() {
         assert!(r[1].as_deref().unwrap().starts_with("****@"), "{r:?}");
         assert_eq!(r[2].as_deref(), Some("***"));
     }
+    // DDL on a table with masked columns is denied (a rename would escape the settings).
+    let e = alice
+        .simple_query("ALTER TABLE customers RENAME COLUMN ssn TO x")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("42501"));
     // A write copying a sensitive value is denied.
     let e = alice
         .simple_query("UPDATE customers SET name = ssn WHERE id = 1")

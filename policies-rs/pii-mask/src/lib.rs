@@ -6,7 +6,9 @@
 //! work). It also denies, in `authorize`, what would let a masked identity get around
 //! the masks: conditions comparing a masked column with a literal (inference, one
 //! character at a time), `COPY ... TO` of a sensitive table, and statements copying
-//! sensitive columns into other tables. It implements the `authorize` and `mask` hooks.
+//! sensitive columns into other tables, and DDL on tables holding sensitive columns
+//! (a renamed column or a table moved to another schema would escape the settings).
+//! It implements the `authorize` and `mask` hooks.
 //!
 //! The masks themselves run natively in the gateway (a plan per result set); only
 //! `custom` columns come back to [`PiiMask::mask_rows`], in batches.
@@ -260,6 +262,19 @@ impl Policy for PiiMask {
         if s.deny_unparsed && matches!(st.kind, StatementKind::Unparsed | StatementKind::Do) {
             return Decision::deny(format!(
                 "statements the gateway cannot analyse are not allowed for {}: it sees masked values",
+                req.identity.user
+            ));
+        }
+        if let Some(t) = st.tables.iter().find(|t| {
+            t.access == portcullis_sdk::Access::Ddl
+                && (t.name == "*" || self.table_is_sensitive(t.schema.as_deref(), &t.name))
+        }) {
+            // Renaming a column, moving the table to another schema, ... would change
+            // what the settings match.
+            return Decision::deny(format!(
+                "{} of {} is not allowed for {}: it holds masked columns",
+                st.kind.sql_words(),
+                t.qualified_name(),
                 req.identity.user
             ));
         }

@@ -189,6 +189,18 @@ fn inference_and_exfiltration_are_denied_for_masked_identities() {
     assert!(h.authorize(&setting.build()).is_allow());
     let block = RequestBuilder::new("alice").unparsed("DO blocks are not analysed");
     assert!(h.authorize(&block.build()).is_deny());
+    let rename = RequestBuilder::new("alice")
+        .kind(StatementKind::Alter)
+        .table("customers", Access::Ddl);
+    assert!(h.authorize(&rename.clone().build()).is_deny());
+    assert!(
+        h.authorize(&rename.user("bob").groups(["pii-readers"]).build())
+            .is_allow()
+    );
+    let other = RequestBuilder::new("alice")
+        .kind(StatementKind::Alter)
+        .table("orders", Access::Ddl);
+    assert!(h.authorize(&other.build()).is_allow());
     let returning = RequestBuilder::new("alice")
         .kind(StatementKind::Update)
         .column("customers.email")
