@@ -23,6 +23,10 @@ pub const DEMO_POLICY_FILE: &str = "guardrails.wasm";
 pub const DEFAULT_POLICIES_DIR: &str = "target/policies";
 /// The demo's settings for the guardrails policy, relative to the repository.
 pub const DEMO_SETTINGS_FILE: &str = "policies-rs/guardrails/demo-settings.toml";
+/// The masking policy the demo enforces, by file name in the policies directory.
+pub const DEMO_MASK_POLICY_FILE: &str = "pii-mask.wasm";
+/// The demo's settings for the pii-mask policy, relative to the repository.
+pub const DEMO_MASK_SETTINGS_FILE: &str = "policies-rs/pii-mask/demo-settings.toml";
 
 /// A running demo: the cluster, the gateway and the identities' passwords.
 pub struct Demo {
@@ -34,6 +38,8 @@ pub struct Demo {
     pub passwords: Vec<(String, String)>,
     /// The policy component the gateway enforces.
     pub policy_path: PathBuf,
+    /// The masking policy component.
+    pub mask_policy_path: PathBuf,
 }
 
 /// Finds a repository file: relative to the working directory, else to the source
@@ -56,21 +62,48 @@ fn repo_file(relative: &str) -> PathBuf {
 /// `target/policies`) with `policies-rs/guardrails/demo-settings.toml`. Fails with
 /// instructions when the component has not been built.
 pub fn demo_policy(policies_dir: Option<&Path>) -> anyhow::Result<crate::config::PolicyConfig> {
+    policy_entry(
+        policies_dir,
+        "guardrails",
+        DEMO_POLICY_FILE,
+        DEMO_SETTINGS_FILE,
+    )
+}
+
+/// The demo's masking policy entry: `pii-mask.wasm` from `policies_dir` (default
+/// `target/policies`) with `policies-rs/pii-mask/demo-settings.toml`.
+pub fn demo_mask_policy(
+    policies_dir: Option<&Path>,
+) -> anyhow::Result<crate::config::PolicyConfig> {
+    policy_entry(
+        policies_dir,
+        "pii-mask",
+        DEMO_MASK_POLICY_FILE,
+        DEMO_MASK_SETTINGS_FILE,
+    )
+}
+
+fn policy_entry(
+    policies_dir: Option<&Path>,
+    id: &str,
+    file: &str,
+    settings_file: &str,
+) -> anyhow::Result<crate::config::PolicyConfig> {
     let path = match policies_dir {
-        Some(dir) => dir.join(DEMO_POLICY_FILE),
+        Some(dir) => dir.join(file),
         // build.sh writes to cargo's target directory, which CARGO_TARGET_DIR moves.
         None => match std::env::var_os("CARGO_TARGET_DIR") {
             Some(target) => PathBuf::from(target).join("policies"),
             None => repo_file(DEFAULT_POLICIES_DIR),
         }
-        .join(DEMO_POLICY_FILE),
+        .join(file),
     };
     anyhow::ensure!(
         path.is_file(),
         "the demo policy {} is missing: run `bash policies-rs/build.sh` (it builds target/policies/*.wasm), or pass --policies DIR",
         path.display()
     );
-    let settings_path = repo_file(DEMO_SETTINGS_FILE);
+    let settings_path = repo_file(settings_file);
     let text = std::fs::read_to_string(&settings_path).with_context(|| {
         format!(
             "cannot read the demo policy settings {}",
@@ -79,7 +112,7 @@ pub fn demo_policy(policies_dir: Option<&Path>) -> anyhow::Result<crate::config:
     })?;
     let settings: toml::Table = toml::from_str(&text)
         .with_context(|| format!("{}: invalid TOML", settings_path.display()))?;
-    let mut policy = crate::config::PolicyConfig::new("guardrails", path);
+    let mut policy = crate::config::PolicyConfig::new(id, path);
     policy.settings = settings;
     policy
         .settings_json()
@@ -117,8 +150,8 @@ pub fn demo_config(
     toml
 }
 
-/// Starts the demo, enforcing the guardrails policy from `policies_dir` (default
-/// `target/policies`).
+/// Starts the demo, enforcing the guardrails and pii-mask policies from
+/// `policies_dir` (default `target/policies`).
 pub async fn start(
     listen: SocketAddr,
     admin: SocketAddr,
@@ -126,7 +159,9 @@ pub async fn start(
 ) -> anyhow::Result<Demo> {
     // Checked first: no point starting PostgreSQL when the policy is missing.
     let policy = demo_policy(policies_dir)?;
+    let mask_policy = demo_mask_policy(policies_dir)?;
     let policy_path = policy.path.clone();
+    let mask_policy_path = mask_policy.path.clone();
     let cluster = tokio::task::spawn_blocking(|| -> anyhow::Result<Cluster> {
         let cluster = Cluster::start(ClusterOptions::default())?;
         portcullis_cluster::seed_demo(&cluster, portcullis_cluster::DEMO_DB)?;
@@ -140,12 +175,16 @@ pub async fn start(
     let text = demo_config(&cluster, listen, admin, &passwords);
     let mut config = crate::config::parse(Path::new("<demo>"), &text)?;
     config.policies.push(policy);
+    config.policies.push(mask_policy);
+    // Pseudonyms stay stable for the demo's lifetime.
+    config.masking.pseudonym_key = Some(format!("{:032x}", rand::random::<u128>()));
     let gateway = crate::server::start(config).await?;
     Ok(Demo {
         cluster,
         gateway,
         passwords,
         policy_path,
+        mask_policy_path,
     })
 }
 
@@ -165,6 +204,11 @@ pub fn banner(demo: &Demo) -> String {
         s,
         "  Policy:                 guardrails ({})",
         demo.policy_path.display()
+    );
+    let _ = writeln!(
+        s,
+        "  Masking:                pii-mask ({}): alice sees masked email, phone, ssn and card_number; bob sees them whole; etl-agent sees pseudonyms",
+        demo.mask_policy_path.display()
     );
     if let Some(a) = demo.gateway.admin_addr() {
         let _ = writeln!(s, "  Metrics:                http://{a}/metrics\n");

@@ -14,6 +14,7 @@ pub mod config;
 pub mod demo;
 pub mod frontend;
 pub mod identity;
+pub mod masking;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;

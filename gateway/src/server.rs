@@ -132,18 +132,20 @@ impl GatewayHandle {
 pub async fn start(config: Config) -> anyhow::Result<GatewayHandle> {
     let metrics = Metrics::new();
     let mut sets = None;
-    let gate: Arc<dyn Gate> = if let Some(dir) = &config.policy_dir {
+    let plugins = if let Some(dir) = &config.policy_dir {
+        // Masking policies are not hot-reloaded yet: a policy directory decides
+        // statements only (documented in docs/gitops.md).
         let s = load_policy_dir(&config, dir.clone(), &metrics).await?;
         sets = Some(Arc::clone(&s));
-        Arc::new(ReloadableGate(s))
+        Plugins {
+            gate: Arc::new(ReloadableGate(s)),
+            filter: Arc::new(NoMasking),
+        }
     } else if config.policies.is_empty() {
-        Arc::new(PassThrough)
+        Plugins::default()
     } else {
-        Arc::new(load_policies(&config, &metrics).await?)
-    };
-    let plugins = Plugins {
-        gate,
-        filter: Arc::new(NoMasking),
+        let chain = Arc::new(load_policies(&config, &metrics).await?);
+        policy_plugins(&config, chain)
     };
     start_inner(config, plugins, metrics, sets).await
 }
@@ -166,6 +168,39 @@ async fn load_policy_dir(
     .await
     .context("policy loading panicked")??;
     Ok(Arc::new(sets))
+}
+
+/// The gate and filter of a loaded policy chain: the chain decides statements; when a
+/// policy implements the `mask` hook, a [`MaskingFilter`](crate::masking::MaskingFilter)
+/// masks results, with a catalog cache reloaded after DDL.
+pub fn policy_plugins(config: &Config, chain: Arc<crate::policy::PolicyChain>) -> Plugins {
+    let mask_policies = chain.mask_policies();
+    if mask_policies.is_empty() {
+        return Plugins {
+            gate: chain,
+            filter: Arc::new(NoMasking),
+        };
+    }
+    let m = &config.masking;
+    let catalog = crate::masking::Catalog::new(Duration::from_millis(m.catalog_refresh_ms.max(1)));
+    let key = match m.resolved_key() {
+        Some(k) => crate::masking::PseudonymKey::new(k.into_bytes()),
+        None => {
+            tracing::warn!(
+                "no [masking] pseudonym_key configured: pseudonyms change when the gateway restarts"
+            );
+            crate::masking::PseudonymKey::random()
+        }
+    };
+    let filter =
+        crate::masking::MaskingFilter::new(mask_policies, Arc::clone(&catalog), key, m.batch_rows);
+    Plugins {
+        gate: Arc::new(crate::masking::MaskingGate::new(
+            chain,
+            Arc::clone(&catalog),
+        )),
+        filter: Arc::new(filter),
+    }
 }
 
 /// Loads the configured policies (compiling can take seconds: done off the runtime's

@@ -620,6 +620,11 @@ pub fn gateway_config_text(
     for db in dbs {
         t.push_str(&format!("\n[databases.{}]\n", toml_str(&db)));
     }
+    if !opts.policies.is_empty() {
+        t.push('\n');
+        t.push_str(&policies::policies_toml(&opts.policies));
+        t.push_str("\n[masking]\npseudonym_key = \"portcullis-tests-pseudonym-key\"\n");
+    }
     for (name, kind, groups, password) in IDENTITIES {
         let groups: Vec<String> = groups.iter().map(|g| toml_str(g)).collect();
         t.push_str(&format!(
@@ -629,7 +634,6 @@ pub fn gateway_config_text(
             toml_str(&portcullis_auth::verifier_for(password))
         ));
     }
-    t.push_str(&policies::policies_toml(&opts.policies));
     if !opts.extra_toml.is_empty() {
         t.push('\n');
         t.push_str(&opts.extra_toml);

@@ -236,5 +236,6 @@ fn parse_and_walk(text: &str) -> Result<StatementSummary, String> {
         },
         parse_error: None,
         copy: walk.copy,
+        lineage: crate::lineage::statement(stmt),
     })
 }

@@ -1,6 +1,7 @@
 //! The result types: [`Analysis`] and [`StatementSummary`].
 
 use crate::kind::{Access, StatementKind};
+use crate::lineage::Lineage;
 
 /// The analysis of one query string (a simple-protocol `Query` message, which
 /// may hold several statements, or one extended-protocol `Parse` text).
@@ -70,6 +71,10 @@ pub struct StatementSummary {
     pub parse_error: Option<String>,
     /// For `COPY`: direction and target kind.
     pub copy: Option<CopyInfo>,
+    /// Column lineage: where each output column comes from, every column
+    /// referenced (resolved through aliases, subqueries and CTEs) and the columns
+    /// compared with literals in conditions. Empty for unparsed statements.
+    pub lineage: Lineage,
 }
 
 impl StatementSummary {
@@ -98,6 +103,7 @@ impl StatementSummary {
             has_where: None,
             parse_error: Some(error),
             copy: None,
+            lineage: Lineage::default(),
         }
     }
 }

@@ -36,6 +36,9 @@ pub struct Config {
     /// Replaces `[[policies]]`; the two cannot be combined.
     #[serde(default)]
     pub policy_dir: Option<PolicyDirConfig>,
+    /// Dynamic data masking (used when a policy implements the `mask` hook).
+    #[serde(default)]
+    pub masking: MaskingConfig,
 }
 
 /// A policy directory the gateway loads and hot-reloads: `[policy_dir]`.
@@ -65,6 +68,57 @@ fn default_true() -> bool {
 
 fn default_debounce_ms() -> u64 {
     200
+}
+
+/// Dynamic data masking: `[masking]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskingConfig {
+    /// Secret key of the `pseudonym` mask (deterministic keyed pseudonyms: equal
+    /// values give equal tokens, so joins and GROUP BY still work). Without a key (here
+    /// or in `pseudonym_key_env`) a random one is drawn at start, so pseudonyms change
+    /// when the gateway restarts.
+    #[serde(default)]
+    pub pseudonym_key: Option<String>,
+    /// Read the pseudonym key from this environment variable instead.
+    #[serde(default)]
+    pub pseudonym_key_env: Option<String>,
+    /// Reload the catalog (table OIDs, columns, view definitions) of a database at
+    /// most this old when a session starts; DDL through the gateway reloads it too.
+    #[serde(default = "default_catalog_refresh_ms")]
+    pub catalog_refresh_ms: u64,
+    /// Rows per `mask-rows` call for `custom` masks.
+    #[serde(default = "default_mask_batch_rows")]
+    pub batch_rows: usize,
+}
+
+impl Default for MaskingConfig {
+    fn default() -> Self {
+        MaskingConfig {
+            pseudonym_key: None,
+            pseudonym_key_env: None,
+            catalog_refresh_ms: default_catalog_refresh_ms(),
+            batch_rows: default_mask_batch_rows(),
+        }
+    }
+}
+
+impl MaskingConfig {
+    /// The configured pseudonym key, from `pseudonym_key` or `pseudonym_key_env`.
+    pub fn resolved_key(&self) -> Option<String> {
+        self.pseudonym_key.clone().or_else(|| {
+            self.pseudonym_key_env
+                .as_ref()
+                .and_then(|v| std::env::var(v).ok())
+        })
+    }
+}
+
+fn default_catalog_refresh_ms() -> u64 {
+    60_000
+}
+fn default_mask_batch_rows() -> usize {
+    1024
 }
 
 /// The client-facing listener.

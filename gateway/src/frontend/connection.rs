@@ -248,6 +248,13 @@ async fn session(
             return Ok(());
         }
     };
+    if let Some(catalog) = shared.filter.catalog() {
+        // Masking needs the catalog of this database (loaded over this connection
+        // when missing or due, before the client gets it).
+        catalog
+            .prepare_session(&database, &mut upstream, &target)
+            .await;
+    }
     if let Some(role) = &identity.role
         && let Err(e) = set_role(&mut upstream, role).await
     {

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use bytes::BytesMut;
 use portcullis_sql::StatementSummary;
 use portcullis_wire::backend::RowDescription;
@@ -15,11 +17,50 @@ pub struct ResultContext<'a> {
     pub columns: &'a RowDescription,
 }
 
+/// A result set refused by a filter: the client gets this error instead of (the rest
+/// of) the rows, and the session goes on. Return it (inside `anyhow::Error`) from
+/// [`RowRewriter::rewrite`] or [`RowRewriter::finish`], or from
+/// [`RowRewriter::refusal`] to refuse before any row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// SQLSTATE sent to the client.
+    pub sqlstate: String,
+    /// Message sent to the client.
+    pub message: String,
+    /// The policy (or gateway component) that refused.
+    pub policy: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (policy \"{}\")", self.message, self.policy)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
 /// Rewrites the DataRows of one result set.
+///
+/// Any error refuses the result: the client gets an ErrorResponse (the [`Refusal`]'s,
+/// or a generic 42501 one), rows not yet sent are dropped, and the server's remaining
+/// responses up to ReadyForQuery are discarded, so the client sees what PostgreSQL
+/// sends after an error.
 pub trait RowRewriter: Send {
-    /// Rewrites one DataRow body (`body` excludes the tag and length), appending a
-    /// complete DataRow message to `out`.
+    /// Rewrites one DataRow body (`body` excludes the tag and length), appending zero
+    /// or more complete DataRow messages to `out` (a rewriter may hold rows back to
+    /// process them in batches, and emit them later).
     fn rewrite(&mut self, body: &[u8], out: &mut BytesMut) -> anyhow::Result<()>;
+
+    /// Called when the result set ends (before its CommandComplete or
+    /// PortalSuspended is forwarded): appends the rows still held back.
+    fn finish(&mut self, _out: &mut BytesMut) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Checked once when the result set starts: `Some` refuses it before any row.
+    fn refusal(&self) -> Option<Refusal> {
+        None
+    }
 }
 
 /// Chooses a row rewriter for each result set, or none for pass-through.
@@ -31,6 +72,23 @@ pub trait ResultFilter: Send + Sync {
     /// tracking result sets altogether.
     fn is_passthrough(&self) -> bool {
         false
+    }
+
+    /// Called for every ErrorResponse the server sends (not for denials): `Some`
+    /// replaces it. A masking filter withholds values that data-exception errors
+    /// quote (`invalid input syntax for type integer: "123-45-6789"`).
+    fn scrub_error(
+        &self,
+        _session: &SessionInfo,
+        _error: &portcullis_wire::backend::ErrorFields,
+    ) -> Option<portcullis_wire::backend::ErrorFields> {
+        None
+    }
+
+    /// The catalog cache the filter needs loaded for each session's database before
+    /// the session starts (masking resolves table OIDs through it).
+    fn catalog(&self) -> Option<&Arc<crate::masking::Catalog>> {
+        None
     }
 }
 

@@ -10,5 +10,5 @@ mod filter;
 mod role_lock;
 
 pub use decision::{Decision, Denial, Gate, PassThrough, Protocol, SessionInfo, StatementContext};
-pub use filter::{NoMasking, ResultContext, ResultFilter, RowRewriter};
+pub use filter::{NoMasking, Refusal, ResultContext, ResultFilter, RowRewriter};
 pub use role_lock::RoleLock;

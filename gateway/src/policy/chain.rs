@@ -207,6 +207,104 @@ impl LoadedPolicy {
     }
 }
 
+impl LoadedPolicy {
+    /// Calls `plan-masks` for one result set. The plan is checked against the caps
+    /// (a column index outside the result, an oversized refusal message).
+    pub fn plan_masks(&self, ctx: &wit::ResultContext) -> Result<wit::MaskPlan, CallFailure> {
+        let started = Instant::now();
+        let n = ctx.columns.len();
+        let result = self.pool.call(
+            |p, store| p.call_plan_masks(store, ctx),
+            |plan: &wit::MaskPlan| check_plan(plan, n),
+        );
+        self.call_us.observe(started.elapsed().as_secs_f64() * 1e6);
+        if result.is_err() {
+            self.decisions[3].inc();
+        }
+        result
+    }
+
+    /// Calls `mask-rows` with a batch of rows (the `custom` columns only, text). The
+    /// result must have as many rows, each as wide, as the input, and stay within
+    /// [`caps::MAX_MASK_BATCH_BYTES`].
+    pub fn mask_rows(
+        &self,
+        ctx: &wit::ResultContext,
+        rows: &[wit::Row],
+    ) -> Result<Result<Vec<wit::Row>, String>, CallFailure> {
+        let started = Instant::now();
+        let width = rows.first().map_or(0, |r| r.len());
+        let count = rows.len();
+        let result = self.pool.call(
+            |p, store| p.call_mask_rows(store, ctx, rows),
+            |r: &Result<Vec<wit::Row>, String>| check_rows(r, count, width),
+        );
+        self.call_us.observe(started.elapsed().as_secs_f64() * 1e6);
+        if result.is_err() {
+            self.decisions[3].inc();
+        }
+        result
+    }
+}
+
+/// Size caps on a mask plan for a result of `n` columns.
+fn check_plan(plan: &wit::MaskPlan, n: usize) -> Result<(), String> {
+    if let Some(i) = plan.columns.iter().find(|c| c.index as usize >= n) {
+        return Err(format!(
+            "mask plan names column {} of a {n}-column result",
+            i.index
+        ));
+    }
+    if plan.columns.len() > n.saturating_mul(8) + 8 {
+        return Err(format!("mask plan of {} entries", plan.columns.len()));
+    }
+    if let Some(r) = &plan.refuse
+        && r.message.len() > caps::MAX_MESSAGE_BYTES
+    {
+        return Err(format!("refusal message of {} bytes", r.message.len()));
+    }
+    let constant_bytes: usize = plan
+        .columns
+        .iter()
+        .map(|c| match &c.mask {
+            wit::MaskFunction::Redact(s) => s.len(),
+            wit::MaskFunction::Partial(p) => p.fill.len(),
+            _ => 0,
+        })
+        .sum();
+    if constant_bytes > caps::MAX_MESSAGE_BYTES {
+        return Err(format!("mask constants of {constant_bytes} bytes"));
+    }
+    Ok(())
+}
+
+/// Shape and size caps on what `mask-rows` returns.
+fn check_rows(r: &Result<Vec<wit::Row>, String>, count: usize, width: usize) -> Result<(), String> {
+    match r {
+        Err(m) if m.len() > caps::MAX_MESSAGE_BYTES => {
+            Err(format!("mask-rows error of {} bytes", m.len()))
+        }
+        Err(_) => Ok(()),
+        Ok(rows) => {
+            if rows.len() != count || rows.iter().any(|row| row.len() != width) {
+                return Err(format!(
+                    "mask-rows returned {} rows for {count} (or a row not {width} wide)",
+                    rows.len()
+                ));
+            }
+            let bytes: usize = rows
+                .iter()
+                .flat_map(|r| r.iter())
+                .map(|v| v.as_ref().map_or(0, |s| s.len()))
+                .sum();
+            if bytes > caps::MAX_MASK_BATCH_BYTES {
+                return Err(format!("mask-rows returned {bytes} bytes"));
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Size caps on a decision.
 fn check_decision(d: &wit::Decision) -> Result<(), String> {
     match d {
@@ -282,6 +380,15 @@ impl PolicyChain {
     /// The policies, in order.
     pub fn policies(&self) -> &[Arc<LoadedPolicy>] {
         &self.policies
+    }
+
+    /// The enforcing policies that implement the `mask` hook, in order.
+    pub fn mask_policies(&self) -> Vec<Arc<LoadedPolicy>> {
+        self.policies
+            .iter()
+            .filter(|p| p.metadata.mask && p.mode == PolicyMode::Enforce)
+            .cloned()
+            .collect()
     }
 
     /// The policy with this id.

@@ -140,6 +140,8 @@ pub mod caps {
     pub const MAX_HOOKS: usize = 16;
     /// Longest log message kept, in bytes (longer ones are cut).
     pub const MAX_LOG_BYTES: usize = 1024;
+    /// Most bytes of values one `mask-rows` call may return.
+    pub const MAX_MASK_BATCH_BYTES: usize = 64 * 1024 * 1024;
     /// Log messages kept per call (more are counted and dropped).
     pub const MAX_LOGS_PER_CALL: u32 = 16;
 }

@@ -73,7 +73,7 @@ pub fn statement(s: &StatementSummary, sql: &str, multi: bool, index: usize) -> 
                 },
             })
             .collect(),
-        columns: Vec::new(),
+        columns: columns(s),
         functions: s.functions.clone(),
         has_where: s.has_where,
         copy: s.copy.map(|c| wit::CopyInfo {
@@ -88,6 +88,44 @@ pub fn statement(s: &StatementSummary, sql: &str, multi: bool, index: usize) -> 
         multi_statement: multi,
         index: u32::try_from(index).unwrap_or(u32::MAX),
     }
+}
+
+/// The `columns` of a statement: every column referenced, resolved through aliases,
+/// subqueries and CTEs to the relation named in the statement (`table.column`,
+/// `schema.table.column` when qualified, `table.*` for a whole-row reference), then
+/// one `predicate:table.column` entry per column a WHERE / HAVING / JOIN condition
+/// compares with a literal or parameter (e.g. `WHERE ssn LIKE '1%'`), then one
+/// `written:table.column` entry per column whose values flow into stored data
+/// (INSERT ... SELECT, UPDATE ... SET, CREATE TABLE AS, SELECT INTO, CREATE VIEW).
+pub fn columns(s: &StatementSummary) -> Vec<String> {
+    use portcullis_sql::Source;
+    fn name(src: &Source) -> Option<String> {
+        let rel = |t: &portcullis_sql::RelName| match &t.schema {
+            Some(sc) => format!("{sc}.{}", t.name),
+            None => t.name.clone(),
+        };
+        match src {
+            Source::Column { table, column } => Some(format!("{}.{column}", rel(table))),
+            Source::WholeRow(t) => Some(format!("{}.*", rel(t))),
+            Source::Unknown => None,
+        }
+    }
+    let mut out: Vec<String> = s.lineage.referenced.iter().filter_map(name).collect();
+    out.extend(
+        s.lineage
+            .literal_predicates
+            .iter()
+            .filter_map(name)
+            .map(|n| format!("predicate:{n}")),
+    );
+    out.extend(
+        s.lineage
+            .written_from
+            .iter()
+            .filter_map(name)
+            .map(|n| format!("written:{n}")),
+    );
+    out
 }
 
 /// The WIT statement kind (one case per [`StatementKind`]).

@@ -79,6 +79,7 @@ impl Relay {
                 self.pending.push_back(Pending::Bind {
                     portal: b.portal.to_owned(),
                     statement: b.statement.to_owned(),
+                    result_formats: b.result_formats,
                 });
                 out.extend_from_slice(frame.raw());
             }

@@ -56,6 +56,8 @@ struct StatementInfo {
 #[derive(Debug, Clone)]
 struct PortalInfo {
     statement: Option<StatementInfo>,
+    /// Result-column format codes from the Bind.
+    result_formats: Vec<i16>,
 }
 
 /// The shared, per-gateway parts a relay uses.
@@ -110,6 +112,8 @@ pub struct Relay {
     terminated: bool,
     /// Skip result tracking entirely when the filter never rewrites rows.
     track_results: bool,
+    /// A result was refused: drop the server's responses up to ReadyForQuery.
+    discarding: bool,
 }
 
 impl Relay {
@@ -133,6 +137,7 @@ impl Relay {
             copy_in_open: false,
             terminated: false,
             track_results,
+            discarding: false,
         }
     }
 

@@ -26,7 +26,11 @@ pub(super) enum Pending {
         denial: Option<ErrorFields>,
     },
     /// A Bind: BindComplete.
-    Bind { portal: String, statement: String },
+    Bind {
+        portal: String,
+        statement: String,
+        result_formats: Vec<i16>,
+    },
     /// A Describe: ParameterDescription and RowDescription/NoData.
     Describe { target: Target, name: String },
     /// An Execute: rows, then CommandComplete, EmptyQueryResponse or PortalSuspended.

@@ -3,12 +3,12 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use portcullis_wire::Frame;
-use portcullis_wire::backend::{RowDescription, TransactionStatus, tag};
+use portcullis_wire::backend::{ErrorFields, RowDescription, Severity, TransactionStatus, tag};
 use portcullis_wire::frontend::Target;
 
 use super::pending::Pending;
 use super::{PortalInfo, Relay, RelayError};
-use crate::pipeline::ResultContext;
+use crate::pipeline::{Refusal, ResultContext};
 
 impl Relay {
     /// Consumes complete messages from `input` (bytes read from the server) and appends
@@ -31,18 +31,90 @@ impl Relay {
         out: &mut BytesMut,
         now: Instant,
     ) -> Result<(), RelayError> {
-        match frame.tag() {
-            tag::DATA_ROW => {
-                if self.track_results && !self.result_started {
-                    self.start_result(None);
-                }
-                match self.rewriter.as_mut() {
-                    Some(rw) => rw.rewrite(frame.body(), out).map_err(RelayError::Filter)?,
-                    None => out.extend_from_slice(frame.raw()),
-                }
+        let t = frame.tag();
+        if t == tag::DATA_ROW {
+            if self.discarding {
                 return Ok(());
             }
-            tag::ROW_DESCRIPTION => self.on_row_description(&frame)?,
+            if self.track_results && !self.result_started {
+                self.start_result(None, out);
+                if self.discarding {
+                    return Ok(());
+                }
+            }
+            match self.rewriter.as_mut() {
+                Some(rw) => {
+                    if let Err(e) = rw.rewrite(frame.body(), out) {
+                        self.refuse(e, out);
+                    }
+                }
+                None => out.extend_from_slice(frame.raw()),
+            }
+            return Ok(());
+        }
+        if matches!(
+            t,
+            tag::COMMAND_COMPLETE | tag::EMPTY_QUERY | tag::PORTAL_SUSPENDED
+        ) && !self.discarding
+            && let Some(rw) = self.rewriter.as_mut()
+            && let Err(e) = rw.finish(out)
+        {
+            self.refuse(e, out);
+        }
+        let forward = self.bookkeep(&frame, out, now)?;
+        if t == tag::READY_FOR_QUERY {
+            self.discarding = false;
+            out.extend_from_slice(frame.raw());
+            return Ok(());
+        }
+        let asynchronous = matches!(
+            t,
+            tag::PARAMETER_STATUS | tag::NOTICE_RESPONSE | tag::NOTIFICATION
+        );
+        if forward && (!self.discarding || asynchronous) {
+            out.extend_from_slice(frame.raw());
+        }
+        Ok(())
+    }
+
+    /// Refuses the result set streaming now: the client gets the error, and the
+    /// server's responses up to ReadyForQuery are dropped (as PostgreSQL itself would
+    /// send nothing after an error until then).
+    fn refuse(&mut self, e: anyhow::Error, out: &mut BytesMut) {
+        let r = match e.downcast_ref::<Refusal>() {
+            Some(r) => r.clone(),
+            None => Refusal {
+                sqlstate: "42501".into(),
+                message: format!("result refused: masking failed ({e})"),
+                policy: "portcullis:masking".into(),
+            },
+        };
+        tracing::debug!(policy = %r.policy, message = %r.message, "result refused");
+        ErrorFields::new(Severity::Error, &r.sqlstate, r.message)
+            .detail(format!(
+                "Refused by policy \"{}\" at the Portcullis gateway.",
+                r.policy
+            ))
+            .encode_error(out);
+        self.deps
+            .metrics
+            .errors
+            .with_label_values(&["result_refused"])
+            .inc();
+        self.rewriter = None;
+        self.discarding = true;
+    }
+
+    /// Keeps the request/response bookkeeping in step with the server. Returns whether
+    /// the message itself is to be forwarded (unless discarding).
+    fn bookkeep(
+        &mut self,
+        frame: &Frame,
+        out: &mut BytesMut,
+        now: Instant,
+    ) -> Result<bool, RelayError> {
+        match frame.tag() {
+            tag::ROW_DESCRIPTION => self.on_row_description(frame, out)?,
             tag::NO_DATA => {
                 if let Some(Pending::Describe { .. }) = self.pending.front() {
                     self.pending.pop_front();
@@ -67,9 +139,20 @@ impl Relay {
                 }
             }
             tag::BIND_COMPLETE => {
-                if let Some(Pending::Bind { portal, statement }) = self.pending.pop_front() {
+                if let Some(Pending::Bind {
+                    portal,
+                    statement,
+                    result_formats,
+                }) = self.pending.pop_front()
+                {
                     let statement = self.statements.get(&statement).cloned();
-                    self.portals.insert(portal, PortalInfo { statement });
+                    self.portals.insert(
+                        portal,
+                        PortalInfo {
+                            statement,
+                            result_formats,
+                        },
+                    );
                 }
             }
             tag::CLOSE_COMPLETE => {
@@ -90,11 +173,23 @@ impl Relay {
                 self.copy_in_open = false;
                 self.end_result();
                 if let Some(denial) = self.pending.front().and_then(Pending::denial) {
-                    denial.encode_error(out);
+                    if !self.discarding {
+                        denial.encode_error(out);
+                    }
                     self.after_error();
-                    return Ok(());
+                    return Ok(false);
                 }
                 self.after_error();
+                if self.track_results {
+                    let fields = ErrorFields::decode(frame.tag(), frame.body())
+                        .map_err(RelayError::Server)?;
+                    if let Some(scrubbed) = self.deps.filter.scrub_error(&self.session, &fields) {
+                        if !self.discarding {
+                            scrubbed.encode_error(out);
+                        }
+                        return Ok(false);
+                    }
+                }
             }
             tag::READY_FOR_QUERY => {
                 self.transaction =
@@ -119,8 +214,7 @@ impl Relay {
             }
             _ => {}
         }
-        out.extend_from_slice(frame.raw());
-        Ok(())
+        Ok(true)
     }
 
     /// The server entered COPY IN for the request at the front. It ignores the Syncs
@@ -160,7 +254,7 @@ impl Relay {
         }
     }
 
-    fn on_row_description(&mut self, frame: &Frame) -> Result<(), RelayError> {
+    fn on_row_description(&mut self, frame: &Frame, out: &mut BytesMut) -> Result<(), RelayError> {
         match self.pending.front_mut() {
             Some(Pending::Describe { target, name }) => {
                 if self.track_results {
@@ -185,9 +279,9 @@ impl Relay {
                 }
                 self.pending.pop_front();
             }
-            _ if self.track_results => {
+            _ if self.track_results && !self.discarding => {
                 let cols = RowDescription::decode(frame.body()).map_err(RelayError::Server)?;
-                self.start_result(Some(cols));
+                self.start_result(Some(cols), out);
             }
             _ => {}
         }
@@ -195,7 +289,7 @@ impl Relay {
     }
 
     /// Offers the result set that is starting to the filter.
-    fn start_result(&mut self, columns: Option<RowDescription>) {
+    fn start_result(&mut self, columns: Option<RowDescription>, out: &mut BytesMut) {
         self.result_started = true;
         let (statement, known) = match self.pending.front() {
             Some(Pending::Query { analysis, .. }) => (
@@ -203,11 +297,26 @@ impl Relay {
                 None,
             ),
             Some(Pending::Execute { portal, .. }) => {
-                let s = self.portals.get(portal).and_then(|p| p.statement.clone());
+                let p = self.portals.get(portal);
+                let s = p.and_then(|p| p.statement.clone());
+                let formats = p.map(|p| p.result_formats.clone()).unwrap_or_default();
                 let summary = s
                     .as_ref()
                     .and_then(|s| s.analysis.statements.first().cloned());
-                (summary, s.and_then(|s| s.columns))
+                let columns = s.and_then(|s| s.columns).map(|c| {
+                    // A statement's RowDescription says text for every column; the
+                    // Bind chose the formats.
+                    let mut c = (*c).clone();
+                    for (i, f) in c.fields.iter_mut().enumerate() {
+                        f.format = match formats.len() {
+                            0 => 0,
+                            1 => formats[0],
+                            _ => formats.get(i).copied().unwrap_or(0),
+                        };
+                    }
+                    Arc::new(c)
+                });
+                (summary, columns)
             }
             _ => (None, None),
         };
@@ -222,6 +331,9 @@ impl Relay {
             columns: &columns,
         };
         self.rewriter = self.deps.filter.begin(&ctx);
+        if let Some(r) = self.rewriter.as_ref().and_then(|rw| rw.refusal()) {
+            self.refuse(anyhow::Error::new(r), out);
+        }
     }
 
     fn end_result(&mut self) {

@@ -339,3 +339,160 @@ fn syncs_sent_during_copy_in_expect_no_ready_for_query() {
     );
     assert!(r.is_idle());
 }
+
+/// A filter whose rewriter fails on the second row of every result set (after holding
+/// the first one back), or refuses results of statements marked `refuse`.
+struct FailingFilter;
+
+struct FailOnSecond {
+    seen: usize,
+    held: Vec<Vec<u8>>,
+}
+
+impl crate::pipeline::RowRewriter for FailOnSecond {
+    fn rewrite(&mut self, body: &[u8], _out: &mut BytesMut) -> anyhow::Result<()> {
+        self.seen += 1;
+        if self.seen == 2 {
+            anyhow::bail!("second row");
+        }
+        self.held.push(body.to_vec());
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut BytesMut) -> anyhow::Result<()> {
+        for _ in self.held.drain(..) {
+            backend::data_row(out, &[Some(b"masked")]);
+        }
+        Ok(())
+    }
+}
+
+struct RefuseAll;
+
+impl crate::pipeline::RowRewriter for RefuseAll {
+    fn rewrite(&mut self, _: &[u8], _: &mut BytesMut) -> anyhow::Result<()> {
+        unreachable!("refused before any row")
+    }
+
+    fn refusal(&self) -> Option<crate::pipeline::Refusal> {
+        Some(crate::pipeline::Refusal {
+            sqlstate: "42501".into(),
+            message: "refused by test".into(),
+            policy: "test-mask".into(),
+        })
+    }
+}
+
+impl crate::pipeline::ResultFilter for FailingFilter {
+    fn begin(
+        &self,
+        ctx: &crate::pipeline::ResultContext<'_>,
+    ) -> Option<Box<dyn crate::pipeline::RowRewriter>> {
+        if ctx
+            .statement
+            .is_some_and(|s| s.fingerprint.contains("refuse"))
+        {
+            return Some(Box::new(RefuseAll));
+        }
+        Some(Box::new(FailOnSecond {
+            seen: 0,
+            held: Vec::new(),
+        }))
+    }
+}
+
+fn masking_relay() -> Relay {
+    let mut r = relay();
+    r.deps.filter = Arc::new(FailingFilter);
+    r.track_results = true;
+    r
+}
+
+fn one_column_result(rows: usize) -> BytesMut {
+    let mut b = BytesMut::new();
+    backend::row_description(
+        &mut b,
+        &[backend::FieldDescription {
+            name: "x".into(),
+            table_oid: 0,
+            column_attr: 0,
+            type_oid: 25,
+            type_len: -1,
+            type_mod: -1,
+            format: 0,
+        }],
+    );
+    for _ in 0..rows {
+        backend::data_row(&mut b, &[Some(b"plain")]);
+    }
+    backend::command_complete(&mut b, &format!("SELECT {rows}"));
+    b
+}
+
+#[test]
+fn held_rows_are_flushed_before_command_complete() {
+    let mut r = masking_relay();
+    let mut q = BytesMut::new();
+    Query::encode("select x from t", &mut q);
+    client(&mut r, q);
+    let mut resp = one_column_result(1);
+    ready(&mut resp, TransactionStatus::Idle);
+    let out = server(&mut r, resp);
+    assert_eq!(tags(&out), "TDCZ");
+    assert!(!out.windows(5).any(|w| w == b"plain"));
+}
+
+#[test]
+fn a_failing_rewriter_refuses_the_result_and_skips_to_ready() {
+    let mut r = masking_relay();
+    let mut q = BytesMut::new();
+    Query::encode("select x from t; select x from t", &mut q);
+    client(&mut r, q);
+    // Two statements: the first fails on its second row; the second's result and the
+    // server's CommandCompletes are dropped; ReadyForQuery goes through.
+    let mut resp = one_column_result(3);
+    resp.extend_from_slice(&one_column_result(2));
+    ready(&mut resp, TransactionStatus::Idle);
+    let out = server(&mut r, resp);
+    assert_eq!(tags(&out), "TEZ");
+    assert!(!out.windows(5).any(|w| w == b"plain"));
+    let f = frames(out);
+    let e = ErrorFields::decode(f[1].tag(), f[1].body()).unwrap();
+    assert_eq!(e.code(), Some("42501"));
+    // The session is in step: the next query's rows are rewritten again.
+    let mut q = BytesMut::new();
+    Query::encode("select x from t", &mut q);
+    client(&mut r, q);
+    let mut resp = one_column_result(1);
+    ready(&mut resp, TransactionStatus::Idle);
+    assert_eq!(tags(&server(&mut r, resp)), "TDCZ");
+    assert!(r.is_idle());
+}
+
+#[test]
+fn a_refused_result_in_the_extended_protocol_errors_until_sync() {
+    let mut r = masking_relay();
+    let mut m = BytesMut::new();
+    Parse::encode("", "select x from refuse", &[], &mut m);
+    Bind::encode("", "", &[], &mut m);
+    frontend::Describe::encode(frontend::Target::Portal, "", &mut m);
+    Execute::encode("", 0, &mut m);
+    Parse::encode("", "select 1", &[], &mut m);
+    Bind::encode("", "", &[], &mut m);
+    Execute::encode("", 0, &mut m);
+    frontend::sync(&mut m);
+    client(&mut r, m);
+    let mut resp = BytesMut::new();
+    portcullis_wire::put_message(&mut resp, b'1', |_| {});
+    portcullis_wire::put_message(&mut resp, b'2', |_| {});
+    resp.extend_from_slice(&one_column_result(2));
+    portcullis_wire::put_message(&mut resp, b'1', |_| {});
+    portcullis_wire::put_message(&mut resp, b'2', |_| {});
+    resp.extend_from_slice(&one_column_result(1));
+    ready(&mut resp, TransactionStatus::Idle);
+    let out = server(&mut r, resp);
+    // ParseComplete, BindComplete, RowDescription (the Describe's), then the refusal
+    // instead of rows; nothing more until ReadyForQuery.
+    assert_eq!(tags(&out), "12TEZ");
+    assert!(r.is_idle());
+}

@@ -22,10 +22,11 @@
 //! | `reject-settings` | returns an error from `configure` (a rejected policy) | `configure` |
 //! | `slow-configure` | spins forever inside `configure` (load-time deadline) | `configure` |
 //!
-//! With `"trigger": "<text>"` the component misbehaves in `authorize` only for statements
+//! With `"trigger": "<text>"` the component misbehaves (in every hook) only for statements
 //! whose SQL contains that text and allows every other statement, so an end-to-end test
 //! can break one statement and check that the same connection keeps working.
 //!
+//! With `"mask_only": true`, `authorize` allows and only the `mask` hooks misbehave.
 //! Without settings (or `{}`) the behaviour is `allow`. The `mask` and `approve` hooks
 //! misbehave the same way for `loop`, `alloc`, `recursion`, `huge-return`, `panic` and
 //! `log-flood`, so the host can test those hooks' limits too; otherwise they mask
@@ -82,6 +83,9 @@ pub struct Settings {
     pub behaviour: Behaviour,
     /// Misbehave in `authorize` only for statements whose SQL contains this text.
     pub trigger: Option<String>,
+    /// Misbehave only in the `mask` hooks (`plan-masks`, `mask-rows`); `authorize`
+    /// allows. For testing masking's fail-closed paths.
+    pub mask_only: bool,
 }
 
 /// The test policy.
@@ -89,12 +93,23 @@ pub struct Settings {
 pub struct Hostile {
     behaviour: Behaviour,
     trigger: Option<String>,
+    mask_only: bool,
 }
 
 /// Size of the `huge-return` message.
 pub const HUGE_BYTES: usize = 16 * 1024 * 1024;
 
 impl Hostile {
+    /// Whether a statement with this SQL triggers misbehaviour (always without a
+    /// `trigger`; never for an unknown statement with one).
+    fn triggered(&self, sql: Option<&str>) -> bool {
+        match (&self.trigger, sql) {
+            (None, _) => true,
+            (Some(t), Some(sql)) => sql.contains(t.as_str()),
+            (Some(_), None) => false,
+        }
+    }
+
     /// Misbehaves as configured, for the behaviours that do so in every hook. Returns
     /// only for the others.
     fn misbehave(&self, hook: &str) {
@@ -133,14 +148,13 @@ impl Policy for Hostile {
             behaviour => Ok(Hostile {
                 behaviour,
                 trigger: settings.trigger,
+                mask_only: settings.mask_only,
             }),
         }
     }
 
     fn authorize(&self, req: &Request) -> Decision {
-        if let Some(trigger) = &self.trigger
-            && !req.statement.sql.contains(trigger.as_str())
-        {
+        if self.mask_only || !self.triggered(Some(&req.statement.sql)) {
             return Decision::Allow;
         }
         self.misbehave("authorize");
@@ -151,7 +165,10 @@ impl Policy for Hostile {
         }
     }
 
-    fn plan_masks(&self, _ctx: &ResultContext) -> MaskPlan {
+    fn plan_masks(&self, ctx: &ResultContext) -> MaskPlan {
+        if !self.triggered(ctx.statement.as_ref().map(|s| s.sql.as_str())) {
+            return MaskPlan::none();
+        }
         self.misbehave("plan_masks");
         match self.behaviour {
             Behaviour::HugeReturn => MaskPlan::refuse("x".repeat(HUGE_BYTES)),

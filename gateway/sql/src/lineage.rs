@@ -1,0 +1,1124 @@
+//! Column lineage: which source columns each output column of a statement is computed
+//! from, and which columns are compared with literals in predicates.
+//!
+//! The analysis is syntactic and over-approximates: a column reference that cannot be
+//! bound with certainty (an unqualified name with several relations in scope, a name
+//! that may be an outer reference) is attributed to every relation it could come from.
+//! Callers with a catalog drop the candidates that do not exist. Anything not
+//! understood yields [`Source::Unknown`] (or no lineage at all), never an empty list:
+//! an empty source list means "computed from no column" (a constant).
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Join, ObjectName, Query, Select,
+    SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Statement, TableAlias, TableFactor,
+    TableWithJoins, ValueWithSpan, Visit, Visitor,
+};
+
+use crate::names::{fold, parts};
+
+/// Nesting depth beyond which lineage gives up (reports unknown).
+const MAX_DEPTH: usize = 64;
+
+/// A relation as the statement names it (a table or view; not a CTE or alias).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RelName {
+    /// Schema, if the name was qualified.
+    pub schema: Option<String>,
+    /// Relation name, folded.
+    pub name: String,
+}
+
+/// Where an output value may come from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Source {
+    /// A column of a relation.
+    Column {
+        /// The relation.
+        table: RelName,
+        /// The column name, folded.
+        column: String,
+    },
+    /// Every column of a relation (a whole-row reference: `row_to_json(c)`, `c.*`).
+    WholeRow(RelName),
+    /// Could not be established.
+    Unknown,
+}
+
+/// One item of a statement's output, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputItem {
+    /// One output column; `sources` empty means a constant.
+    Column {
+        /// The output name when the analysis knows it.
+        name: Option<String>,
+        /// Where its values come from (deduplicated, sorted).
+        sources: Vec<Source>,
+    },
+    /// `*` or `t.*` over a base relation: one output column per column of the
+    /// relation, in attribute order (the caller's catalog knows how many).
+    AllColumns(RelName),
+}
+
+/// The lineage of one statement.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Lineage {
+    /// The output columns of a row-returning statement (a query, or RETURNING);
+    /// `None` when the statement returns no rows or its shape is not understood.
+    pub output: Option<Vec<OutputItem>>,
+    /// Every column referenced anywhere, resolved through aliases (deduplicated).
+    pub referenced: Vec<Source>,
+    /// Columns used in a WHERE / HAVING / JOIN condition next to a literal or a
+    /// parameter (`WHERE ssn LIKE '1%'`): the conditions that can probe a value.
+    pub literal_predicates: Vec<Source>,
+    /// Columns whose values flow into stored data: the rows of INSERT ... SELECT /
+    /// VALUES, UPDATE's SET values, CREATE TABLE AS, SELECT INTO, CREATE VIEW.
+    pub written_from: Vec<Source>,
+}
+
+/// Lineage of a statement.
+pub(crate) fn statement(stmt: &Statement) -> Lineage {
+    let mut w = Walker::default();
+    let output = w.statement(stmt);
+    Lineage {
+        output,
+        referenced: finish(w.referenced),
+        literal_predicates: finish(w.literal_predicates),
+        written_from: finish(w.written_from),
+    }
+}
+
+/// The output lineage of a stand-alone query text (e.g. a view definition from
+/// `pg_get_viewdef`). `None` if it does not parse or its shape is not understood.
+pub fn query_lineage(sql: &str) -> Option<Vec<OutputItem>> {
+    use sqlparser::dialect::PostgreSqlDialect;
+    use sqlparser::parser::Parser;
+    let parsed = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_statements())
+        .ok()?;
+    let [stmt] = parsed.as_slice() else {
+        return None;
+    };
+    statement(stmt).output
+}
+
+fn finish(mut v: Vec<Source>) -> Vec<Source> {
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// A relation visible in a FROM scope.
+#[derive(Debug, Clone)]
+enum RelKind {
+    Base(RelName),
+    Derived(Option<Vec<OutputItem>>),
+    Opaque,
+}
+
+#[derive(Debug, Clone)]
+struct Rel {
+    alias: String,
+    kind: RelKind,
+}
+
+#[derive(Default)]
+struct Walker {
+    scopes: Vec<Vec<Rel>>,
+    ctes: Vec<HashMap<String, Option<Vec<OutputItem>>>>,
+    referenced: Vec<Source>,
+    literal_predicates: Vec<Source>,
+    written_from: Vec<Source>,
+    depth: usize,
+}
+
+fn rel_name(name: &ObjectName) -> Option<RelName> {
+    let p = parts(name)?;
+    match p.as_slice() {
+        [n] => Some(RelName {
+            schema: None,
+            name: n.clone(),
+        }),
+        [s, n] | [_, s, n] => Some(RelName {
+            schema: Some(s.clone()),
+            name: n.clone(),
+        }),
+        _ => None,
+    }
+}
+
+fn column_item(name: Option<String>, mut sources: Vec<Source>) -> OutputItem {
+    sources.sort();
+    sources.dedup();
+    OutputItem::Column { name, sources }
+}
+
+/// Every source of a list of items (a whole relation for `AllColumns`).
+fn all_sources(items: &Option<Vec<OutputItem>>) -> Vec<Source> {
+    match items {
+        None => vec![Source::Unknown],
+        Some(items) => items
+            .iter()
+            .flat_map(|i| match i {
+                OutputItem::Column { sources, .. } => sources.clone(),
+                OutputItem::AllColumns(t) => vec![Source::WholeRow(t.clone())],
+            })
+            .collect(),
+    }
+}
+
+fn apply_alias_columns(
+    items: Option<Vec<OutputItem>>,
+    alias: Option<&TableAlias>,
+) -> Option<Vec<OutputItem>> {
+    let Some(alias) = alias else { return items };
+    if alias.columns.is_empty() {
+        return items;
+    }
+    let mut items = items?;
+    if items.iter().any(|i| matches!(i, OutputItem::AllColumns(_))) {
+        // Renaming columns of an expansion we cannot count: names stay unknown,
+        // which only matters for lookups by name (they fall back to all sources).
+        return Some(items);
+    }
+    for (item, col) in items.iter_mut().zip(&alias.columns) {
+        if let OutputItem::Column { name, .. } = item {
+            *name = Some(fold(&col.name));
+        }
+    }
+    Some(items)
+}
+
+impl Walker {
+    fn statement(&mut self, stmt: &Statement) -> Option<Vec<OutputItem>> {
+        match stmt {
+            Statement::Query(q) => {
+                let out = self.query(q);
+                if matches!(&*q.body, SetExpr::Select(s) if s.into.is_some()) {
+                    self.written_from.extend(all_sources(&out));
+                    return None;
+                }
+                out
+            }
+            Statement::Insert(ins) => {
+                if let Some(src) = &ins.source {
+                    let rows = self.query(src);
+                    self.written_from.extend(all_sources(&rows));
+                }
+                let target = match &ins.table {
+                    sqlparser::ast::TableObject::TableName(n) => rel_name(n),
+                    _ => None,
+                };
+                let returning = ins.returning.as_ref()?;
+                let alias = ins
+                    .table_alias
+                    .as_ref()
+                    .map(|a| fold(&a.alias))
+                    .or_else(|| target.as_ref().map(|t| t.name.clone()))
+                    .unwrap_or_default();
+                let kind = match target {
+                    Some(t) => RelKind::Base(t),
+                    None => RelKind::Opaque,
+                };
+                self.scopes.push(vec![Rel { alias, kind }]);
+                let out = self.projection(returning);
+                self.scopes.pop();
+                out
+            }
+            Statement::Update(u) => {
+                let mut rels = Vec::new();
+                self.table_with_joins(&u.table, &mut rels);
+                if let Some(from) = &u.from {
+                    let tables = match from {
+                        sqlparser::ast::UpdateTableFromKind::BeforeSet(t)
+                        | sqlparser::ast::UpdateTableFromKind::AfterSet(t) => t,
+                    };
+                    for t in tables {
+                        self.table_with_joins(t, &mut rels);
+                    }
+                }
+                self.scopes.push(rels);
+                for a in &u.assignments {
+                    let s = self.expr_sources(&a.value);
+                    self.written_from.extend(s);
+                }
+                if let Some(sel) = &u.selection {
+                    self.predicate(sel);
+                }
+                let out = u.returning.as_ref().and_then(|r| self.projection(r));
+                self.scopes.pop();
+                out
+            }
+            Statement::Delete(d) => {
+                let mut rels = Vec::new();
+                let from = match &d.from {
+                    sqlparser::ast::FromTable::WithFromKeyword(t)
+                    | sqlparser::ast::FromTable::WithoutKeyword(t) => t,
+                };
+                for t in from {
+                    self.table_with_joins(t, &mut rels);
+                }
+                if let Some(using) = &d.using {
+                    for t in using {
+                        self.table_with_joins(t, &mut rels);
+                    }
+                }
+                self.scopes.push(rels);
+                if let Some(sel) = &d.selection {
+                    self.predicate(sel);
+                }
+                let out = d.returning.as_ref().and_then(|r| self.projection(r));
+                self.scopes.pop();
+                out
+            }
+            Statement::Declare { stmts } => {
+                for d in stmts {
+                    if let Some(q) = &d.for_query {
+                        self.query(q);
+                    }
+                }
+                None
+            }
+            Statement::Copy {
+                source: sqlparser::ast::CopySource::Query(q),
+                ..
+            } => {
+                self.query(q);
+                None
+            }
+            Statement::CreateView(v) => {
+                let out = self.query(&v.query);
+                self.written_from.extend(all_sources(&out));
+                None
+            }
+            Statement::CreateTable(t) => {
+                if let Some(q) = &t.query {
+                    let out = self.query(q);
+                    self.written_from.extend(all_sources(&out));
+                }
+                None
+            }
+            Statement::Prepare { statement, .. } => {
+                self.statement(statement);
+                None
+            }
+            Statement::Explain { statement, .. } => {
+                self.statement(statement);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn query(&mut self, q: &Query) -> Option<Vec<OutputItem>> {
+        if self.depth >= MAX_DEPTH {
+            return None;
+        }
+        self.depth += 1;
+        self.ctes.push(HashMap::new());
+        if let Some(with) = &q.with {
+            for cte in &with.cte_tables {
+                let name = fold(&cte.alias.name);
+                // A recursive reference inside the CTE body sees the name as a base
+                // relation (unresolvable: the caller keeps it as is).
+                let items = self.query(&cte.query);
+                let items = apply_alias_columns(items, Some(&cte.alias));
+                if let Some(top) = self.ctes.last_mut() {
+                    top.insert(name, items);
+                }
+            }
+        }
+        let out = self.set_expr(&q.body);
+        self.ctes.pop();
+        self.depth -= 1;
+        out
+    }
+
+    fn set_expr(&mut self, body: &SetExpr) -> Option<Vec<OutputItem>> {
+        match body {
+            SetExpr::Select(s) => self.select(s),
+            SetExpr::Query(q) => self.query(q),
+            SetExpr::SetOperation { left, right, .. } => {
+                let l = self.set_expr(left);
+                let r = self.set_expr(right);
+                let (l, r) = (l?, r?);
+                let expandable =
+                    |v: &Vec<OutputItem>| v.iter().all(|i| matches!(i, OutputItem::Column { .. }));
+                if l.len() != r.len() || !expandable(&l) || !expandable(&r) {
+                    return None;
+                }
+                Some(
+                    l.into_iter()
+                        .zip(r)
+                        .map(|(a, b)| match (a, b) {
+                            (
+                                OutputItem::Column {
+                                    name,
+                                    sources: mut s1,
+                                },
+                                OutputItem::Column { sources: s2, .. },
+                            ) => {
+                                s1.extend(s2);
+                                column_item(name, s1)
+                            }
+                            _ => column_item(None, vec![Source::Unknown]),
+                        })
+                        .collect(),
+                )
+            }
+            SetExpr::Values(values) => {
+                let mut cols: Vec<Vec<Source>> = Vec::new();
+                for row in &values.rows {
+                    for (i, e) in row.iter().enumerate() {
+                        let s = self.expr_sources(e);
+                        if cols.len() <= i {
+                            cols.push(Vec::new());
+                        }
+                        cols[i].extend(s);
+                    }
+                }
+                Some(cols.into_iter().map(|s| column_item(None, s)).collect())
+            }
+            SetExpr::Table(t) => {
+                let name = t.table_name.as_ref()?;
+                let rel = RelName {
+                    schema: t.schema_name.as_ref().map(|s| s.to_ascii_lowercase()),
+                    name: name.to_ascii_lowercase(),
+                };
+                self.referenced.push(Source::WholeRow(rel.clone()));
+                Some(vec![OutputItem::AllColumns(rel)])
+            }
+            SetExpr::Insert(s) | SetExpr::Update(s) | SetExpr::Delete(s) | SetExpr::Merge(s) => {
+                self.statement(s)
+            }
+        }
+    }
+
+    fn select(&mut self, s: &Select) -> Option<Vec<OutputItem>> {
+        let mut rels = Vec::new();
+        for t in &s.from {
+            self.table_with_joins(t, &mut rels);
+        }
+        self.scopes.push(rels);
+        // Join conditions.
+        for t in &s.from {
+            for j in &t.joins {
+                self.join_condition(j);
+            }
+        }
+        if let Some(sel) = &s.selection {
+            self.predicate(sel);
+        }
+        if let Some(h) = &s.having {
+            self.predicate(h);
+        }
+        if let sqlparser::ast::GroupByExpr::Expressions(exprs, _) = &s.group_by {
+            for e in exprs {
+                let _ = self.expr_sources(e);
+            }
+        }
+        let out = self.projection(&s.projection);
+        self.scopes.pop();
+        out
+    }
+
+    fn projection(&mut self, items: &[SelectItem]) -> Option<Vec<OutputItem>> {
+        let mut out = Vec::new();
+        let mut known = true;
+        for item in items {
+            match item {
+                SelectItem::UnnamedExpr(e) => {
+                    let name = expr_name(e);
+                    let s = self.expr_sources(e);
+                    out.push(column_item(name, s));
+                }
+                SelectItem::ExprWithAlias { expr, alias } => {
+                    let s = self.expr_sources(expr);
+                    out.push(column_item(Some(fold(alias)), s));
+                }
+                SelectItem::ExprWithAliases { expr, .. } => {
+                    let _ = self.expr_sources(expr);
+                    known = false;
+                }
+                SelectItem::Wildcard(_) => {
+                    let rels: Vec<Rel> = self.scopes.last().cloned().unwrap_or_default();
+                    if rels.is_empty() {
+                        known = false;
+                    }
+                    for r in &rels {
+                        match self.expand(r) {
+                            Some(items) => out.extend(items),
+                            None => known = false,
+                        }
+                    }
+                }
+                SelectItem::QualifiedWildcard(kind, _) => match kind {
+                    SelectItemQualifiedWildcardKind::ObjectName(n) => {
+                        match self.find_rel(n).and_then(|r| self.expand(&r)) {
+                            Some(items) => out.extend(items),
+                            None => {
+                                if let Some(rel) = rel_name(n) {
+                                    self.referenced.push(Source::WholeRow(rel.clone()));
+                                    out.push(OutputItem::AllColumns(rel));
+                                } else {
+                                    known = false;
+                                }
+                            }
+                        }
+                    }
+                    SelectItemQualifiedWildcardKind::Expr(e) => {
+                        let _ = self.expr_sources(e);
+                        known = false;
+                    }
+                },
+            }
+        }
+        known.then_some(out)
+    }
+
+    fn expand(&mut self, r: &Rel) -> Option<Vec<OutputItem>> {
+        match &r.kind {
+            RelKind::Base(t) => {
+                self.referenced.push(Source::WholeRow(t.clone()));
+                Some(vec![OutputItem::AllColumns(t.clone())])
+            }
+            RelKind::Derived(items) => items.clone(),
+            RelKind::Opaque => None,
+        }
+    }
+
+    /// The relation a qualifier (`c` in `c.*`, `s.c` in `s.c.*`) names.
+    fn find_rel(&self, n: &ObjectName) -> Option<Rel> {
+        let p = parts(n)?;
+        let alias = p.last()?;
+        self.lookup_alias(alias)
+    }
+
+    fn lookup_alias(&self, alias: &str) -> Option<Rel> {
+        for scope in self.scopes.iter().rev() {
+            if let Some(r) = scope.iter().find(|r| r.alias == alias) {
+                return Some(r.clone());
+            }
+        }
+        None
+    }
+
+    fn table_with_joins(&mut self, t: &TableWithJoins, rels: &mut Vec<Rel>) {
+        self.table_factor(&t.relation, rels);
+        for j in &t.joins {
+            self.table_factor(&j.relation, rels);
+        }
+    }
+
+    fn cte(&self, name: &str) -> Option<Option<Vec<OutputItem>>> {
+        self.ctes.iter().rev().find_map(|f| f.get(name).cloned())
+    }
+
+    fn table_factor(&mut self, tf: &TableFactor, rels: &mut Vec<Rel>) {
+        match tf {
+            TableFactor::Table {
+                name, alias, args, ..
+            } => {
+                let Some(rel) = rel_name(name) else {
+                    rels.push(Rel {
+                        alias: alias.as_ref().map(|a| fold(&a.name)).unwrap_or_default(),
+                        kind: RelKind::Opaque,
+                    });
+                    return;
+                };
+                let alias_name = alias
+                    .as_ref()
+                    .map(|a| fold(&a.name))
+                    .unwrap_or_else(|| rel.name.clone());
+                if let Some(a) = args {
+                    // A set-returning function in FROM: its output is not a column
+                    // of any table; its arguments may be.
+                    for arg in &a.args {
+                        self.function_arg_sources(arg);
+                    }
+                    rels.push(Rel {
+                        alias: alias_name,
+                        kind: RelKind::Opaque,
+                    });
+                    return;
+                }
+                let kind = match (&rel.schema, self.cte(&rel.name)) {
+                    (None, Some(items)) => {
+                        RelKind::Derived(apply_alias_columns(items, alias.as_ref()))
+                    }
+                    _ => RelKind::Base(rel),
+                };
+                rels.push(Rel {
+                    alias: alias_name,
+                    kind,
+                });
+            }
+            TableFactor::Derived {
+                subquery, alias, ..
+            } => {
+                // LATERAL or not, the outer scopes are visible (over-approximation).
+                let items = self.query(subquery);
+                rels.push(Rel {
+                    alias: alias.as_ref().map(|a| fold(&a.name)).unwrap_or_default(),
+                    kind: RelKind::Derived(apply_alias_columns(items, alias.as_ref())),
+                });
+            }
+            TableFactor::NestedJoin {
+                table_with_joins,
+                alias,
+            } => {
+                let mut inner = Vec::new();
+                self.table_with_joins(table_with_joins, &mut inner);
+                for j in &table_with_joins.joins {
+                    self.scopes.push(inner.clone());
+                    self.join_condition(j);
+                    self.scopes.pop();
+                }
+                match alias {
+                    Some(a) => {
+                        let mut items = Vec::new();
+                        let mut known = true;
+                        for r in &inner {
+                            match self.expand(r) {
+                                Some(i) => items.extend(i),
+                                None => known = false,
+                            }
+                        }
+                        rels.push(Rel {
+                            alias: fold(&a.name),
+                            kind: RelKind::Derived(known.then_some(items)),
+                        });
+                    }
+                    None => rels.extend(inner),
+                }
+            }
+            other => {
+                // Table functions, UNNEST, JSON_TABLE, ...: values of unknown origin;
+                // whatever they read counts as referenced.
+                let mut v = ExprCollector::default();
+                let _ = other.visit(&mut v);
+                let alias = match other {
+                    TableFactor::Function { alias, .. }
+                    | TableFactor::UNNEST { alias, .. }
+                    | TableFactor::TableFunction { alias, .. } => {
+                        alias.as_ref().map(|a| fold(&a.name))
+                    }
+                    _ => None,
+                };
+                for e in v.exprs {
+                    let _ = self.expr_sources(&e);
+                }
+                rels.push(Rel {
+                    alias: alias.unwrap_or_default(),
+                    kind: RelKind::Opaque,
+                });
+            }
+        }
+    }
+
+    fn join_condition(&mut self, j: &Join) {
+        let mut v = ExprCollector::default();
+        let _ = j.join_operator.visit(&mut v);
+        for e in v.exprs {
+            self.predicate(&e);
+        }
+    }
+
+    /// A WHERE / HAVING / ON condition: every conjunct or disjunct holding a literal
+    /// or parameter marks its columns as compared with a literal.
+    fn predicate(&mut self, e: &Expr) {
+        use sqlparser::ast::BinaryOperator as B;
+        match e {
+            Expr::BinaryOp {
+                left,
+                op: B::And | B::Or | B::Xor,
+                right,
+            } => {
+                self.predicate(left);
+                self.predicate(right);
+            }
+            Expr::Nested(inner) => self.predicate(inner),
+            Expr::UnaryOp { expr, .. } => self.predicate(expr),
+            _ => {
+                let sources = self.expr_sources(e);
+                let mut lit = LiteralFinder::default();
+                let _ = e.visit(&mut lit);
+                if lit.found {
+                    self.literal_predicates.extend(sources);
+                }
+            }
+        }
+    }
+
+    fn function_arg_sources(&mut self, arg: &FunctionArg) -> Vec<Source> {
+        let a = match arg {
+            FunctionArg::Named { arg, .. }
+            | FunctionArg::ExprNamed { arg, .. }
+            | FunctionArg::Unnamed(arg) => arg,
+        };
+        match a {
+            FunctionArgExpr::Expr(e) => self.expr_sources(e),
+            FunctionArgExpr::QualifiedWildcard(n) => self.whole_row(n),
+            FunctionArgExpr::Wildcard | FunctionArgExpr::WildcardWithOptions(_) => Vec::new(),
+        }
+    }
+
+    fn whole_row(&mut self, n: &ObjectName) -> Vec<Source> {
+        let out = match self.find_rel(n) {
+            Some(r) => match &r.kind {
+                RelKind::Base(t) => vec![Source::WholeRow(t.clone())],
+                RelKind::Derived(items) => all_sources(items),
+                RelKind::Opaque => vec![Source::Unknown],
+            },
+            None => match rel_name(n) {
+                Some(t) => vec![Source::WholeRow(t)],
+                None => vec![Source::Unknown],
+            },
+        };
+        self.referenced.extend(out.iter().cloned());
+        out
+    }
+
+    /// Every source an expression may read, subqueries included.
+    fn expr_sources(&mut self, e: &Expr) -> Vec<Source> {
+        if self.depth >= MAX_DEPTH {
+            return vec![Source::Unknown];
+        }
+        let mut c = RefCollector::default();
+        let _ = e.visit(&mut c);
+        let mut out = Vec::new();
+        for r in c.refs {
+            match r {
+                Ref::Name(p) => out.extend(self.resolve(&p)),
+                Ref::WholeRow(n) => out.extend(self.whole_row(&n)),
+                Ref::Subquery(q) => {
+                    self.depth += 1;
+                    let items = self.query(&q);
+                    self.depth -= 1;
+                    out.extend(all_sources(&items));
+                }
+                Ref::Unknown => out.push(Source::Unknown),
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Resolves a (possibly qualified) column reference.
+    fn resolve(&mut self, p: &[String]) -> Vec<Source> {
+        let out = match p {
+            [] => Vec::new(),
+            [name] => self.resolve_unqualified(name),
+            [qual, col, ..] if p.len() == 2 || self.lookup_alias(qual).is_some() => {
+                // `t.col`, or `t.col.field` (composite field access).
+                match self.lookup_alias(qual) {
+                    Some(r) => self.column_of(&r, col),
+                    None => vec![Source::Column {
+                        table: RelName {
+                            schema: None,
+                            name: qual.clone(),
+                        },
+                        column: col.clone(),
+                    }],
+                }
+            }
+            [schema, table, col, ..] => vec![Source::Column {
+                table: RelName {
+                    schema: Some(schema.clone()),
+                    name: table.clone(),
+                },
+                column: col.clone(),
+            }],
+            _ => vec![Source::Unknown],
+        };
+        self.referenced.extend(out.iter().cloned());
+        out
+    }
+
+    fn column_of(&self, r: &Rel, col: &str) -> Vec<Source> {
+        match &r.kind {
+            RelKind::Base(t) => vec![Source::Column {
+                table: t.clone(),
+                column: col.to_owned(),
+            }],
+            RelKind::Derived(None) | RelKind::Opaque => vec![Source::Unknown],
+            RelKind::Derived(Some(items)) => {
+                let mut out = Vec::new();
+                let mut found = false;
+                for i in items {
+                    match i {
+                        OutputItem::Column { name, sources } => {
+                            if name.as_deref() == Some(col) {
+                                found = true;
+                                out.extend(sources.iter().cloned());
+                            } else if name.is_none() {
+                                // Unnamed output (a renamed expansion or an expression
+                                // PostgreSQL names `?column?`): it could be this one.
+                                out.extend(sources.iter().cloned());
+                            }
+                        }
+                        OutputItem::AllColumns(t) => out.push(Source::Column {
+                            table: t.clone(),
+                            column: col.to_owned(),
+                        }),
+                    }
+                }
+                if !found && out.is_empty() {
+                    out.push(Source::Unknown);
+                }
+                out
+            }
+        }
+    }
+
+    fn resolve_unqualified(&self, name: &str) -> Vec<Source> {
+        let mut out = Vec::new();
+        for scope in self.scopes.iter().rev() {
+            for r in scope {
+                match &r.kind {
+                    RelKind::Base(t) => out.push(Source::Column {
+                        table: t.clone(),
+                        column: name.to_owned(),
+                    }),
+                    RelKind::Derived(Some(items)) => {
+                        for i in items {
+                            match i {
+                                OutputItem::Column {
+                                    name: Some(n),
+                                    sources,
+                                } if n == name => {
+                                    out.extend(sources.iter().cloned());
+                                }
+                                OutputItem::Column {
+                                    name: None,
+                                    sources,
+                                } => out.extend(sources.iter().cloned()),
+                                OutputItem::AllColumns(t) => out.push(Source::Column {
+                                    table: t.clone(),
+                                    column: name.to_owned(),
+                                }),
+                                _ => {}
+                            }
+                        }
+                    }
+                    RelKind::Derived(None) | RelKind::Opaque => out.push(Source::Unknown),
+                }
+                // A bare relation alias is a whole-row reference.
+                if r.alias == name {
+                    match &r.kind {
+                        RelKind::Base(t) => out.push(Source::WholeRow(t.clone())),
+                        RelKind::Derived(items) => out.extend(all_sources(items)),
+                        RelKind::Opaque => out.push(Source::Unknown),
+                    }
+                }
+            }
+        }
+        if out.is_empty() && !self.scopes.iter().all(|s| s.is_empty()) {
+            out.push(Source::Unknown);
+        }
+        out
+    }
+}
+
+/// The name PostgreSQL gives an unaliased output expression, when it is a column.
+fn expr_name(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Identifier(i) => Some(fold(i)),
+        Expr::CompoundIdentifier(p) => p.last().map(fold),
+        _ => None,
+    }
+}
+
+enum Ref {
+    Name(Vec<String>),
+    WholeRow(ObjectName),
+    Subquery(Box<Query>),
+    Unknown,
+}
+
+/// Collects the column references of an expression, not descending into subqueries
+/// (which are returned whole, to be analysed in their own scope).
+#[derive(Default)]
+struct RefCollector {
+    refs: Vec<Ref>,
+    query_depth: usize,
+}
+
+impl Visitor for RefCollector {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+        if self.query_depth == 0 {
+            self.refs.push(Ref::Subquery(Box::new(q.clone())));
+        }
+        self.query_depth += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
+        self.query_depth -= 1;
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        if self.query_depth > 0 {
+            return ControlFlow::Continue(());
+        }
+        match e {
+            Expr::Identifier(i) => self.refs.push(Ref::Name(vec![fold(i)])),
+            Expr::CompoundIdentifier(p) => self.refs.push(Ref::Name(p.iter().map(fold).collect())),
+            Expr::QualifiedWildcard(n, _) => self.refs.push(Ref::WholeRow(n.clone())),
+            Expr::Wildcard(_) => self.refs.push(Ref::Unknown),
+            Expr::Function(f) => {
+                if let FunctionArguments::List(list) = &f.args {
+                    for a in &list.args {
+                        let a = match a {
+                            FunctionArg::Named { arg, .. }
+                            | FunctionArg::ExprNamed { arg, .. }
+                            | FunctionArg::Unnamed(arg) => arg,
+                        };
+                        if let FunctionArgExpr::QualifiedWildcard(n) = a {
+                            self.refs.push(Ref::WholeRow(n.clone()));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Finds a literal or parameter outside subqueries.
+#[derive(Default)]
+struct LiteralFinder {
+    found: bool,
+    query_depth: usize,
+}
+
+impl Visitor for LiteralFinder {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
+        self.query_depth += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
+        self.query_depth -= 1;
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_value(&mut self, _v: &ValueWithSpan) -> ControlFlow<()> {
+        if self.query_depth == 0 {
+            self.found = true;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Collects the outermost expressions of a node (e.g. a join's ON condition).
+#[derive(Default)]
+struct ExprCollector {
+    exprs: Vec<Expr>,
+    depth: usize,
+}
+
+impl Visitor for ExprCollector {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        if self.depth == 0 {
+            self.exprs.push(e.clone());
+        }
+        self.depth += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, _e: &Expr) -> ControlFlow<()> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lin(sql: &str) -> Lineage {
+        let a = crate::analyze_uncached(sql);
+        assert_eq!(a.statements.len(), 1, "{sql}");
+        assert!(a.statements[0].parse_error.is_none(), "{sql}");
+        a.statements[0].lineage.clone()
+    }
+
+    fn col(t: &str, c: &str) -> Source {
+        Source::Column {
+            table: RelName {
+                schema: None,
+                name: t.into(),
+            },
+            column: c.into(),
+        }
+    }
+
+    fn whole(t: &str) -> Source {
+        Source::WholeRow(RelName {
+            schema: None,
+            name: t.into(),
+        })
+    }
+
+    /// Same length, and each expected source list is covered (the analysis may
+    /// over-approximate: candidates a catalog would drop are allowed).
+    fn covers(actual: Vec<Vec<Source>>, expected: Vec<Vec<Source>>) {
+        assert_eq!(actual.len(), expected.len(), "{actual:?}");
+        for (a, e) in actual.iter().zip(&expected) {
+            covers1(a, e);
+        }
+    }
+
+    fn covers1(actual: &[Source], expected: &[Source]) {
+        for e in expected {
+            assert!(actual.contains(e), "{e:?} missing from {actual:?}");
+        }
+        if expected.is_empty() {
+            assert!(actual.is_empty(), "expected a constant, got {actual:?}");
+        }
+    }
+
+    fn sources(sql: &str) -> Vec<Vec<Source>> {
+        lin(sql)
+            .output
+            .unwrap_or_else(|| panic!("no output for {sql}"))
+            .into_iter()
+            .map(|i| match i {
+                OutputItem::Column { sources, .. } => sources,
+                OutputItem::AllColumns(t) => vec![Source::WholeRow(t)],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn expressions_derive_from_their_columns() {
+        let email = col("customers", "email");
+        covers(
+            sources("select upper(email) from customers"),
+            vec![vec![email.clone()]],
+        );
+        covers(
+            sources("select email || '' from customers c"),
+            vec![vec![email.clone()]],
+        );
+        covers(
+            sources("select substr(c.ssn, 1, 3), 1 from customers c"),
+            vec![vec![col("customers", "ssn")], vec![]],
+        );
+        covers(
+            sources("select coalesce(email, name)::text from customers"),
+            vec![vec![col("customers", "email"), col("customers", "name")]],
+        );
+        covers(
+            sources("select string_agg(email, ',') from customers"),
+            vec![vec![email.clone()]],
+        );
+        covers(
+            sources("select row_to_json(c) from customers c"),
+            vec![vec![whole("customers")]],
+        );
+        covers(
+            sources("select to_jsonb(c.*) from customers c"),
+            vec![vec![whole("customers")]],
+        );
+    }
+
+    #[test]
+    fn subqueries_ctes_and_unions_are_followed() {
+        let email = col("customers", "email");
+        covers(
+            sources("select lower(e) from (select email as e from customers) s"),
+            vec![vec![email.clone()]],
+        );
+        covers(
+            sources("with x as (select email e from customers) select e || '!' from x"),
+            vec![vec![email.clone()]],
+        );
+        covers(
+            sources("select name from orders union select email from customers"),
+            vec![vec![email.clone(), col("orders", "name")]],
+        );
+        covers(
+            sources("select (select max(ssn) from customers) from orders"),
+            vec![vec![col("customers", "ssn")]],
+        );
+        covers(
+            sources("select x.* from (select upper(ssn) from customers) x"),
+            vec![vec![col("customers", "ssn")]],
+        );
+    }
+
+    #[test]
+    fn returning_and_wildcards() {
+        covers(
+            sources("update customers set name = 'x' where id = 1 returning upper(email)"),
+            vec![vec![col("customers", "email")]],
+        );
+        let l = lin("select *, upper(email) from customers");
+        let out = l.output.unwrap();
+        assert!(matches!(&out[0], OutputItem::AllColumns(t) if t.name == "customers"));
+        assert_eq!(out.len(), 2);
+        // A set-returning function's output is of unknown origin.
+        covers(
+            sources("select u from unnest(array['a']) u"),
+            vec![vec![Source::Unknown]],
+        );
+    }
+
+    #[test]
+    fn literal_predicates_are_reported() {
+        let l = lin("select id from customers where ssn like '1%' and id = other_id");
+        covers1(&l.literal_predicates, &[col("customers", "ssn")]);
+        let l = lin(
+            "select id from customers c join orders o on o.customer_id = c.id and c.email = $1",
+        );
+        covers1(&l.literal_predicates, &[col("customers", "email")]);
+        let l = lin(
+            "select id from orders where customer_id in (select id from customers where substr(ssn,1,1) = '1')",
+        );
+        covers1(&l.literal_predicates, &[col("customers", "ssn")]);
+        let l = lin("delete from customers where email = 'a@b' returning id");
+        covers1(&l.literal_predicates, &[col("customers", "email")]);
+    }
+
+    #[test]
+    fn written_columns_are_reported() {
+        let w = |sql: &str| lin(sql).written_from;
+        covers1(
+            &w("insert into t select upper(ssn) from customers"),
+            &[col("customers", "ssn")],
+        );
+        covers1(
+            &w("update customers set name = ssn where id = 1"),
+            &[col("customers", "ssn")],
+        );
+        covers1(
+            &w("create table t as select email from customers"),
+            &[col("customers", "email")],
+        );
+        covers1(
+            &w("select email into t from customers"),
+            &[col("customers", "email")],
+        );
+        assert!(w("update customers set name = 'x' where id = 1 returning email").is_empty());
+    }
+
+    #[test]
+    fn view_definitions_parse() {
+        let v = query_lineage(" SELECT c.id, upper(c.email) AS e FROM customers c;").unwrap();
+        assert_eq!(v.len(), 2);
+    }
+}

@@ -1,0 +1,319 @@
+//! The upstream catalog, cached per database: table OID + attribute number to
+//! `schema.table.column`, the columns of every relation, and the lineage of views.
+//!
+//! A database's catalog is loaded over a session's own upstream connection before the
+//! client gets it, when the cache is missing or older than the refresh interval; it is
+//! reloaded in the background over a side connection after DDL and when a result names
+//! a relation the cache does not know (at most once per second). Until then such
+//! columns have unknown provenance, which the masking policy treats as sensitive.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use portcullis_sql::OutputItem;
+use portcullis_wire::backend::{DataRowCells, ErrorFields, tag};
+use portcullis_wire::frontend::Query;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::backend::{Upstream, UpstreamTarget};
+
+/// The catalog query: one row per column of every relation (system catalogs
+/// included, so their columns have known provenance), with the view definition on the
+/// first column of each user view (system views are not followed: their lineage ends
+/// at the view; policies deny statistics views that expose sampled values).
+const CATALOG_SQL: &str = "SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text, a.attnum::int4, a.attname, \
+     CASE WHEN c.relkind IN ('v','m') AND a.attnum = 1 AND n.nspname NOT IN ('pg_catalog','information_schema') \
+          THEN pg_catalog.pg_get_viewdef(c.oid) END, n.nspname IN ('pg_catalog','information_schema') \
+     FROM pg_catalog.pg_class c \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
+     WHERE c.relkind IN ('r','v','m','p','f') AND a.attnum > 0 AND NOT a.attisdropped \
+     AND n.nspname NOT LIKE 'pg\\_toast%' \
+     ORDER BY 1, 5";
+
+/// Most catalog rows loaded (relations × columns); a bigger catalog is truncated and
+/// the rest has unknown provenance.
+const MAX_ROWS: usize = 1_000_000;
+
+/// One relation.
+#[derive(Debug, Clone)]
+pub struct Relation {
+    /// Its OID.
+    pub oid: u32,
+    /// Schema.
+    pub schema: String,
+    /// Name.
+    pub name: String,
+    /// Columns by attribute number, in order.
+    pub columns: Vec<(i16, String)>,
+    /// For a view: the lineage of its output columns, when its definition parses.
+    pub view: Option<Option<Vec<OutputItem>>>,
+}
+
+impl Relation {
+    /// The name of attribute `attnum`.
+    pub fn column(&self, attnum: i16) -> Option<&str> {
+        self.columns
+            .iter()
+            .find(|(n, _)| *n == attnum)
+            .map(|(_, c)| c.as_str())
+    }
+
+    /// The position (from 0) of column `name` among the columns.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|(_, c)| c == name)
+    }
+}
+
+/// The catalog of one database.
+#[derive(Debug, Default)]
+pub struct DbCatalog {
+    by_oid: HashMap<u32, Arc<Relation>>,
+    by_name: HashMap<String, Vec<Arc<Relation>>>,
+}
+
+impl DbCatalog {
+    /// The relation with this OID.
+    pub fn relation(&self, oid: u32) -> Option<&Arc<Relation>> {
+        self.by_oid.get(&oid)
+    }
+
+    /// Relations named `name` (in `schema`, or in any schema when `None`).
+    pub fn named(&self, schema: Option<&str>, name: &str) -> Vec<Arc<Relation>> {
+        self.by_name
+            .get(name)
+            .map(|v| {
+                v.iter()
+                    .filter(|r| schema.is_none_or(|s| s == r.schema))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Number of relations.
+    pub fn len(&self) -> usize {
+        self.by_oid.len()
+    }
+
+    /// True when no relation is known.
+    pub fn is_empty(&self) -> bool {
+        self.by_oid.is_empty()
+    }
+
+    /// Builds a catalog from rows of [`CATALOG_SQL`].
+    fn from_rows(rows: Vec<Vec<Option<String>>>) -> Self {
+        let mut rels: Vec<Relation> = Vec::new();
+        for row in rows {
+            let get = |i: usize| row.get(i).cloned().flatten();
+            let (Some(oid), Some(schema), Some(name), Some(attnum), Some(attname)) = (
+                get(0).and_then(|s| s.parse::<u32>().ok()),
+                get(1),
+                get(2),
+                get(4).and_then(|s| s.parse::<i16>().ok()),
+                get(5),
+            ) else {
+                continue;
+            };
+            let system = get(7).as_deref() == Some("t");
+            let is_view = !system && matches!(get(3).as_deref(), Some("v" | "m"));
+            if rels.last().is_none_or(|r| r.oid != oid) {
+                rels.push(Relation {
+                    oid,
+                    schema,
+                    name,
+                    columns: Vec::new(),
+                    view: None,
+                });
+            }
+            let r = rels.last_mut().expect("pushed");
+            r.columns.push((attnum, attname));
+            if is_view && r.view.is_none() {
+                r.view = Some(get(6).and_then(|def| portcullis_sql::query_lineage(&def)));
+            }
+        }
+        let mut cat = DbCatalog::default();
+        for r in rels {
+            let r = Arc::new(r);
+            cat.by_name
+                .entry(r.name.clone())
+                .or_default()
+                .push(Arc::clone(&r));
+            cat.by_oid.insert(r.oid, r);
+        }
+        cat
+    }
+}
+
+struct Entry {
+    snapshot: Arc<DbCatalog>,
+    loaded_at: Instant,
+    target: Option<UpstreamTarget>,
+    stale: bool,
+    last_background: Option<Instant>,
+}
+
+/// The per-database catalog cache.
+pub struct Catalog {
+    dbs: RwLock<HashMap<String, Entry>>,
+    refreshing: Arc<AtomicBool>,
+    refresh: Duration,
+}
+
+impl Catalog {
+    /// A cache whose entries are reloaded after `refresh`.
+    pub fn new(refresh: Duration) -> Arc<Self> {
+        Arc::new(Catalog {
+            dbs: RwLock::new(HashMap::new()),
+            refreshing: Arc::new(AtomicBool::new(false)),
+            refresh,
+        })
+    }
+
+    /// The cached catalog of `database` (empty if never loaded).
+    pub fn get(&self, database: &str) -> Arc<DbCatalog> {
+        self.dbs
+            .read()
+            .ok()
+            .and_then(|m| m.get(database).map(|e| Arc::clone(&e.snapshot)))
+            .unwrap_or_default()
+    }
+
+    fn needs_load(&self, database: &str) -> bool {
+        self.dbs.read().ok().is_none_or(|m| match m.get(database) {
+            None => true,
+            Some(e) => e.stale || e.loaded_at.elapsed() >= self.refresh,
+        })
+    }
+
+    /// Before a session starts: loads `database`'s catalog over the session's upstream
+    /// connection if it is missing or due. A failure is logged; the session then runs
+    /// with what the cache has (unknown relations have unknown provenance).
+    pub async fn prepare_session(
+        &self,
+        database: &str,
+        upstream: &mut Upstream,
+        target: &UpstreamTarget,
+    ) {
+        if !self.needs_load(database) {
+            return;
+        }
+        match simple_query(upstream, CATALOG_SQL).await {
+            Ok(rows) => self.store(database, rows, Some(target.clone())),
+            Err(e) => {
+                tracing::warn!(database, error = %e, "cannot load the catalog for masking")
+            }
+        }
+    }
+
+    fn store(
+        &self,
+        database: &str,
+        rows: Vec<Vec<Option<String>>>,
+        target: Option<UpstreamTarget>,
+    ) {
+        let snapshot = Arc::new(DbCatalog::from_rows(rows));
+        tracing::debug!(database, relations = snapshot.len(), "catalog loaded");
+        if let Ok(mut m) = self.dbs.write() {
+            let prev = m.remove(database);
+            let target = target.or_else(|| prev.as_ref().and_then(|p| p.target.clone()));
+            m.insert(
+                database.to_owned(),
+                Entry {
+                    snapshot,
+                    loaded_at: Instant::now(),
+                    target,
+                    stale: false,
+                    last_background: prev.and_then(|p| p.last_background),
+                },
+            );
+        }
+    }
+
+    /// Marks `database`'s catalog stale (after DDL, or a result naming an unknown
+    /// relation) and reloads it in the background over a side connection after
+    /// `delay` (DDL is seen before it runs). At most one reload per second.
+    pub fn invalidate(self: &Arc<Self>, database: &str, delay: Duration) {
+        let target = {
+            let Ok(mut m) = self.dbs.write() else { return };
+            let Some(e) = m.get_mut(database) else { return };
+            e.stale = true;
+            if e.last_background
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+            {
+                return;
+            }
+            e.last_background = Some(Instant::now());
+            e.target.clone()
+        };
+        let Some(target) = target else { return };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = Arc::clone(self);
+        let database = database.to_owned();
+        rt.spawn(async move {
+            tokio::time::sleep(delay).await;
+            let result = async {
+                let mut up = crate::backend::connect(&target, Vec::new())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                simple_query(&mut up, CATALOG_SQL).await
+            }
+            .await;
+            match result {
+                Ok(rows) => this.store(&database, rows, None),
+                Err(e) => {
+                    tracing::warn!(database, error = %e, "cannot reload the catalog for masking")
+                }
+            }
+            this.refreshing.store(false, Ordering::Release);
+        });
+    }
+}
+
+/// Runs one simple query and returns the text values of every row.
+async fn simple_query(
+    upstream: &mut Upstream,
+    sql: &str,
+) -> anyhow::Result<Vec<Vec<Option<String>>>> {
+    let mut out = BytesMut::new();
+    Query::encode(sql, &mut out);
+    upstream.stream.write_all(&out).await?;
+    upstream.stream.flush().await?;
+    let decoder = portcullis_wire::FrameDecoder::new(portcullis_wire::Limits::default());
+    let mut rows = Vec::new();
+    let mut error = None;
+    loop {
+        while let Some(f) = decoder.decode(&mut upstream.leftover)? {
+            match f.tag() {
+                tag::DATA_ROW if rows.len() < MAX_ROWS => {
+                    let cells = DataRowCells::new(f.body())?
+                        .map(|c| c.map(|v| v.map(|b| String::from_utf8_lossy(b).into_owned())))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    rows.push(cells);
+                }
+                tag::ERROR_RESPONSE => {
+                    let e = ErrorFields::decode(f.tag(), f.body())?;
+                    error = Some(e.message().unwrap_or("error").to_owned());
+                }
+                tag::READY_FOR_QUERY => {
+                    return match error {
+                        Some(e) => Err(anyhow::anyhow!(e)),
+                        None => Ok(rows),
+                    };
+                }
+                _ => {}
+            }
+        }
+        if upstream.stream.read_buf(&mut upstream.leftover).await? == 0 {
+            anyhow::bail!("upstream closed the connection");
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! Dynamic data masking: the [`ResultFilter`] that asks the policies' `plan-masks`
+//! once per result set and applies the plan to every row natively, calling
+//! `mask-rows` (in batches) only for `custom` columns.
+//!
+//! Fail closed:
+//! - a policy that traps, times out or refuses in `plan-masks` or `mask-rows` refuses
+//!   the whole result (an ErrorResponse naming the policy; the session goes on);
+//! - a DataRow whose shape differs from the RowDescription, or rows of a result whose
+//!   columns the gateway does not know (Execute without Describe), refuse it too;
+//! - provenance that cannot be established is reported as `unknown` (see
+//!   [`provenance`]).
+//!
+//! Out of scope: `COPY ... TO STDOUT` data (CopyData is not rows; the standard policy
+//! denies COPY TO of sensitive tables in `authorize`), NOTIFY payloads, error
+//! messages that quote values, and timing side channels.
+
+pub mod catalog;
+pub mod functions;
+pub mod provenance;
+mod rewriter;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_sql::StatementKind;
+use portcullis_wire::backend::ErrorFields;
+
+use crate::pipeline::{
+    Decision, Gate, Refusal, ResultContext, ResultFilter, RowRewriter, SessionInfo,
+    StatementContext,
+};
+use crate::policy::bindings::portcullis::policy::types as wit;
+use crate::policy::{LoadedPolicy, PolicyChain};
+pub use catalog::Catalog;
+pub use functions::{ColumnType, CompiledMask, NativeMask, PseudonymKey, TypeClass};
+use rewriter::{MaskRewriter, Refuse, Step};
+
+/// Rows per `mask-rows` call by default.
+pub const DEFAULT_BATCH_ROWS: usize = 1024;
+
+/// The masking [`ResultFilter`].
+pub struct MaskingFilter {
+    policies: Vec<Arc<LoadedPolicy>>,
+    catalog: Arc<Catalog>,
+    key: Arc<PseudonymKey>,
+    batch_rows: usize,
+}
+
+impl MaskingFilter {
+    /// A filter over `policies` (enforcing, with the `mask` hook), with the catalog
+    /// cache and the pseudonym key.
+    pub fn new(
+        policies: Vec<Arc<LoadedPolicy>>,
+        catalog: Arc<Catalog>,
+        key: PseudonymKey,
+        batch_rows: usize,
+    ) -> Self {
+        MaskingFilter {
+            policies,
+            catalog,
+            key: Arc::new(key),
+            batch_rows: batch_rows.max(1),
+        }
+    }
+
+    /// The catalog cache.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    fn refuse(policy: &str, message: String) -> Option<Box<dyn RowRewriter>> {
+        Some(Box::new(Refuse(Refusal {
+            sqlstate: "42501".into(),
+            message,
+            policy: policy.to_owned(),
+        })))
+    }
+}
+
+/// Withholds the values that data-exception (22) and integrity-violation (23)
+/// errors quote: every double-quoted part of the message becomes `"…"`, and the detail
+/// (`Key (email)=(...) already exists.`) is dropped. The SQLSTATE, severity and the
+/// schema/table/column/constraint fields stay.
+pub fn scrub_error(error: &ErrorFields) -> Option<ErrorFields> {
+    let code = error.code()?;
+    if !(code.starts_with("22") || code.starts_with("23")) {
+        return None;
+    }
+    let mut out = ErrorFields::default();
+    for (f, v) in &error.fields {
+        match f {
+            b'M' => {
+                let mut m = String::with_capacity(v.len());
+                let mut quoted = false;
+                for c in v.chars() {
+                    if c == '"' {
+                        if !quoted {
+                            m.push_str("\"…");
+                        }
+                        quoted = !quoted;
+                        if !quoted {
+                            m.push('"');
+                        }
+                    } else if !quoted {
+                        m.push(c);
+                    }
+                }
+                if quoted {
+                    m.push('"');
+                }
+                out.fields.push((b'M', m));
+            }
+            b'S' | b'V' | b'C' | b's' | b't' | b'c' | b'd' | b'n' | b'F' | b'L' | b'R' => {
+                out.fields.push((*f, v.clone()))
+            }
+            _ => {}
+        }
+    }
+    out.fields.push((
+        b'D',
+        "Values in this error were withheld by the Portcullis gateway (masking).".into(),
+    ));
+    Some(out)
+}
+
+/// Runs a policy call where the host may block: a policy that panics writes to its
+/// (closed) stderr, and wasmtime-wasi's synchronous stream bindings then block on the
+/// ambient tokio runtime, which is not allowed on a runtime worker thread. On a
+/// multi-thread runtime the call leaves the worker (`block_in_place`).
+pub(crate) fn off_runtime<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// Converts a WIT mask function to a native one (`None` for `custom`).
+pub fn native(m: &wit::MaskFunction) -> Option<NativeMask> {
+    Some(match m {
+        wit::MaskFunction::Redact(c) => NativeMask::Redact(c.clone()),
+        wit::MaskFunction::Null => NativeMask::Null,
+        wit::MaskFunction::Partial(p) => NativeMask::Partial {
+            first: p.keep_first as usize,
+            last: p.keep_last as usize,
+            fill: p.fill.clone(),
+        },
+        wit::MaskFunction::Email => NativeMask::Email,
+        wit::MaskFunction::Pseudonym => NativeMask::Pseudonym,
+        wit::MaskFunction::Digits(n) => NativeMask::Digits(*n as usize),
+        wit::MaskFunction::Date(p) => NativeMask::Date {
+            year: matches!(p, wit::DatePart::Year),
+        },
+        wit::MaskFunction::Round(step) => NativeMask::Round(*step),
+        wit::MaskFunction::Custom => return None,
+    })
+}
+
+impl ResultFilter for MaskingFilter {
+    fn catalog(&self) -> Option<&Arc<Catalog>> {
+        Some(&self.catalog)
+    }
+
+    fn scrub_error(&self, _session: &SessionInfo, error: &ErrorFields) -> Option<ErrorFields> {
+        scrub_error(error)
+    }
+
+    fn begin(&self, ctx: &ResultContext<'_>) -> Option<Box<dyn RowRewriter>> {
+        let db = &ctx.session.database;
+        let cat = self.catalog.get(db);
+        let mut missed = false;
+        let columns = provenance::result_columns(ctx.columns, ctx.statement, &cat, &mut missed);
+        if missed {
+            self.catalog.invalidate(db, Duration::ZERO);
+        }
+        let n = columns.len();
+        if n == 0 {
+            // Columns unknown (Execute without Describe) or a zero-column result:
+            // rows with cells are refused.
+            return Some(Box::new(rewriter::NoColumns));
+        }
+        let types: Vec<ColumnType> = ctx
+            .columns
+            .fields
+            .iter()
+            .map(|f| ColumnType::new(f.type_oid, f.format))
+            .collect();
+        let wctx = Arc::new(wit::ResultContext {
+            identity: crate::policy::request::identity(ctx.session),
+            database: db.clone(),
+            statement: ctx
+                .statement
+                .map(|s| crate::policy::request::statement(s, &s.fingerprint, false, 0)),
+            columns,
+        });
+        let mut steps: Vec<Vec<Step>> = vec![Vec::new(); n];
+        let mut customs: Vec<(Arc<LoadedPolicy>, Vec<usize>)> = Vec::new();
+        for p in &self.policies {
+            let plan = match off_runtime(|| p.plan_masks(&wctx)) {
+                Ok(plan) => plan,
+                Err(f) => {
+                    return Self::refuse(
+                        p.id(),
+                        format!(
+                            "policy \"{}\" failed while planning masks ({f}); result refused",
+                            p.id()
+                        ),
+                    );
+                }
+            };
+            if let Some(r) = plan.refuse {
+                let sqlstate = r
+                    .sqlstate
+                    .filter(|s| s.len() == 5 && !s.starts_with("00"))
+                    .unwrap_or_else(|| "42501".into());
+                return Some(Box::new(Refuse(Refusal {
+                    sqlstate,
+                    message: r.message,
+                    policy: p.id().to_owned(),
+                })));
+            }
+            let mut mine = Vec::new();
+            for cm in plan.columns {
+                let i = cm.index as usize;
+                match native(&cm.mask) {
+                    Some(m) => steps[i].push(Step::Native(CompiledMask::new(m, types[i]))),
+                    None => {
+                        if !mine.contains(&i) {
+                            mine.push(i);
+                        }
+                        steps[i].push(Step::Custom);
+                    }
+                }
+            }
+            if !mine.is_empty() {
+                customs.push((Arc::clone(p), mine));
+            }
+        }
+        if steps.iter().all(|s| s.is_empty()) {
+            return None;
+        }
+        Some(Box::new(MaskRewriter::new(
+            steps,
+            types,
+            customs,
+            wctx,
+            Arc::clone(&self.key),
+            self.batch_rows,
+        )))
+    }
+}
+
+/// The gate of a chain with masking policies: before the chain decides, the
+/// statement's `columns` that name view columns are completed with the base columns
+/// they come from (through the catalog), so a policy that lists `customers.email` also
+/// sees `WHERE v.email LIKE 'a%'` or `COPY (SELECT email FROM v) TO STDOUT` over a
+/// view `v` of `customers`. After DDL the catalog of the session's database is
+/// reloaded (in the background, shortly after the statement is allowed).
+pub struct MaskingGate {
+    chain: Arc<PolicyChain>,
+    catalog: Arc<Catalog>,
+}
+
+impl MaskingGate {
+    /// Wraps `chain`.
+    pub fn new(chain: Arc<PolicyChain>, catalog: Arc<Catalog>) -> Self {
+        MaskingGate { chain, catalog }
+    }
+}
+
+impl Gate for MaskingGate {
+    fn decide(&self, ctx: &StatementContext<'_>) -> Decision {
+        let mut req = crate::policy::request::request(ctx);
+        let cat = self.catalog.get(&ctx.session.database);
+        provenance::expand_view_columns(&mut req.statement.columns, &cat);
+        let d = self.chain.decide_request(&req);
+        if d == Decision::Allow
+            && matches!(
+                ctx.statement.kind,
+                StatementKind::CreateTable
+                    | StatementKind::CreateView
+                    | StatementKind::CreateOther
+                    | StatementKind::Alter
+                    | StatementKind::Drop
+                    | StatementKind::Unparsed
+            )
+        {
+            self.catalog
+                .invalidate(&ctx.session.database, Duration::from_millis(250));
+        }
+        d
+    }
+
+    fn decide_function_call(&self, session: &SessionInfo, function_oid: u32) -> Decision {
+        self.chain.decide_function_call(session, function_oid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_wire::backend::Severity;
+
+    #[test]
+    fn data_errors_lose_their_values() {
+        let e = ErrorFields::new(
+            Severity::Error,
+            "22P02",
+            "invalid input syntax for type integer: \"123-45-6789\"",
+        );
+        let s = scrub_error(&e).unwrap();
+        assert_eq!(
+            s.message(),
+            Some("invalid input syntax for type integer: \"…\"")
+        );
+        assert_eq!(s.code(), Some("22P02"));
+        let e = ErrorFields::new(Severity::Error, "23505", "duplicate key")
+            .detail("Key (email)=(alice@example.com) already exists.");
+        let s = scrub_error(&e).unwrap();
+        assert!(!s.get(b'D').unwrap().contains("alice"));
+        let e = ErrorFields::new(Severity::Error, "42P01", "relation \"x\" does not exist");
+        assert!(scrub_error(&e).is_none());
+    }
+}

@@ -1,0 +1,417 @@
+//! # pii-mask — the standard Portcullis masking policy
+//!
+//! Masks sensitive columns in every result that leaves the gateway, by settings:
+//! which columns are sensitive and how each is masked, who is exempt (sees values
+//! whole), who sees deterministic pseudonyms instead (so joins and GROUP BY still
+//! work). It also denies, in `authorize`, what would let a masked identity get around
+//! the masks: conditions comparing a masked column with a literal (inference, one
+//! character at a time), `COPY ... TO` of a sensitive table, and statements copying
+//! sensitive columns into other tables, and DDL on tables holding sensitive columns
+//! (a renamed column or a table moved to another schema would escape the settings).
+//! It implements the `authorize` and `mask` hooks.
+//!
+//! The masks themselves run natively in the gateway (a plan per result set); only
+//! `custom` columns come back to [`PiiMask::mask_rows`], in batches.
+//!
+//! ## Settings
+//!
+//! ```toml
+//! exempt_groups = ["pii-readers"]   # see plain values (also exempt_users)
+//! pseudonym_groups = ["pipelines"]  # see `pseudonym` for every sensitive value
+//!                                   # (also pseudonym_users)
+//! derived_mask = "redact(***)"      # for values computed from a sensitive column
+//!                                   # and for unknown provenance over a sensitive
+//!                                   # table (default redact(***): NULL for types
+//!                                   # that cannot hold it)
+//! deny_literal_predicates = true    # default true
+//! deny_copy_out = true              # default true
+//! deny_tables = ["pg_stats", ...]   # default: the statistics catalogs and views
+//!                                   # (sampled values); masked identities may not read
+//! deny_functions_on_sensitive = ["set_config", "pg_notify", ...]  # default: functions
+//!                                   # that store or send a value elsewhere, denied in
+//!                                   # statements reading a sensitive column
+//! deny_unparsed = true              # default true: DO blocks, unknown syntax
+//! deny_copies_into_tables = true    # default true: INSERT ... SELECT, CREATE TABLE AS,
+//!                                   # SELECT INTO, CREATE VIEW, UPDATE ... SET whose
+//!                                   # values come from a sensitive column (MERGE: any
+//!                                   # sensitive column read)
+//!
+//! [columns]                         # "table.column" or "schema.table.column" = mask
+//! "customers.email" = "email"
+//! "customers.ssn" = "partial(last 4)"
+//!
+//! [name_patterns]                   # optional: columns nobody listed, by name glob
+//! "*ssn*" = "partial(last 4)"
+//! ```
+//!
+//! Masks: `null`, `redact` / `redact(TEXT)`, `partial(first N)`, `partial(last N)`,
+//! `partial(first N, last M)`, `email`, `pseudonym`, `digits(N)`, `date(year)`,
+//! `date(month)`, `round(STEP)`, `custom` (this policy's `mask-rows`: keeps the first
+//! letter of each word).
+//!
+//! ## Provenance
+//!
+//! - `direct(t.c)`: the column's mask if `t.c` is listed (or matches a name pattern);
+//! - `derived(...)`: `derived_mask` if any source is sensitive (its own mask is not
+//!   safe on a computed value: `partial(last 4)` of `substr(ssn, 1, 3)` would show all
+//!   of it);
+//! - `unknown(tables)`: `derived_mask` if any table holds a sensitive column, or if
+//!   the gateway could name no table (fail closed);
+//! - `constant`: never masked.
+
+mod settings;
+#[cfg(test)]
+mod tests;
+
+use portcullis_sdk::{
+    Decision, Identity, MaskFunction, MaskPlan, Policy, Provenance, Request, ResultColumn,
+    ResultContext, Row, StatementKind,
+};
+
+pub use settings::{MaskSpec, Settings};
+
+/// The policy.
+pub struct PiiMask {
+    settings: Settings,
+    columns: Vec<(ColumnName, MaskSpec)>,
+    patterns: Vec<(String, MaskSpec)>,
+    derived: MaskSpec,
+}
+
+/// `schema.table.column` with an optional schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ColumnName {
+    schema: Option<String>,
+    table: String,
+    column: String,
+}
+
+impl ColumnName {
+    fn parse(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split('.').map(str::trim).collect();
+        match parts.as_slice() {
+            [t, c] if !t.is_empty() && !c.is_empty() => Ok(ColumnName {
+                schema: None,
+                table: t.to_string(),
+                column: c.to_string(),
+            }),
+            [s, t, c] if !s.is_empty() && !t.is_empty() && !c.is_empty() => Ok(ColumnName {
+                schema: Some(s.to_string()),
+                table: t.to_string(),
+                column: c.to_string(),
+            }),
+            _ => Err(format!(
+                "column \"{s}\": expected table.column or schema.table.column"
+            )),
+        }
+    }
+
+    /// `schema` as the gateway reports it (`None`/empty: not known).
+    fn matches(&self, schema: Option<&str>, table: &str, column: &str) -> bool {
+        self.table == table
+            && (self.column == column || column == "*")
+            && match (&self.schema, schema) {
+                (None, Some(s)) => s.is_empty() || s == "public",
+                (None, None) => true,
+                (Some(mine), Some(s)) => s.is_empty() || mine == s,
+                (Some(_), None) => true,
+            }
+    }
+}
+
+/// How a result column is seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Audience {
+    Plain,
+    Masked,
+    Pseudonyms,
+}
+
+fn glob(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let mut rest = text;
+    for (i, p) in parts.iter().enumerate() {
+        if i == 0 {
+            let Some(r) = rest.strip_prefix(p) else {
+                return false;
+            };
+            rest = r;
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(p);
+        } else {
+            match rest.find(p) {
+                Some(at) => rest = &rest[at + p.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+impl PiiMask {
+    fn audience(&self, id: &Identity) -> Audience {
+        let s = &self.settings;
+        if s.exempt_users.contains(&id.user) || id.in_any_group(&s.exempt_groups) {
+            Audience::Plain
+        } else if s.pseudonym_users.contains(&id.user) || id.in_any_group(&s.pseudonym_groups) {
+            Audience::Pseudonyms
+        } else {
+            Audience::Masked
+        }
+    }
+
+    /// The mask of a listed (or pattern-matched) column.
+    fn column_mask(&self, schema: Option<&str>, table: &str, column: &str) -> Option<&MaskSpec> {
+        if let Some((_, m)) = self
+            .columns
+            .iter()
+            .find(|(n, _)| n.matches(schema, table, column))
+        {
+            return Some(m);
+        }
+        if column == "*" {
+            return None;
+        }
+        self.patterns
+            .iter()
+            .find(|(p, _)| glob(p, column))
+            .map(|(_, m)| m)
+    }
+
+    fn table_is_sensitive(&self, schema: Option<&str>, table: &str) -> bool {
+        self.columns
+            .iter()
+            .any(|(n, _)| n.matches(schema, table, "*"))
+    }
+
+    /// A `columns` entry of a request (`t.c`, `s.t.c`, `t.*`) names a sensitive column.
+    fn entry_is_sensitive(&self, entry: &str) -> bool {
+        let parts: Vec<&str> = entry.split('.').collect();
+        let (schema, table, column) = match parts.as_slice() {
+            [t, c] => (None, *t, *c),
+            [s, t, c] => (Some(*s), *t, *c),
+            _ => return false,
+        };
+        if column == "*" {
+            self.table_is_sensitive(schema, table)
+        } else {
+            self.column_mask(schema, table, column).is_some()
+        }
+    }
+
+    fn plan_column(&self, col: &ResultColumn) -> Option<&MaskSpec> {
+        match &col.provenance {
+            Provenance::Constant => None,
+            Provenance::Direct(s) => self.column_mask(Some(&s.schema), &s.table, &s.column),
+            Provenance::Derived(sources) => sources
+                .iter()
+                .any(|s| {
+                    self.column_mask(Some(&s.schema), &s.table, &s.column)
+                        .is_some()
+                })
+                .then_some(&self.derived),
+            Provenance::Unknown(tables) => (tables.is_empty()
+                || tables
+                    .iter()
+                    .any(|t| self.table_is_sensitive(t.schema.as_deref(), &t.name)))
+            .then_some(&self.derived),
+        }
+    }
+}
+
+impl Policy for PiiMask {
+    type Settings = Settings;
+
+    fn configure(settings: Settings) -> Result<Self, String> {
+        let mut columns = Vec::new();
+        for (name, spec) in &settings.columns {
+            let n = ColumnName::parse(name)?;
+            let m = MaskSpec::parse(spec).map_err(|e| format!("columns.\"{name}\": {e}"))?;
+            columns.push((n, m));
+        }
+        let mut patterns = Vec::new();
+        for (p, spec) in &settings.name_patterns {
+            let m = MaskSpec::parse(spec).map_err(|e| format!("name_patterns.\"{p}\": {e}"))?;
+            patterns.push((p.clone(), m));
+        }
+        let derived =
+            MaskSpec::parse(&settings.derived_mask).map_err(|e| format!("derived_mask: {e}"))?;
+        if matches!(
+            derived.function(),
+            MaskFunction::Partial(_) | MaskFunction::Email
+        ) {
+            return Err("derived_mask: must hide the whole value (null, redact, pseudonym, digits(0), custom)".into());
+        }
+        Ok(PiiMask {
+            settings,
+            columns,
+            patterns,
+            derived,
+        })
+    }
+
+    fn authorize(&self, req: &Request) -> Decision {
+        if self.audience(&req.identity) == Audience::Plain {
+            return Decision::Allow;
+        }
+        let st = &req.statement;
+        let s = &self.settings;
+        if s.deny_unparsed && matches!(st.kind, StatementKind::Unparsed | StatementKind::Do) {
+            return Decision::deny(format!(
+                "statements the gateway cannot analyse are not allowed for {}: it sees masked values",
+                req.identity.user
+            ));
+        }
+        if let Some(t) = st.tables.iter().find(|t| {
+            t.access == portcullis_sdk::Access::Ddl
+                && (t.name == "*" || self.table_is_sensitive(t.schema.as_deref(), &t.name))
+        }) {
+            // Renaming a column, moving the table to another schema, ... would change
+            // what the settings match.
+            return Decision::deny(format!(
+                "{} of {} is not allowed for {}: it holds masked columns",
+                st.kind.sql_words(),
+                t.qualified_name(),
+                req.identity.user
+            ));
+        }
+        if let Some(t) = st.tables.iter().find(|t| s.deny_tables.contains(&t.name)) {
+            return Decision::deny(format!(
+                "reading {} is not allowed for {}: it exposes sampled values of masked columns",
+                t.qualified_name(),
+                req.identity.user
+            ));
+        }
+        if s.deny_literal_predicates
+            && let Some(c) = st
+                .columns
+                .iter()
+                .filter_map(|c| c.strip_prefix("predicate:"))
+                .find(|c| self.entry_is_sensitive(c))
+        {
+            return Decision::deny(format!(
+                "{c} is masked for {}: a condition comparing it with a literal or parameter would reveal it",
+                req.identity.user
+            ));
+        }
+        let sensitive_read = || {
+            st.columns
+                .iter()
+                .filter(|c| !c.contains(':'))
+                .find(|c| self.entry_is_sensitive(c))
+        };
+        let sensitive_written = || {
+            st.columns
+                .iter()
+                .filter_map(|c| c.strip_prefix("written:"))
+                .find(|c| self.entry_is_sensitive(c))
+        };
+        if s.deny_copy_out
+            && st.kind == StatementKind::Copy
+            && st.copy.as_ref().is_some_and(|c| c.to)
+        {
+            let table = st
+                .tables
+                .iter()
+                .find(|t| self.table_is_sensitive(t.schema.as_deref(), &t.name));
+            if let Some(t) = table {
+                return Decision::deny(format!(
+                    "COPY of {} is not allowed for {}: it holds masked columns",
+                    t.qualified_name(),
+                    req.identity.user
+                ));
+            }
+            if let Some(c) = sensitive_read() {
+                return Decision::deny(format!(
+                    "COPY of {c} is not allowed for {}: it is masked",
+                    req.identity.user
+                ));
+            }
+            if st.fingerprint.starts_with("copy (") && st.columns.iter().any(|c| c.ends_with(".*"))
+            {
+                return Decision::deny(format!(
+                    "COPY of a query over whole rows is not allowed for {}: rows are not masked in COPY",
+                    req.identity.user
+                ));
+            }
+        }
+        if let Some(f) = s
+            .deny_functions_on_sensitive
+            .iter()
+            .find(|f| st.calls_function(f))
+            && let Some(c) = st
+                .columns
+                .iter()
+                .map(|c| c.split_once(':').map_or(c.as_str(), |(_, n)| n))
+                .find(|c| self.entry_is_sensitive(c))
+        {
+            return Decision::deny(format!(
+                "{f}() in a statement reading {c} is not allowed for {}: it could carry a masked value elsewhere",
+                req.identity.user
+            ));
+        }
+        let copied = match st.kind {
+            // MERGE's data flow is not analysed: any sensitive column read counts.
+            StatementKind::Merge => sensitive_read().map(String::as_str),
+            _ => sensitive_written(),
+        };
+        if s.deny_copies_into_tables
+            && let Some(c) = copied
+        {
+            return Decision::deny(format!(
+                "{} reading {c} is not allowed for {}: it would copy a masked column",
+                st.kind.sql_words(),
+                req.identity.user
+            ));
+        }
+        Decision::Allow
+    }
+
+    fn plan_masks(&self, ctx: &ResultContext) -> MaskPlan {
+        let audience = self.audience(&ctx.identity);
+        if audience == Audience::Plain {
+            return MaskPlan::none();
+        }
+        let mut plan = MaskPlan::none();
+        for col in &ctx.columns {
+            if let Some(spec) = self.plan_column(col) {
+                let f = match audience {
+                    Audience::Pseudonyms => MaskFunction::Pseudonym,
+                    _ => spec.function(),
+                };
+                plan = plan.mask(col.index, f);
+            }
+        }
+        plan
+    }
+
+    fn mask_rows(&self, _ctx: &ResultContext, rows: Vec<Row>) -> Result<Vec<Row>, String> {
+        // The `custom` mask: the first letter of each word, the rest as `.`.
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                row.into_iter()
+                    .map(|v| {
+                        v.map(|s| {
+                            s.split_whitespace()
+                                .map(|w| {
+                                    let mut c = w.chars();
+                                    match c.next() {
+                                        Some(f) => format!("{f}."),
+                                        None => String::new(),
+                                    }
+                                })
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        })
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+}
+
+portcullis_sdk::export_policy!(PiiMask, hooks: [authorize, mask]);
