@@ -13,6 +13,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use crate::audit::{AuditContext, AuditLog, PolicyRef};
 use crate::cancel::CancelRegistry;
 use crate::config::Config;
 use crate::identity::IdentityStore;
@@ -45,6 +46,8 @@ pub struct Shared {
     pub next_session: AtomicU64,
     /// Flips to true when the gateway shuts down.
     pub shutdown: watch::Receiver<bool>,
+    /// The audit trail, when `[audit]` is configured.
+    pub audit: Option<Arc<AuditContext>>,
 }
 
 /// Extension points chosen by the caller (policies, masking); defaults pass everything.
@@ -62,6 +65,21 @@ impl Default for Plugins {
             filter: Arc::new(NoMasking),
         }
     }
+}
+
+/// The audit trail's record of a loaded policy chain.
+pub fn policy_refs(chain: &crate::policy::PolicyChain) -> Vec<PolicyRef> {
+    chain
+        .policies()
+        .iter()
+        .map(|p| PolicyRef {
+            id: p.id().to_owned(),
+            name: p.metadata().name.clone(),
+            version: p.metadata().version.clone(),
+            sha256: p.sha256().to_owned(),
+            mode: p.mode().as_str().to_owned(),
+        })
+        .collect()
 }
 
 /// A running gateway.
@@ -101,6 +119,7 @@ impl GatewayHandle {
         for t in self.tasks {
             let _ = t.await;
         }
+        close_audit(&self.shared).await;
     }
 
     /// Waits until the gateway stops (after [`GatewayHandle::shutdown`] from elsewhere,
@@ -109,6 +128,7 @@ impl GatewayHandle {
         for t in self.tasks.drain(..) {
             let _ = t.await;
         }
+        close_audit(&self.shared).await;
     }
 
     /// A sender that triggers shutdown, for signal handlers.
@@ -122,16 +142,18 @@ impl GatewayHandle {
 /// fails the start); without, everything is allowed.
 pub async fn start(config: Config) -> anyhow::Result<GatewayHandle> {
     let metrics = Metrics::new();
-    let gate: Arc<dyn Gate> = if config.policies.is_empty() {
-        Arc::new(PassThrough)
+    let (gate, policies): (Arc<dyn Gate>, Vec<PolicyRef>) = if config.policies.is_empty() {
+        (Arc::new(PassThrough), Vec::new())
     } else {
-        Arc::new(load_policies(&config, &metrics).await?)
+        let chain = load_policies(&config, &metrics).await?;
+        let refs = policy_refs(&chain);
+        (Arc::new(chain), refs)
     };
     let plugins = Plugins {
         gate,
         filter: Arc::new(NoMasking),
     };
-    start_inner(config, plugins, metrics).await
+    start_inner(config, plugins, metrics, policies).await
 }
 
 /// Loads the configured policies (compiling can take seconds: done off the runtime's
@@ -159,13 +181,14 @@ pub async fn start_with(config: Config, plugins: Plugins) -> anyhow::Result<Gate
         "the configuration declares {} [[policies]], which server::start_with would not enforce; use server::start",
         config.policies.len()
     );
-    start_inner(config, plugins, Metrics::new()).await
+    start_inner(config, plugins, Metrics::new(), Vec::new()).await
 }
 
 async fn start_inner(
     config: Config,
     plugins: Plugins,
     metrics: Metrics,
+    policies: Vec<PolicyRef>,
 ) -> anyhow::Result<GatewayHandle> {
     let identities = Arc::new(IdentityStore::from_config(&config)?);
     let tls_acceptor = config
@@ -183,6 +206,21 @@ async fn start_inner(
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
+    let audit = match &config.audit {
+        Some(a) => {
+            let log = AuditLog::open(a, Some(&metrics.registry))
+                .context("cannot open the audit trail")?;
+            let ctx = AuditContext::new(log, a, policies);
+            if !ctx.policies.is_empty() {
+                ctx.log.policy_loaded(
+                    &ctx.policies,
+                    serde_json::json!({"reason": "start", "count": ctx.policies.len()}),
+                );
+            }
+            Some(Arc::new(ctx))
+        }
+        None => None,
+    };
     let (stop, shutdown) = watch::channel(false);
     let shared = Arc::new(Shared {
         analyzer: Arc::new(Analyzer::new(config.analysis.parse_cache_entries)),
@@ -197,6 +235,7 @@ async fn start_inner(
         limits,
         next_session: AtomicU64::new(1),
         shutdown,
+        audit,
     });
     let mut tasks = Vec::new();
     let mut admin_addr = None;
@@ -219,6 +258,15 @@ async fn start_inner(
         stop,
         tasks,
     })
+}
+
+/// Writes the audit trail's `stop` event and stops its writer (off the runtime: it
+/// syncs the file).
+async fn close_audit(shared: &Arc<Shared>) {
+    if let Some(a) = &shared.audit {
+        let log = a.log.clone();
+        let _ = tokio::task::spawn_blocking(move || log.close()).await;
+    }
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {

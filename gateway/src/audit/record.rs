@@ -68,6 +68,19 @@ impl AuditContext {
         })
     }
 
+    /// The denial of a request that carries no statement (a fast-path FunctionCall)
+    /// while the trail cannot be written.
+    pub fn sink_denial_any(&self) -> Option<Denial> {
+        if self.fail_open || self.log.healthy() {
+            return None;
+        }
+        Some(Denial {
+            sqlstate: SINK_FAILED_SQLSTATE.into(),
+            message: "the audit trail cannot be written, so the gateway refuses statements until it can (audit.fail_open = false)".into(),
+            policy: "portcullis:audit".into(),
+        })
+    }
+
     /// A statement event.
     pub fn statement_event(
         &self,

@@ -15,19 +15,27 @@ pub(super) enum Pending {
         analysis: Arc<Analysis>,
         denial: Option<ErrorFields>,
         sent_at: Instant,
+        /// The SQL as sent, kept only when the audit trail records it.
+        sql: Option<Arc<str>>,
     },
     /// A Parse: ParseComplete.
     Parse {
         name: String,
         statement: StatementInfo,
         denial: Option<ErrorFields>,
+        sent_at: Instant,
     },
     /// A Bind: BindComplete.
-    Bind { portal: String, statement: String },
+    Bind {
+        portal: String,
+        statement: String,
+        /// Bound parameters, kept only when the audit trail records them.
+        params: Option<Arc<[Option<String>]>>,
+    },
     /// A Describe: ParameterDescription and RowDescription/NoData.
     Describe { target: Target, name: String },
     /// An Execute: rows, then CommandComplete, EmptyQueryResponse or PortalSuspended.
-    Execute { portal: String },
+    Execute { portal: String, sent_at: Instant },
     /// A Close: CloseComplete.
     Close { target: Target, name: String },
     /// A Sync: ReadyForQuery.
@@ -36,6 +44,7 @@ pub(super) enum Pending {
     FunctionCall {
         denial: Option<ErrorFields>,
         sent_at: Instant,
+        function_oid: u32,
     },
 }
 

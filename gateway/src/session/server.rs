@@ -50,6 +50,10 @@ impl Relay {
             }
             tag::COMMAND_COMPLETE | tag::EMPTY_QUERY | tag::PORTAL_SUSPENDED => {
                 self.end_result();
+                if frame.tag() != tag::EMPTY_QUERY {
+                    let suspended = frame.tag() == tag::PORTAL_SUSPENDED;
+                    self.audit_complete(&frame, suspended, out.len(), now);
+                }
                 match self.pending.front() {
                     Some(Pending::Execute { .. }) => {
                         self.pending.pop_front();
@@ -67,9 +71,15 @@ impl Relay {
                 }
             }
             tag::BIND_COMPLETE => {
-                if let Some(Pending::Bind { portal, statement }) = self.pending.pop_front() {
+                if let Some(Pending::Bind {
+                    portal,
+                    statement,
+                    params,
+                }) = self.pending.pop_front()
+                {
                     let statement = self.statements.get(&statement).cloned();
-                    self.portals.insert(portal, PortalInfo { statement });
+                    self.portals
+                        .insert(portal, PortalInfo { statement, params });
                 }
             }
             tag::CLOSE_COMPLETE => {
@@ -91,6 +101,7 @@ impl Relay {
                     self.after_error();
                     return Ok(());
                 }
+                self.audit_error(&frame, now);
                 self.after_error();
             }
             tag::READY_FOR_QUERY => {
@@ -101,6 +112,14 @@ impl Relay {
                 // Everything up to the request this answers is settled (requests the
                 // server skipped after an error get no response of their own).
                 while let Some(p) = self.pending.pop_front() {
+                    if let Pending::FunctionCall {
+                        denial: None,
+                        sent_at,
+                        function_oid,
+                    } = &p
+                    {
+                        self.audit_function_call(*function_oid, None, *sent_at, now, out.len());
+                    }
                     if p.ends_with_ready() {
                         let sent_at = match p {
                             Pending::Query { sent_at, .. }
@@ -177,7 +196,7 @@ impl Relay {
             Some(Pending::Query { analysis, .. }) => {
                 (analysis.statements.get(self.query_statement).cloned(), None)
             }
-            Some(Pending::Execute { portal }) => {
+            Some(Pending::Execute { portal, .. }) => {
                 let s = self.portals.get(portal).and_then(|p| p.statement.clone());
                 let summary = s
                     .as_ref()
