@@ -77,6 +77,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}: ok", path.display());
             Ok(())
         }
+        Command::Audit { command } => portcullis::audit::cli::run(command),
         Command::Serve { config, log_json } => {
             init_logs(log_json);
             let config = portcullis::config::load(&config)?;

@@ -18,6 +18,7 @@
 //!   result whose event could not be written is never released to the client.
 
 pub mod chain;
+pub mod cli;
 pub mod event;
 pub mod record;
 pub mod search;
