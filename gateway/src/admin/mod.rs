@@ -8,8 +8,8 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
 use axum::routing::get;
+use futures_util::StreamExt;
 use tokio::net::TcpListener;
 
 use crate::server::Shared;

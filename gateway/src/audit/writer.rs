@@ -576,8 +576,10 @@ impl Writer {
             if !q.items.is_empty() || (self.unsynced && self.cfg.fsync == AuditFsync::Batch) {
                 consider(self.last_flush + self.interval());
             }
-            if let Some(r) = self.retry_at {
-                consider(r);
+            match self.retry_at {
+                Some(r) => consider(r),
+                None if !self.pending.is_empty() => consider(Instant::now()),
+                None => {}
             }
             if self.signer.is_some() && self.since_checkpoint > 0 {
                 consider(self.last_checkpoint + self.checkpoint_interval());
