@@ -497,3 +497,42 @@ async fn the_admin_port_streams_events_as_they_are_written() {
     drop(stream);
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_writes_event_is_on_disk_before_its_result_reaches_the_client() {
+    let env = env().await;
+    let table = unique("audit_hold");
+    env.admin_sql("demo", &format!("create table {table} (id int)"));
+    let dir = trail_dir(env);
+    // Events no client waits for are written once a minute at most; a write's event
+    // must not wait for that.
+    let gw = audited_gateway(env, &dir, "batch_interval_ms = 60000\nfsync = \"always\"").await;
+    let alice = gw.connect("alice", "demo").await.unwrap();
+    for i in 0..5 {
+        let sql = format!("insert into {table} values ({i})");
+        alice.simple_query(&sql).await.unwrap();
+        let on_disk: String = trail_files(&dir)
+            .unwrap()
+            .iter()
+            .map(|f| std::fs::read_to_string(f).unwrap())
+            .collect();
+        assert!(
+            on_disk.contains(&sql),
+            "{sql:?} was acknowledged before its event was written"
+        );
+        let sql = format!("update {table} set id = $1 where id = {i}");
+        alice.execute(&sql, &[&(i + 100)]).await.unwrap();
+        let on_disk: String = trail_files(&dir)
+            .unwrap()
+            .iter()
+            .map(|f| std::fs::read_to_string(f).unwrap())
+            .collect();
+        assert!(
+            on_disk.contains(&sql),
+            "{sql:?} was acknowledged before its event was written"
+        );
+    }
+    drop(alice);
+    gw.shutdown().await;
+    verified_events(&dir);
+}
