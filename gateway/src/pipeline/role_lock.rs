@@ -45,17 +45,17 @@ fn changes_role(ctx: &StatementContext<'_>) -> bool {
 
 impl Gate for RoleLock {
     fn decide(&self, ctx: &StatementContext<'_>) -> Decision {
-        if let Some(role) = &ctx.session.identity.role {
-            if changes_role(ctx) {
-                return Decision::Deny(Denial {
-                    sqlstate: "42501".into(),
-                    message: format!(
-                        "the session role is fixed to \"{role}\" for identity \"{}\"",
-                        ctx.session.identity.name
-                    ),
-                    policy: "portcullis:role-lock".into(),
-                });
-            }
+        if let Some(role) = &ctx.session.identity.role
+            && changes_role(ctx)
+        {
+            return Decision::Deny(Denial {
+                sqlstate: "42501".into(),
+                message: format!(
+                    "the session role is fixed to \"{role}\" for identity \"{}\"",
+                    ctx.session.identity.name
+                ),
+                policy: "portcullis:role-lock".into(),
+            });
         }
         self.inner.decide(ctx)
     }
