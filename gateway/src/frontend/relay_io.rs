@@ -92,6 +92,7 @@ pub async fn run(
     let mut server_open = true;
     let audit = shared.audit.as_ref().map(|a| &a.log);
     let mut durable = audit.map(|l| l.durability());
+    let fail_open = shared.audit.as_ref().is_some_and(|a| a.fail_open);
     let mut held = Held::default();
 
     if !from_server.is_empty() {
@@ -175,7 +176,7 @@ pub async fn run(
                     client_wr.flush().await?;
                 }
             }
-            _ = &mut idle, if !idle_timeout.is_zero() && relay.is_idle() && relay.transaction() == TransactionStatus::Idle => {
+            _ = &mut idle, if !idle_timeout.is_zero() && relay.is_idle() && relay.transaction() == TransactionStatus::Idle && held.ticket.is_none() => {
                 ErrorFields::new(Severity::Fatal, "57P05", "terminating connection due to idle-session timeout")
                     .encode_error(&mut to_client);
                 let _ = client_wr.write_all(&to_client).await;
@@ -190,6 +191,12 @@ pub async fn run(
                 };
                 match state {
                     Some(true) => {
+                        to_client.extend_from_slice(&held.bytes);
+                        held = Held::default();
+                    }
+                    Some(false) if fail_open => {
+                        // audit.fail_open: the statement goes on unaudited.
+                        tracing::warn!("audit trail not written; releasing a result anyway (audit.fail_open)");
                         to_client.extend_from_slice(&held.bytes);
                         held = Held::default();
                     }
