@@ -536,3 +536,96 @@ async fn a_writes_event_is_on_disk_before_its_result_reaches_the_client() {
     gw.shutdown().await;
     verified_events(&dir);
 }
+
+/// The built guardrails component (`bash policies-rs/build.sh`); a missing one fails
+/// the test.
+fn guardrails_wasm() -> PathBuf {
+    let dir = std::env::var_os("PORTCULLIS_TEST_POLICIES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .parent()
+                .unwrap()
+                .join("policies")
+        });
+    let path = dir.join("guardrails.wasm");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `bash policies-rs/build.sh` first",
+        path.display()
+    );
+    path
+}
+
+#[tokio::test]
+async fn decisions_name_the_policy_and_record_the_loaded_set() {
+    let env = env().await;
+    let wasm = guardrails_wasm();
+    let digest = {
+        use sha2::Digest;
+        hex_string(&sha2::Sha256::digest(std::fs::read(&wasm).unwrap()))
+    };
+    let dir = trail_dir(env);
+    let mut text = env.gateway_config(&GatewayOptions::default());
+    text.push_str(&format!(
+        "\n[audit]\ndir = {:?}\nstatement_text = \"redacted\"\n\n[[policies]]\nid = \"guardrails\"\npath = {:?}\n\
+         [[policies.settings.rules]]\ndescription = \"secrets only for bob\"\ntables = [\"secrets\"]\n\
+         deny_access = [\"read\", \"write\", \"ddl\"]\nexcept_users = [\"bob\"]\n",
+        dir.display().to_string(),
+        wasm.display().to_string()
+    ));
+    let gw = Gateway::start(
+        &env.scratch_dir()
+            .join(format!("{}.toml", unique("audit_policy"))),
+        &text,
+        &env.pki().ca_cert,
+    )
+    .await
+    .unwrap();
+    let alice = gw.connect("alice", "demo").await.unwrap();
+    let err = alice
+        .simple_query("select * from secrets where id = 42")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("42501"));
+    alice
+        .simple_query("select count(*) from customers")
+        .await
+        .unwrap();
+    drop(alice);
+    gw.wait_active_connections(0, Duration::from_secs(10))
+        .await
+        .unwrap();
+    gw.shutdown().await;
+
+    let events = verified_events(&dir);
+    let load = events
+        .iter()
+        .find(|e| e.kind == EventKind::PolicyLoad)
+        .expect("a policy_load event");
+    let set = load.policies.as_ref().unwrap();
+    assert_eq!(set.len(), 1);
+    assert_eq!(set[0].id, "guardrails");
+    assert_eq!(set[0].sha256, digest);
+    assert!(!set[0].version.is_empty());
+    // Literals are redacted.
+    let denied = statements(&events, "select * from secrets where id = ?");
+    assert_eq!(denied.len(), 1, "{events:#?}");
+    let d = denied[0].decision.as_ref().unwrap();
+    assert_eq!(d.verdict, "deny");
+    assert_eq!(d.policy.as_deref(), Some("guardrails"));
+    assert_eq!(denied[0].policies.as_ref().unwrap()[..], set[..]);
+    let allowed = statements(&events, "select count(*) from customers")[0];
+    assert_eq!(allowed.decision.as_ref().unwrap().verdict, "allow");
+    assert_eq!(allowed.policies.as_ref().unwrap()[0].sha256, digest);
+    assert!(!events.iter().any(|e| {
+        e.statement
+            .as_ref()
+            .and_then(|s| s.text.as_deref())
+            .is_some_and(|t| t.contains("42"))
+    }));
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
