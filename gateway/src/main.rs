@@ -74,6 +74,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
             }
+            if let Some(audit) = &config.audit
+                && let Some(key) = &audit.signing_key
+            {
+                let signer = portcullis::audit::chain::CheckpointSigner::from_file(key)?;
+                println!(
+                    "audit checkpoints signed by {} (public key {})",
+                    key.display(),
+                    signer.public_key_hex()
+                );
+            }
             println!("{}: ok", path.display());
             Ok(())
         }
