@@ -65,17 +65,24 @@ pub fn hash_value(v: &Value) -> String {
 }
 
 /// Seals `event`: computes its hash and returns the JSON line (with `\n`) to write.
+/// The line is the canonical JSON with `hash` first (the line itself need not be
+/// canonical: verification re-canonicalises what it reads).
 pub fn seal(event: &mut AuditEvent) -> String {
     event.hash.clear();
-    let mut value = serde_json::to_value(&*event).expect("an audit event serializes");
-    let hash = hash_value(&value);
-    if let Value::Object(map) = &mut value {
-        map.insert("hash".into(), Value::String(hash.clone()));
+    let value = serde_json::to_value(&*event).expect("an audit event serializes");
+    let mut body = String::with_capacity(512);
+    canonical(&value, &mut body);
+    let hash = hex::encode(Sha256::digest(body.as_bytes()));
+    let mut line = String::with_capacity(body.len() + 80);
+    line.push_str("{\"hash\":\"");
+    line.push_str(&hash);
+    line.push('"');
+    if body.len() > 2 {
+        line.push(',');
     }
-    event.hash = hash;
-    let mut line = String::with_capacity(512);
-    canonical(&value, &mut line);
+    line.push_str(&body[1..]);
     line.push('\n');
+    event.hash = hash;
     line
 }
 
