@@ -76,6 +76,15 @@ fn verify_search_and_keygen() {
     let o = portcullis(&["audit", "search", t, "--kind", "connect", "--since", "1h"]);
     assert!(text(&o).contains("(3 events)"), "{}", text(&o));
 
+    let o = portcullis(&["audit", "tail", t, "-n", "2", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let tail: Vec<AuditEvent> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(tail.len(), 2);
+    assert_eq!(tail[1].kind, EventKind::Stop);
+
     // Tampering: bob becomes mallory on line 3.
     let file = &trail_files(&trail).unwrap()[0];
     let body = std::fs::read_to_string(file).unwrap();

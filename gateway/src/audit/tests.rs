@@ -339,3 +339,19 @@ async fn sync_waits_for_the_disk_and_an_unwritable_sink_reports_failure() {
     assert!(!log.healthy());
     log.close();
 }
+
+#[test]
+fn files_rotate_by_age_and_the_chain_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = AuditConfig::new(dir.path());
+    c.max_file_age_secs = 1;
+    let log = AuditLog::open(&c, None).unwrap();
+    log.submit(events(3, "alice"), false);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    log.submit(events(3, "bob"), false);
+    log.close();
+    let files = trail_files(dir.path()).unwrap();
+    assert!(files.len() >= 2, "{files:?}");
+    let r = verify(&files);
+    assert!(r.ok(), "{:#?}", r.problems);
+}
