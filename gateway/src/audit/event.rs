@@ -1,5 +1,6 @@
 //! The audit event: one JSON object per line of the trail.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -100,16 +101,16 @@ pub struct TableAccess {
     /// `schema.name` or `name`.
     pub name: String,
     /// `read`, `write` or `ddl`.
-    pub access: String,
+    pub access: Cow<'static, str>,
 }
 
 /// The statement of a statement event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatementRecord {
     /// `simple`, `extended` or `function_call`.
-    pub protocol: String,
+    pub protocol: Cow<'static, str>,
     /// Statement kind (`select`, `insert`, ...).
-    pub kind: String,
+    pub kind: Cow<'static, str>,
     /// Literal-free fingerprint of this statement.
     pub fingerprint: String,
     /// Position of the statement in its query string (0-based).
@@ -137,7 +138,7 @@ pub struct StatementRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DecisionRecord {
     /// `allow` or `deny`.
-    pub verdict: String,
+    pub verdict: Cow<'static, str>,
     /// The policy (or gateway rule) that denied it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
@@ -165,7 +166,7 @@ impl DecisionRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutcomeRecord {
     /// `ok`, `error`, `denied` or `suspended` (a portal stopped at its row limit).
-    pub status: String,
+    pub status: Cow<'static, str>,
     /// The command tag (`INSERT 0 3`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,

@@ -97,8 +97,8 @@ impl AuditContext {
             StatementText::Fingerprint => (None, false),
         };
         let statement = StatementRecord {
-            protocol: s.protocol.to_owned(),
-            kind: summary.map_or("unknown", |x| x.kind.as_str()).to_owned(),
+            protocol: s.protocol.into(),
+            kind: summary.map_or("unknown", |x| x.kind.as_str()).into(),
             fingerprint: summary.map(|x| x.fingerprint.clone()).unwrap_or_default(),
             index: s.index,
             text,
@@ -114,7 +114,7 @@ impl AuditContext {
                         .iter()
                         .map(|t| TableAccess {
                             name: t.qualified_name(),
-                            access: t.access.as_str().to_owned(),
+                            access: t.access.as_str().into(),
                         })
                         .collect()
                 })

@@ -122,7 +122,7 @@ pub fn table_header() -> String {
 pub fn table_row(e: &AuditEvent) -> String {
     let user = e.session.as_ref().map_or("-", |s| s.user.as_str());
     let db = e.session.as_ref().map_or("-", |s| s.database.as_str());
-    let verdict = e.decision.as_ref().map_or("-", |d| d.verdict.as_str());
+    let verdict = e.decision.as_ref().map_or("-", |d| &*d.verdict);
     let policy = e
         .decision
         .as_ref()
