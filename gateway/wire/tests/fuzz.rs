@@ -2,12 +2,8 @@
 //! value or an error, never panics and never allocates from an untrusted count.
 
 use bytes::BytesMut;
-use portcullis_wire::backend::{
-    AuthRequest, DataRowCells, ErrorFields, RowDescription, TransactionStatus,
-};
-use portcullis_wire::frontend::{
-    Bind, Close, Describe, Execute, Parse, Query, SaslInitialResponse,
-};
+use portcullis_wire::backend::{AuthRequest, DataRowCells, ErrorFields, RowDescription, TransactionStatus};
+use portcullis_wire::frontend::{Bind, Close, Describe, Execute, Parse, Query, SaslInitialResponse};
 use portcullis_wire::{FrameDecoder, Limits, decode_startup};
 
 /// xorshift64*: deterministic, dependency-free.
@@ -66,10 +62,7 @@ fn message_body_decoders_never_panic() {
 #[test]
 fn framing_never_panics_and_respects_the_cap() {
     let mut rng = Rng(42);
-    let limits = Limits {
-        max_message: 512,
-        max_startup: 256,
-    };
+    let limits = Limits { max_message: 512, max_startup: 256 };
     let d = FrameDecoder::new(limits);
     for _ in 0..20_000 {
         let b = rng.bytes(96);
