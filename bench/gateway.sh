@@ -18,6 +18,8 @@
 #   TOKIO_WORKER_THREADS  passed through to the gateway (tokio reads it)
 #   BENCH_SCALE        pgbench -i scale                          (default 10)
 #   BENCH_SKIP_BUILD=1 use target/release/portcullis as it is
+#   BENCH_BUILTIN      pgbench built-in script: select-only (= -S) or simple-update
+#                      (default select-only)
 #   BENCH_GATEWAY_EXTRA_TOML  text appended to the generated gateway config
 #                             (e.g. [[policies]] tables, to measure a policy's cost)
 #

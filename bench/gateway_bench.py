@@ -45,6 +45,8 @@ IDLE_BATCHES = max(1, int(os.environ.get("BENCH_IDLE_BATCHES", "2")))
 SCALE = int(os.environ.get("BENCH_SCALE", "10"))
 SKIP_BUILD = os.environ.get("BENCH_SKIP_BUILD", "") not in ("", "0")
 EXTRA_TOML = os.environ.get("BENCH_GATEWAY_EXTRA_TOML", "")
+# pgbench built-in script: select-only (= -S, the default) or simple-update (writes).
+BUILTIN = os.environ.get("BENCH_BUILTIN", "select-only")
 # BENCH_PROFILE=1: instead of the matrix, look inside the gateway and pgbouncer under
 # load (perf stat, strace -c, perf record) at BENCH_PROFILE_CLIENTS clients.
 PROFILE = os.environ.get("BENCH_PROFILE", "") not in ("", "0")
@@ -488,7 +490,7 @@ def percentile(sorted_vals, q):
 def pgbench(env, target, protocol, clients, seconds, tag, keep_log=True):
     port, user, pw = env.targets[target]
     prefix = os.path.join(env.dir, f"log-{tag}")
-    argv = [env.pgbench, "-n", "-S", "-M", protocol, "-T", str(seconds), "-c", str(clients),
+    argv = [env.pgbench, "-n", "-b", BUILTIN, "-M", protocol, "-T", str(seconds), "-c", str(clients),
             "-j", str(min(clients, 2)), "-h", HOST, "-p", str(port), "-U", user]
     if keep_log:
         argv += ["-l", f"--log-prefix={prefix}"]

@@ -44,6 +44,12 @@ pub enum Command {
         #[arg(long)]
         stdin: bool,
     },
+    /// Read, check and follow the audit trail.
+    Audit {
+        /// What to do with the trail.
+        #[command(subcommand)]
+        command: crate::audit::cli::AuditCommand,
+    },
     /// Start a throwaway PostgreSQL with demo data and the gateway in front of it.
     Demo {
         /// Client listener.

@@ -74,10 +74,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
             }
+            if let Some(audit) = &config.audit
+                && let Some(key) = &audit.signing_key
+            {
+                let signer = portcullis::audit::chain::CheckpointSigner::from_file(key)?;
+                println!(
+                    "audit checkpoints signed by {} (public key {})",
+                    key.display(),
+                    signer.public_key_hex()
+                );
+            }
             println!("{}: ok", path.display());
             Ok(())
         }
         Command::Policy { action } => portcullis::policy::reload::cli::run(action),
+        Command::Audit { command } => portcullis::audit::cli::run(command),
         Command::Serve { config, log_json } => {
             init_logs(log_json);
             let config = portcullis::config::load(&config)?;

@@ -13,6 +13,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use crate::audit::{AuditContext, AuditLog, PolicyRef};
 use crate::cancel::CancelRegistry;
 use crate::config::Config;
 use crate::identity::IdentityStore;
@@ -49,6 +50,8 @@ pub struct Shared {
     pub shutdown: watch::Receiver<bool>,
     /// Reloads and rollbacks of the policy directory, when one is configured.
     pub policy_reload: Option<ReloadHandle>,
+    /// The audit trail, when `[audit]` is configured.
+    pub audit: Option<Arc<AuditContext>>,
 }
 
 /// Extension points chosen by the caller (policies, masking); defaults pass everything.
@@ -66,6 +69,21 @@ impl Default for Plugins {
             filter: Arc::new(NoMasking),
         }
     }
+}
+
+/// The audit trail's record of a loaded policy chain.
+pub fn policy_refs(chain: &crate::policy::PolicyChain) -> Vec<PolicyRef> {
+    chain
+        .policies()
+        .iter()
+        .map(|p| PolicyRef {
+            id: p.id().to_owned(),
+            name: p.metadata().name.clone(),
+            version: p.metadata().version.clone(),
+            sha256: p.sha256().to_owned(),
+            mode: p.mode().as_str().to_owned(),
+        })
+        .collect()
 }
 
 /// A running gateway.
@@ -105,6 +123,7 @@ impl GatewayHandle {
         for t in self.tasks {
             let _ = t.await;
         }
+        close_audit(&self.shared).await;
     }
 
     /// Waits until the gateway stops (after [`GatewayHandle::shutdown`] from elsewhere,
@@ -113,6 +132,7 @@ impl GatewayHandle {
         for t in self.tasks.drain(..) {
             let _ = t.await;
         }
+        close_audit(&self.shared).await;
     }
 
     /// Reloads and rollbacks of the policy directory, when one is configured.
@@ -132,10 +152,12 @@ impl GatewayHandle {
 pub async fn start(config: Config) -> anyhow::Result<GatewayHandle> {
     let metrics = Metrics::new();
     let mut sets = None;
+    let mut policies = Vec::new();
     let plugins = if let Some(dir) = &config.policy_dir {
         // Masking policies are not hot-reloaded yet: a policy directory decides
         // statements only (documented in docs/gitops.md).
         let s = load_policy_dir(&config, dir.clone(), &metrics).await?;
+        policies = policy_refs(&s.current().chain);
         sets = Some(Arc::clone(&s));
         Plugins {
             gate: Arc::new(ReloadableGate(s)),
@@ -145,9 +167,10 @@ pub async fn start(config: Config) -> anyhow::Result<GatewayHandle> {
         Plugins::default()
     } else {
         let chain = Arc::new(load_policies(&config, &metrics).await?);
+        policies = policy_refs(&chain);
         policy_plugins(&config, chain)
     };
-    start_inner(config, plugins, metrics, sets).await
+    start_inner(config, plugins, metrics, sets, policies).await
 }
 
 /// Loads a policy directory's first set (off the runtime's worker threads).
@@ -232,7 +255,7 @@ pub async fn start_with(config: Config, plugins: Plugins) -> anyhow::Result<Gate
         "the configuration declares {} [[policies]], which server::start_with would not enforce; use server::start",
         config.policies.len()
     );
-    start_inner(config, plugins, Metrics::new(), None).await
+    start_inner(config, plugins, Metrics::new(), None, Vec::new()).await
 }
 
 async fn start_inner(
@@ -240,6 +263,7 @@ async fn start_inner(
     plugins: Plugins,
     metrics: Metrics,
     policy_sets: Option<Arc<PolicySets>>,
+    policies: Vec<PolicyRef>,
 ) -> anyhow::Result<GatewayHandle> {
     let identities = Arc::new(IdentityStore::from_config(&config)?);
     let tls_acceptor = config
@@ -257,6 +281,21 @@ async fn start_inner(
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
+    let audit = match &config.audit {
+        Some(a) => {
+            let log = AuditLog::open(a, Some(&metrics.registry))
+                .context("cannot open the audit trail")?;
+            let ctx = AuditContext::new(log, a, policies);
+            if !ctx.policies.is_empty() {
+                ctx.log.policy_loaded(
+                    &ctx.policies,
+                    serde_json::json!({"reason": "start", "count": ctx.policies.len()}),
+                );
+            }
+            Some(Arc::new(ctx))
+        }
+        None => None,
+    };
     let (stop, shutdown) = watch::channel(false);
     let mut tasks = Vec::new();
     let policy_reload = match policy_sets {
@@ -281,6 +320,7 @@ async fn start_inner(
         next_session: AtomicU64::new(1),
         shutdown,
         policy_reload,
+        audit,
     });
     let mut admin_addr = None;
     if let Some(admin_listen) = shared.config.admin.listen {
@@ -302,6 +342,15 @@ async fn start_inner(
         stop,
         tasks,
     })
+}
+
+/// Writes the audit trail's `stop` event and stops its writer (off the runtime: it
+/// syncs the file).
+async fn close_audit(shared: &Arc<Shared>) {
+    if let Some(a) = &shared.audit {
+        let log = a.log.clone();
+        let _ = tokio::task::spawn_blocking(move || log.close()).await;
+    }
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {

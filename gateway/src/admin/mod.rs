@@ -1,6 +1,7 @@
-//! The admin HTTP endpoint: `/metrics`, `/healthz`, `/readyz`, and with a policy
-//! directory `/policies` (GET), `/policies/reload` and `/policies/rollback` (POST, with
-//! the control token as `Authorization: Bearer ...`).
+//! The admin HTTP endpoint: `/metrics`, `/healthz`, `/readyz`, `/audit/stream`
+//! (server-sent events: one `audit` event per audit-trail line as it is written), and
+//! with a policy directory `/policies` (GET), `/policies/reload` and
+//! `/policies/rollback` (POST, with the control token as `Authorization: Bearer ...`).
 
 use std::sync::Arc;
 
@@ -8,8 +9,10 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures_util::StreamExt;
 
 use crate::policy::reload::watch::Action;
 use tokio::net::TcpListener;
@@ -32,6 +35,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             "/policies/rollback",
             post(|s, h| control(s, h, Action::Rollback)),
         )
+        .route("/audit/stream", get(audit_stream))
         .with_state(shared);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -118,4 +122,30 @@ async fn control(
         )
             .into_response(),
     }
+}
+
+/// The live audit feed: every line written to the trail from now on, as an SSE event
+/// named `audit` (`lagged` with a count when a slow reader missed lines). Ends when
+/// the gateway shuts down.
+async fn audit_stream(State(shared): State<Arc<Shared>>) -> Response {
+    let Some(audit) = &shared.audit else {
+        return (StatusCode::NOT_FOUND, "the audit trail is not enabled\n").into_response();
+    };
+    let rx = audit.log.subscribe();
+    let mut shutdown = shared.shutdown.clone();
+    let lines = futures_util::stream::unfold(rx, |mut rx| async move {
+        use tokio::sync::broadcast::error::RecvError;
+        let event = match rx.recv().await {
+            Ok(line) => Event::default().event("audit").data(&*line),
+            Err(RecvError::Lagged(n)) => Event::default().event("lagged").data(n.to_string()),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((Ok::<_, std::convert::Infallible>(event), rx))
+    })
+    .take_until(async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    });
+    Sse::new(lines)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }

@@ -84,6 +84,16 @@ fn resolve_paths(path: &Path, config: &mut Config) {
             }
         }
     }
+    if let Some(audit) = &mut config.audit {
+        if audit.dir.is_relative() {
+            audit.dir = base.join(&audit.dir);
+        }
+        if let Some(key) = &mut audit.signing_key
+            && key.is_relative()
+        {
+            *key = base.join(&*key);
+        }
+    }
 }
 
 /// The line of `key` inside the `n`th `[[policies]]` entry (best effort).
@@ -223,6 +233,36 @@ fn validate(path: &Path, text: &str, c: &Config) -> Result<(), ConfigError> {
             format!("policies[{i}].{key}"),
             message,
         ));
+    }
+    if let Some(a) = &c.audit {
+        if a.dir.as_os_str().is_empty() {
+            return Err(invalid(
+                find_line(text, "dir", 0),
+                "audit.dir".into(),
+                "must not be empty".into(),
+            ));
+        }
+        if !(1..=60_000).contains(&a.batch_interval_ms) {
+            return Err(invalid(
+                find_line(text, "batch_interval_ms", 0),
+                "audit.batch_interval_ms".into(),
+                "must be between 1 and 60000".into(),
+            ));
+        }
+        if a.max_file_bytes != 0 && a.max_file_bytes < 4096 {
+            return Err(invalid(
+                find_line(text, "max_file_bytes", 0),
+                "audit.max_file_bytes".into(),
+                "must be 0 (never rotate by size) or at least 4096".into(),
+            ));
+        }
+        if a.signing_key.is_some() && a.checkpoint_interval_secs == 0 {
+            return Err(invalid(
+                find_line(text, "checkpoint_interval_secs", 0),
+                "audit.checkpoint_interval_secs".into(),
+                "must be at least 1 when a signing key is configured".into(),
+            ));
+        }
     }
     if c.upstream.tls == super::UpstreamTlsMode::VerifyFull && c.upstream.ca.is_none() {
         return Err(invalid(

@@ -39,6 +39,9 @@ pub struct Config {
     /// Dynamic data masking (used when a policy implements the `mask` hook).
     #[serde(default)]
     pub masking: MaskingConfig,
+    /// The tamper-evident audit trail; absent: no audit trail is written.
+    #[serde(default)]
+    pub audit: Option<AuditConfig>,
 }
 
 /// A policy directory the gateway loads and hot-reloads: `[policy_dir]`.
@@ -511,4 +514,118 @@ fn toml_to_json(value: &toml::Value, key: &str) -> Result<serde_json::Value, Str
         ),
         toml::Value::Table(t) => toml_table_to_json(t, key)?,
     })
+}
+
+/// When the audit writer forces events to stable storage.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuditFsync {
+    /// `fdatasync` after every batch written.
+    Always,
+    /// Events of statements that change data are written and synced before their
+    /// result is released (group commit); other events are written and synced every
+    /// `batch_interval_ms`.
+    #[default]
+    Batch,
+    /// Never sync: events reach the kernel (they survive a gateway crash or `kill -9`,
+    /// not a power loss).
+    Never,
+}
+
+impl AuditFsync {
+    /// Stable lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditFsync::Always => "always",
+            AuditFsync::Batch => "batch",
+            AuditFsync::Never => "never",
+        }
+    }
+}
+
+/// How much of a statement's text the audit trail keeps.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum StatementText {
+    /// The SQL as sent, and bound parameters.
+    Full,
+    /// The SQL with every literal replaced by `?`; no parameters.
+    #[default]
+    Redacted,
+    /// Only the statement's literal-free fingerprint.
+    Fingerprint,
+}
+
+impl StatementText {
+    /// Stable lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatementText::Full => "full",
+            StatementText::Redacted => "redacted",
+            StatementText::Fingerprint => "fingerprint",
+        }
+    }
+}
+
+/// The audit trail: `[audit]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Directory of the JSON-lines files (`audit-<first seq>.jsonl`). A relative path is
+    /// relative to the configuration file.
+    pub dir: PathBuf,
+    /// `always`, `batch` (default) or `never`.
+    #[serde(default)]
+    pub fsync: AuditFsync,
+    /// Longest time events that no client waits for stay unwritten (and, with
+    /// `fsync = "batch"`, unsynced).
+    #[serde(default = "default_audit_batch_ms")]
+    pub batch_interval_ms: u64,
+    /// Start a new file once the current one reaches this size (0 = never).
+    #[serde(default = "default_audit_max_file_bytes")]
+    pub max_file_bytes: u64,
+    /// Start a new file once the current one is this old (0 = never).
+    #[serde(default)]
+    pub max_file_age_secs: u64,
+    /// `full`, `redacted` (default) or `fingerprint`.
+    #[serde(default)]
+    pub statement_text: StatementText,
+    /// When the trail cannot be written: `false` (default) denies statements (SQLSTATE
+    /// 58030) until it can; `true` lets them run unaudited.
+    #[serde(default)]
+    pub fail_open: bool,
+    /// Ed25519 signing key (64 hex digits, `portcullis audit keygen` makes one) used to
+    /// sign checkpoints. A relative path is relative to the configuration file.
+    #[serde(default)]
+    pub signing_key: Option<PathBuf>,
+    /// Seconds between signed checkpoints (with `signing_key`).
+    #[serde(default = "default_audit_checkpoint_secs")]
+    pub checkpoint_interval_secs: u64,
+}
+
+fn default_audit_batch_ms() -> u64 {
+    10
+}
+fn default_audit_max_file_bytes() -> u64 {
+    64 << 20
+}
+fn default_audit_checkpoint_secs() -> u64 {
+    60
+}
+
+impl AuditConfig {
+    /// An audit configuration writing to `dir` with every default.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        AuditConfig {
+            dir: dir.into(),
+            fsync: AuditFsync::default(),
+            batch_interval_ms: default_audit_batch_ms(),
+            max_file_bytes: default_audit_max_file_bytes(),
+            max_file_age_secs: 0,
+            statement_text: StatementText::default(),
+            fail_open: false,
+            signing_key: None,
+            checkpoint_interval_secs: default_audit_checkpoint_secs(),
+        }
+    }
 }

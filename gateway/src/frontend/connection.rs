@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::login::{Login, LoginEvent};
+use crate::audit::{AuditEvent, EventKind};
 use crate::backend::{Upstream, UpstreamError, UpstreamTarget};
 use crate::cancel::{CancelTarget, ClientKey, UpstreamKey};
 use crate::identity::Identity;
@@ -140,9 +141,20 @@ async fn login(
                 }
                 return None;
             }
-            Some(LoginEvent::Refused { sqlstate }) => {
+            Some(LoginEvent::Refused { sqlstate, user }) => {
                 if sqlstate == "28P01" {
                     shared.metrics.auth_failures.inc();
+                }
+                if let Some(a) = &shared.audit
+                    && sqlstate.starts_with("28")
+                {
+                    let mut e = AuditEvent::new(EventKind::AuthFailure);
+                    e.detail = Some(serde_json::json!({
+                        "user": user,
+                        "client_addr": peer.to_string(),
+                        "sqlstate": sqlstate,
+                    }));
+                    a.log.record(e);
                 }
                 tracing::info!(%peer, %sqlstate, "login refused");
                 return None;
@@ -299,9 +311,23 @@ async fn session(
         filter: Arc::clone(&shared.filter),
         metrics: shared.metrics.clone(),
         limits: shared.limits,
+        audit: shared.audit.clone(),
     };
     let relay = Relay::new(info, deps);
+    let started = std::time::Instant::now();
+    if let (Some(a), Some(s)) = (&shared.audit, relay.audit_session()) {
+        a.log.record(AuditEvent::for_session(EventKind::Connect, s));
+    }
+    let audit_session = relay.audit_session().cloned();
     let result = super::relay_io::run(client, upstream, relay, shared).await;
+    if let (Some(a), Some(s)) = (&shared.audit, audit_session) {
+        let mut e = AuditEvent::for_session(EventKind::Disconnect, &s);
+        e.detail = Some(serde_json::json!({
+            "duration_us": started.elapsed().as_micros() as u64,
+            "error": result.as_ref().err().map(|e| e.to_string()),
+        }));
+        a.log.record(e);
+    }
     drop(cancel);
     result
 }

@@ -31,6 +31,8 @@ pub enum LoginEvent {
     Refused {
         /// The SQLSTATE sent, for metrics and logs.
         sqlstate: String,
+        /// The user name the client gave, when the refusal is about it.
+        user: Option<String>,
     },
 }
 
@@ -312,7 +314,10 @@ enum Step {
 fn refuse(out: &mut BytesMut, fields: ErrorFields) -> LoginEvent {
     let sqlstate = fields.code().unwrap_or("08P01").to_owned();
     fields.encode_error(out);
-    LoginEvent::Refused { sqlstate }
+    LoginEvent::Refused {
+        sqlstate,
+        user: None,
+    }
 }
 
 fn protocol_error(out: &mut BytesMut, e: &WireError) -> LoginEvent {
@@ -335,7 +340,13 @@ fn auth_failed(out: &mut BytesMut, user: &str, e: &AuthError) -> LoginEvent {
         ),
         other => ErrorFields::new(Severity::Fatal, other.sqlstate(), other.to_string()),
     };
-    refuse(out, fields)
+    match refuse(out, fields) {
+        LoginEvent::Refused { sqlstate, .. } => LoginEvent::Refused {
+            sqlstate,
+            user: Some(user.to_owned()),
+        },
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -402,7 +413,7 @@ mod tests {
         let mut l = Login::new(store(), Limits::default(), true, true);
         let mut out = BytesMut::new();
         match l.input(&mut startup("alice"), &mut out) {
-            Some(LoginEvent::Refused { sqlstate }) => assert_eq!(sqlstate, "28000"),
+            Some(LoginEvent::Refused { sqlstate, .. }) => assert_eq!(sqlstate, "28000"),
             other => panic!("{other:?}"),
         }
     }

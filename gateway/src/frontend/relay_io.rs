@@ -7,6 +7,7 @@ use bytes::BytesMut;
 use portcullis_wire::backend::{ErrorFields, Severity, TransactionStatus};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::audit::AuditLog;
 use crate::backend::Upstream;
 use crate::server::Shared;
 use crate::session::{Relay, RelayError};
@@ -16,6 +17,42 @@ use crate::stream::Stream;
 const HIGH_WATER: usize = 256 * 1024;
 /// Read buffer size.
 const READ_CHUNK: usize = 16 * 1024;
+
+/// Client output that waits for the audit trail: everything from the CommandComplete
+/// of a statement that may have changed data on, until that statement's event is
+/// durable.
+#[derive(Default)]
+struct Held {
+    bytes: BytesMut,
+    /// The ticket to wait for; `None` when nothing is held.
+    ticket: Option<u64>,
+}
+
+/// Hands the relay's audit events to the log, and starts holding client output if one
+/// of them must be durable first.
+fn submit_audit(
+    relay: &mut Relay,
+    log: Option<&AuditLog>,
+    to_client: &mut BytesMut,
+    held: &mut Held,
+) {
+    let Some(log) = log else { return };
+    let out = relay.take_audit();
+    if out.events.is_empty() {
+        return;
+    }
+    let ticket = log.submit(out.events, out.hold_from.is_some());
+    if let Some(at) = out.hold_from {
+        match held.ticket {
+            // Already holding: everything new went to the held buffer anyway.
+            Some(t) => held.ticket = Some(t.max(ticket)),
+            None => {
+                held.bytes = to_client.split_off(at.min(to_client.len()));
+                held.ticket = Some(ticket);
+            }
+        }
+    }
+}
 
 /// Relays until either side closes, the client terminates, or the gateway shuts down.
 pub async fn run(
@@ -53,15 +90,21 @@ pub async fn run(
     let mut shutdown = shared.shutdown.clone();
     let mut draining = false;
     let mut server_open = true;
+    let audit = shared.audit.as_ref().map(|a| &a.log);
+    let mut durable = audit.map(|l| l.durability());
+    let fail_open = shared.audit.as_ref().is_some_and(|a| a.fail_open);
+    let mut held = Held::default();
 
     if !from_server.is_empty() {
         relay.server_input(&mut from_server, &mut to_client, Instant::now())?;
+        submit_audit(&mut relay, audit, &mut to_client, &mut held);
     }
     let outcome: Result<(), RelayError> = loop {
         if draining
             && relay.is_idle()
             && relay.transaction() == TransactionStatus::Idle
             && to_client.is_empty()
+            && held.ticket.is_none()
         {
             ErrorFields::new(Severity::Fatal, "57P01", "terminating connection due to administrator command (the Portcullis gateway is shutting down)")
                 .encode_error(&mut to_client);
@@ -72,7 +115,7 @@ pub async fn run(
         if relay.terminated() && to_server.is_empty() {
             break Ok(());
         }
-        if !server_open && to_client.is_empty() {
+        if !server_open && to_client.is_empty() && held.ticket.is_none() {
             break Ok(());
         }
         tokio::select! {
@@ -88,11 +131,12 @@ pub async fn run(
                 if let Err(e) = relay.client_input(&mut from_client, &mut to_server, Instant::now()) {
                     break Err(e);
                 }
+                submit_audit(&mut relay, audit, &mut to_client, &mut held);
                 if from_client.capacity() < READ_CHUNK {
                     from_client.reserve(READ_CHUNK);
                 }
             }
-            r = server_rd.read_buf(&mut from_server), if server_open && to_client.len() < HIGH_WATER => {
+            r = server_rd.read_buf(&mut from_server), if server_open && to_client.len() + held.bytes.len() < HIGH_WATER => {
                 let n = match r {
                     Ok(n) => n,
                     Err(e) => {
@@ -104,15 +148,18 @@ pub async fn run(
                     server_open = false;
                     if !relay.terminated() && !relay.is_idle() {
                         shared.metrics.errors.with_label_values(&["upstream"]).inc();
+                        let out = if held.ticket.is_some() { &mut held.bytes } else { &mut to_client };
                         ErrorFields::new(Severity::Fatal, "08006", "the database server closed the connection unexpectedly")
-                            .encode_error(&mut to_client);
+                            .encode_error(out);
                     }
                     continue;
                 }
                 bytes_out.inc_by(n as u64);
-                if let Err(e) = relay.server_input(&mut from_server, &mut to_client, Instant::now()) {
+                let out = if held.ticket.is_some() { &mut held.bytes } else { &mut to_client };
+                if let Err(e) = relay.server_input(&mut from_server, out, Instant::now()) {
                     break Err(e);
                 }
+                submit_audit(&mut relay, audit, &mut to_client, &mut held);
                 if from_server.capacity() < READ_CHUNK {
                     from_server.reserve(READ_CHUNK);
                 }
@@ -129,12 +176,42 @@ pub async fn run(
                     client_wr.flush().await?;
                 }
             }
-            _ = &mut idle, if !idle_timeout.is_zero() && relay.is_idle() && relay.transaction() == TransactionStatus::Idle => {
+            _ = &mut idle, if !idle_timeout.is_zero() && relay.is_idle() && relay.transaction() == TransactionStatus::Idle && held.ticket.is_none() => {
                 ErrorFields::new(Severity::Fatal, "57P05", "terminating connection due to idle-session timeout")
                     .encode_error(&mut to_client);
                 let _ = client_wr.write_all(&to_client).await;
                 let _ = client_wr.flush().await;
                 break Ok(());
+            }
+            r = async { durable.as_mut().expect("holding implies auditing").changed().await }, if held.ticket.is_some() => {
+                let ticket = held.ticket.unwrap_or(0);
+                let state = match r {
+                    Ok(()) => durable.as_mut().and_then(|d| d.borrow_and_update().state_of(ticket)),
+                    Err(_) => Some(false),
+                };
+                match state {
+                    Some(true) => {
+                        to_client.extend_from_slice(&held.bytes);
+                        held = Held::default();
+                    }
+                    Some(false) if fail_open => {
+                        // audit.fail_open: the statement goes on unaudited.
+                        tracing::warn!("audit trail not written; releasing a result anyway (audit.fail_open)");
+                        to_client.extend_from_slice(&held.bytes);
+                        held = Held::default();
+                    }
+                    Some(false) => {
+                        // The statement ran but its event is not on disk: its result is
+                        // never released (the client cannot take it as acknowledged).
+                        shared.metrics.errors.with_label_values(&["audit"]).inc();
+                        ErrorFields::new(Severity::Fatal, crate::audit::record::SINK_FAILED_SQLSTATE, "the audit trail could not record the last statement, so its result is withheld (it may have been applied); the connection is closed")
+                            .encode_error(&mut to_client);
+                        let _ = client_wr.write_all(&to_client).await;
+                        let _ = client_wr.flush().await;
+                        break Ok(());
+                    }
+                    None => {}
+                }
             }
             _ = shutdown.changed(), if !draining => {
                 draining = true;

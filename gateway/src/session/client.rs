@@ -42,7 +42,12 @@ impl Relay {
             tag::QUERY => {
                 let q = Query::decode(body).map_err(RelayError::Client)?;
                 let analysis = self.deps.analyzer.analyze(q.sql);
+                let sql = self.audit_sql(q.sql);
                 let denial = self.decide_all(&analysis, q.sql, Protocol::Simple, now);
+                let denial = denial.map(|(index, d)| {
+                    self.audit_denied("simple", &analysis, index, sql.as_deref(), None, &d);
+                    denial_fields(&d)
+                });
                 if denial.is_some() {
                     Query::encode(&self.poison_name, out);
                 } else {
@@ -53,12 +58,18 @@ impl Relay {
                     analysis,
                     denial,
                     sent_at: now,
+                    sql,
                 });
             }
             tag::PARSE => {
                 let p = Parse::decode(body).map_err(RelayError::Client)?;
                 let analysis = self.deps.analyzer.analyze(p.sql);
+                let sql = self.audit_sql(p.sql);
                 let denial = self.decide_all(&analysis, p.sql, Protocol::ExtendedParse, now);
+                let denial = denial.map(|(index, d)| {
+                    self.audit_denied("extended", &analysis, index, sql.as_deref(), None, &d);
+                    denial_fields(&d)
+                });
                 if denial.is_some() {
                     self.poison_extended(out);
                 } else {
@@ -67,19 +78,28 @@ impl Relay {
                 let statement = StatementInfo {
                     analysis,
                     columns: None,
+                    sql,
                 };
                 self.pending.push_back(Pending::Parse {
                     name: p.name.to_owned(),
                     statement,
                     denial,
+                    sent_at: now,
                 });
             }
             tag::BIND => {
                 let b = Bind::decode(body).map_err(RelayError::Client)?;
+                let params = self
+                    .deps
+                    .audit
+                    .as_ref()
+                    .filter(|a| a.wants_params())
+                    .map(|_| crate::audit::record::params_record(&b.param_formats, &b.params));
                 self.pending.push_back(Pending::Bind {
                     portal: b.portal.to_owned(),
                     statement: b.statement.to_owned(),
                     result_formats: b.result_formats,
+                    params,
                 });
                 out.extend_from_slice(frame.raw());
             }
@@ -96,6 +116,7 @@ impl Relay {
                 self.pending.push_back(Pending::Execute {
                     seq,
                     portal: e.portal.to_owned(),
+                    sent_at: now,
                 });
                 out.extend_from_slice(frame.raw());
             }
@@ -129,13 +150,20 @@ impl Relay {
             }
             tag::FUNCTION_CALL => {
                 let f = FunctionCall::decode(body).map_err(RelayError::Client)?;
-                let denial = match self
-                    .deps
-                    .gate
-                    .decide_function_call(&self.session, f.function_oid)
-                {
+                let sink = self.deps.audit.as_ref().and_then(|a| a.sink_denial_any());
+                let decision = match sink {
+                    Some(d) => Decision::Deny(d),
+                    None => self
+                        .deps
+                        .gate
+                        .decide_function_call(&self.session, f.function_oid),
+                };
+                let denial = match decision {
                     Decision::Allow => None,
-                    Decision::Deny(d) => Some(denial_fields(&d)),
+                    Decision::Deny(d) => {
+                        self.audit_function_call(f.function_oid, Some(&d), now, now, 0);
+                        Some(denial_fields(&d))
+                    }
                 };
                 self.count_decision(denial.is_none());
                 if denial.is_some() {
@@ -146,6 +174,7 @@ impl Relay {
                 self.pending.push_back(Pending::FunctionCall {
                     denial,
                     sent_at: now,
+                    function_oid: f.function_oid,
                 });
             }
             tag::FLUSH | tag::COPY_DATA => {
@@ -160,17 +189,28 @@ impl Relay {
         Ok(())
     }
 
-    /// Decides every statement of a string. The first denial wins and none of the
-    /// statements runs.
+    /// Decides every statement of a string. The first denial wins (with the index of
+    /// the statement it denied) and none of the statements runs. While the audit trail
+    /// cannot be written, statements are denied before any policy sees them (fail
+    /// closed).
     fn decide_all(
         &mut self,
         analysis: &Arc<Analysis>,
         sql: &str,
         protocol: Protocol,
         now: Instant,
-    ) -> Option<ErrorFields> {
+    ) -> Option<(usize, Denial)> {
         let mut denial = None;
-        for statement in &analysis.statements {
+        for (i, statement) in analysis.statements.iter().enumerate() {
+            if let Some(d) = self
+                .deps
+                .audit
+                .as_ref()
+                .and_then(|a| a.sink_denial(statement))
+            {
+                denial = Some((i, d));
+                break;
+            }
             let ctx = StatementContext {
                 session: &self.session,
                 analysis,
@@ -180,7 +220,7 @@ impl Relay {
                 transaction: self.transaction,
             };
             if let Decision::Deny(d) = self.deps.gate.decide(&ctx) {
-                denial = Some(denial_fields(&d));
+                denial = Some((i, d));
                 break;
             }
         }

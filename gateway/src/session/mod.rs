@@ -14,6 +14,7 @@
 //! poison that PostgreSQL skips (because an earlier message already failed) produces
 //! no second error, as PostgreSQL itself would.
 
+mod audit;
 mod client;
 mod pending;
 mod server;
@@ -27,6 +28,7 @@ use portcullis_sql::{Analysis, Analyzer};
 use portcullis_wire::backend::{RowDescription, TransactionStatus};
 use portcullis_wire::{FrameDecoder, Limits, WireError};
 
+use crate::audit::{AuditContext, AuditEvent, SessionRecord};
 use crate::metrics::Metrics;
 use crate::pipeline::{Gate, ResultFilter, RowRewriter, SessionInfo};
 use pending::Pending;
@@ -50,6 +52,8 @@ pub enum RelayError {
 struct StatementInfo {
     analysis: Arc<Analysis>,
     columns: Option<Arc<RowDescription>>,
+    /// The SQL as sent, kept only when the audit trail records it.
+    sql: Option<Arc<str>>,
 }
 
 /// What the relay knows about a portal.
@@ -58,6 +62,8 @@ struct PortalInfo {
     statement: Option<StatementInfo>,
     /// Result-column format codes from the Bind.
     result_formats: Vec<i16>,
+    /// Bound parameters, kept only when the audit trail records them.
+    params: Option<Arc<[Option<String>]>>,
 }
 
 /// The shared, per-gateway parts a relay uses.
@@ -73,6 +79,19 @@ pub struct RelayDeps {
     pub metrics: Metrics,
     /// Message size caps.
     pub limits: Limits,
+    /// The audit trail, if enabled.
+    pub audit: Option<Arc<AuditContext>>,
+}
+
+/// Audit events the relay produced since the last [`Relay::take_audit`].
+#[derive(Debug, Default)]
+pub struct AuditOutput {
+    /// The events, in order.
+    pub events: Vec<AuditEvent>,
+    /// Offset in the client output buffer (as passed to the input call just made)
+    /// from which bytes must wait until these events are durable: set when one of
+    /// them records a statement that may have changed data.
+    pub hold_from: Option<usize>,
 }
 
 /// The relay state of one session.
@@ -114,13 +133,23 @@ pub struct Relay {
     track_results: bool,
     /// A result was refused: drop the server's responses up to ReadyForQuery.
     discarding: bool,
+    /// The session as the audit trail records it (when auditing).
+    audit_session: Option<Arc<SessionRecord>>,
+    /// Audit events not yet taken by the I/O layer.
+    audit_out: AuditOutput,
 }
 
 impl Relay {
     /// A relay for one authenticated session.
     pub fn new(session: Arc<SessionInfo>, deps: RelayDeps) -> Self {
         let track_results = !deps.filter.is_passthrough();
+        let audit_session = deps
+            .audit
+            .as_ref()
+            .map(|_| Arc::new(SessionRecord::from_info(&session)));
         Relay {
+            audit_session,
+            audit_out: AuditOutput::default(),
             session,
             decoder: FrameDecoder::new(deps.limits),
             deps,
@@ -154,6 +183,18 @@ impl Relay {
     /// True once the client sent Terminate.
     pub fn terminated(&self) -> bool {
         self.terminated
+    }
+
+    /// The audit events produced by the last input calls. Call it after every
+    /// [`Relay::client_input`] / [`Relay::server_input`], before touching the client
+    /// output buffer: [`AuditOutput::hold_from`] is an offset into it.
+    pub fn take_audit(&mut self) -> AuditOutput {
+        std::mem::take(&mut self.audit_out)
+    }
+
+    /// The session as the audit trail records it, when auditing.
+    pub fn audit_session(&self) -> Option<&Arc<SessionRecord>> {
+        self.audit_session.as_ref()
     }
 
     /// True when the server owes no response: the session is idle between requests.

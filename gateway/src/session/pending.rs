@@ -18,23 +18,32 @@ pub(super) enum Pending {
         analysis: Arc<Analysis>,
         denial: Option<ErrorFields>,
         sent_at: Instant,
+        /// The SQL as sent, kept only when the audit trail records it.
+        sql: Option<Arc<str>>,
     },
     /// A Parse: ParseComplete.
     Parse {
         name: String,
         statement: StatementInfo,
         denial: Option<ErrorFields>,
+        sent_at: Instant,
     },
     /// A Bind: BindComplete.
     Bind {
         portal: String,
         statement: String,
         result_formats: Vec<i16>,
+        /// Bound parameters, kept only when the audit trail records them.
+        params: Option<Arc<[Option<String>]>>,
     },
     /// A Describe: ParameterDescription and RowDescription/NoData.
     Describe { target: Target, name: String },
     /// An Execute: rows, then CommandComplete, EmptyQueryResponse or PortalSuspended.
-    Execute { seq: u64, portal: String },
+    Execute {
+        seq: u64,
+        portal: String,
+        sent_at: Instant,
+    },
     /// A Close: CloseComplete.
     Close { target: Target, name: String },
     /// A Sync: ReadyForQuery.
@@ -43,6 +52,7 @@ pub(super) enum Pending {
     FunctionCall {
         denial: Option<ErrorFields>,
         sent_at: Instant,
+        function_oid: u32,
     },
 }
 

@@ -122,6 +122,10 @@ impl Relay {
             }
             tag::COMMAND_COMPLETE | tag::EMPTY_QUERY | tag::PORTAL_SUSPENDED => {
                 self.end_result();
+                if frame.tag() != tag::EMPTY_QUERY {
+                    let suspended = frame.tag() == tag::PORTAL_SUSPENDED;
+                    self.audit_complete(&frame, suspended, out.len(), now);
+                }
                 match self.pending.front() {
                     Some(Pending::Execute { .. }) => {
                         self.pending.pop_front();
@@ -143,6 +147,7 @@ impl Relay {
                     portal,
                     statement,
                     result_formats,
+                    params,
                 }) = self.pending.pop_front()
                 {
                     let statement = self.statements.get(&statement).cloned();
@@ -151,6 +156,7 @@ impl Relay {
                         PortalInfo {
                             statement,
                             result_formats,
+                            params,
                         },
                     );
                 }
@@ -179,6 +185,7 @@ impl Relay {
                     self.after_error();
                     return Ok(false);
                 }
+                self.audit_error(&frame, now);
                 self.after_error();
                 if self.track_results {
                     let fields = ErrorFields::decode(frame.tag(), frame.body())
@@ -199,6 +206,14 @@ impl Relay {
                 // Everything up to the request this answers is settled (requests the
                 // server skipped after an error get no response of their own).
                 while let Some(p) = self.pending.pop_front() {
+                    if let Pending::FunctionCall {
+                        denial: None,
+                        sent_at,
+                        function_oid,
+                    } = &p
+                    {
+                        self.audit_function_call(*function_oid, None, *sent_at, now, out.len());
+                    }
                     if p.ends_with_ready() {
                         let sent_at = match p {
                             Pending::Query { sent_at, .. }

@@ -60,8 +60,106 @@ fn relay_with(limits: Limits) -> Relay {
         filter: Arc::new(NoMasking),
         metrics: Metrics::new(),
         limits,
+        audit: None,
     };
     Relay::new(session, deps)
+}
+
+fn audited_relay(dir: &std::path::Path) -> (Relay, crate::audit::AuditLog) {
+    let mut cfg = crate::config::AuditConfig::new(dir);
+    cfg.statement_text = crate::config::StatementText::Full;
+    let log = crate::audit::AuditLog::open(&cfg, None).unwrap();
+    let mut r = relay();
+    r.deps.audit = Some(Arc::new(crate::audit::AuditContext::new(
+        log.clone(),
+        &cfg,
+        Vec::new(),
+    )));
+    r.audit_session = Some(Arc::new(crate::audit::SessionRecord::from_info(&r.session)));
+    (r, log)
+}
+
+#[test]
+fn a_write_holds_its_command_complete_and_a_read_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut r, log) = audited_relay(dir.path());
+    let mut q = BytesMut::new();
+    Query::encode("insert into t values (1)", &mut q);
+    client(&mut r, q);
+    assert!(r.take_audit().events.is_empty());
+    let mut resp = BytesMut::new();
+    backend::command_complete(&mut resp, "INSERT 0 1");
+    ready(&mut resp, TransactionStatus::Idle);
+    let mut to_client = BytesMut::from(&b"earlier"[..]);
+    r.server_input(&mut resp, &mut to_client, Instant::now())
+        .unwrap();
+    let out = r.take_audit();
+    assert_eq!(out.hold_from, Some(7), "hold from the CommandComplete on");
+    assert_eq!(out.events.len(), 1);
+    let e = &out.events[0];
+    let s = e.statement.as_ref().unwrap();
+    assert_eq!(s.kind, "insert");
+    assert!(s.writes);
+    assert_eq!(s.text.as_deref(), Some("insert into t values (1)"));
+    assert_eq!(e.outcome.as_ref().unwrap().rows, Some(1));
+    assert_eq!(e.session.as_ref().unwrap().user, "alice");
+
+    let mut q = BytesMut::new();
+    Query::encode("select 1", &mut q);
+    client(&mut r, q);
+    let mut resp = BytesMut::new();
+    backend::data_row(&mut resp, &[Some(b"1")]);
+    backend::command_complete(&mut resp, "SELECT 1");
+    ready(&mut resp, TransactionStatus::Idle);
+    server(&mut r, resp);
+    let out = r.take_audit();
+    assert_eq!(out.hold_from, None);
+    assert_eq!(out.events[0].outcome.as_ref().unwrap().rows, Some(1));
+    log.close();
+}
+
+#[test]
+fn denials_and_server_errors_are_recorded_with_params() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut r, log) = audited_relay(dir.path());
+    let mut q = BytesMut::new();
+    Query::encode("drop table customers", &mut q);
+    client(&mut r, q);
+    let out = r.take_audit();
+    let d = out.events[0].decision.as_ref().unwrap();
+    assert_eq!(d.verdict, "deny");
+    assert_eq!(d.policy.as_deref(), Some("test"));
+    let mut resp = server_error("42601", "syntax error");
+    ready(&mut resp, TransactionStatus::Idle);
+    server(&mut r, resp);
+    assert!(
+        r.take_audit().events.is_empty(),
+        "the poison's error is not a statement"
+    );
+
+    let mut c = BytesMut::new();
+    Parse::encode("", "update t set a = $1", &[], &mut c);
+    Bind::encode("", "", &[Some(b"42")], &mut c);
+    Execute::encode("", 0, &mut c);
+    frontend::sync(&mut c);
+    client(&mut r, c);
+    let mut s = BytesMut::new();
+    portcullis_wire::put_message(&mut s, b'1', |_| {});
+    portcullis_wire::put_message(&mut s, b'2', |_| {});
+    s.extend_from_slice(&server_error("23505", "duplicate key"));
+    ready(&mut s, TransactionStatus::Idle);
+    server(&mut r, s);
+    let out = r.take_audit();
+    assert_eq!(out.hold_from, None, "a failed statement changed nothing");
+    let e = &out.events[0];
+    assert_eq!(
+        e.outcome.as_ref().unwrap().sqlstate.as_deref(),
+        Some("23505")
+    );
+    let st = e.statement.as_ref().unwrap();
+    assert_eq!(st.protocol, "extended");
+    assert_eq!(st.params.as_deref(), Some(&[Some("42".to_owned())][..]));
+    log.close();
 }
 
 fn frames(mut bytes: BytesMut) -> Vec<Frame> {

@@ -1,0 +1,162 @@
+//! The hash chain and signed checkpoints.
+//!
+//! An event's hash is the SHA-256 of its *canonical JSON* without the `hash` key:
+//! objects with keys in byte order, no insignificant whitespace, strings and numbers as
+//! `serde_json` writes them. Every event carries the previous event's hash in `prev`,
+//! so changing, removing, inserting or reordering any event breaks the chain at that
+//! point. A checkpoint signs `(head_seq, head_hash)` with Ed25519: whoever holds the
+//! public key can tell that the chain up to the head is the one the gateway wrote.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::event::{AuditEvent, CheckpointRecord};
+
+/// `prev` of the first event of a trail.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Writes `v` as canonical JSON (sorted keys, no whitespace).
+pub fn canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::to_string(k).expect("a string serializes"));
+                out.push(':');
+                canonical(&map[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&serde_json::to_string(other).expect("a scalar serializes")),
+    }
+}
+
+/// The hash of an event given as a JSON object (its `hash` key, if any, is ignored).
+pub fn hash_value(v: &Value) -> String {
+    let mut text = String::with_capacity(512);
+    match v {
+        Value::Object(map) if map.contains_key("hash") => {
+            let mut map = map.clone();
+            map.remove("hash");
+            canonical(&Value::Object(map), &mut text);
+        }
+        other => canonical(other, &mut text),
+    }
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// Seals `event`: computes its hash and returns the JSON line (with `\n`) to write.
+/// The line is the canonical JSON with `hash` first (the line itself need not be
+/// canonical: verification re-canonicalises what it reads).
+pub fn seal(event: &mut AuditEvent) -> String {
+    event.hash.clear();
+    let value = serde_json::to_value(&*event).expect("an audit event serializes");
+    let mut body = String::with_capacity(512);
+    canonical(&value, &mut body);
+    let hash = hex::encode(Sha256::digest(body.as_bytes()));
+    let mut line = String::with_capacity(body.len() + 80);
+    line.push_str("{\"hash\":\"");
+    line.push_str(&hash);
+    line.push('"');
+    if body.len() > 2 {
+        line.push(',');
+    }
+    line.push_str(&body[1..]);
+    line.push('\n');
+    event.hash = hash;
+    line
+}
+
+/// The bytes a checkpoint signs.
+pub fn checkpoint_message(head_seq: u64, head_hash: &str) -> Vec<u8> {
+    format!("portcullis-audit-checkpoint:v1:{head_seq}:{head_hash}").into_bytes()
+}
+
+/// Signs checkpoints with the configured Ed25519 key.
+pub struct CheckpointSigner {
+    key: SigningKey,
+    key_hex: String,
+}
+
+impl CheckpointSigner {
+    /// A signer from a 32-byte secret key.
+    pub fn new(secret: [u8; 32]) -> Self {
+        let key = SigningKey::from_bytes(&secret);
+        let key_hex = hex::encode(key.verifying_key().as_bytes());
+        CheckpointSigner { key, key_hex }
+    }
+
+    /// Reads a secret key file (64 hex digits).
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        Ok(CheckpointSigner::new(read_hex_key(path)?))
+    }
+
+    /// The public key, hex.
+    pub fn public_key_hex(&self) -> &str {
+        &self.key_hex
+    }
+
+    /// A checkpoint over `(head_seq, head_hash)`.
+    pub fn sign(&self, head_seq: u64, head_hash: &str) -> CheckpointRecord {
+        let sig = self.key.sign(&checkpoint_message(head_seq, head_hash));
+        CheckpointRecord {
+            head_seq,
+            head_hash: head_hash.to_owned(),
+            key: self.key_hex.clone(),
+            signature: hex::encode(sig.to_bytes()),
+        }
+    }
+}
+
+/// Reads 32 bytes written as 64 hex digits (surrounding whitespace allowed).
+pub fn read_hex_key(path: &Path) -> anyhow::Result<[u8; 32]> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read key file {}", path.display()))?;
+    parse_hex_key(text.trim()).with_context(|| format!("key file {}", path.display()))
+}
+
+/// Parses 64 hex digits.
+pub fn parse_hex_key(text: &str) -> anyhow::Result<[u8; 32]> {
+    let bytes = hex::decode(text).context("expected 64 hexadecimal digits")?;
+    let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) else {
+        bail!(
+            "expected 64 hexadecimal digits (32 bytes), got {} bytes",
+            bytes.len()
+        );
+    };
+    Ok(key)
+}
+
+/// Checks a checkpoint's signature against `public_key`.
+pub fn verify_checkpoint(public_key: &VerifyingKey, c: &CheckpointRecord) -> Result<(), String> {
+    let sig = hex::decode(&c.signature).map_err(|_| "signature is not hex".to_owned())?;
+    let sig =
+        Signature::from_slice(&sig).map_err(|_| "signature has the wrong length".to_owned())?;
+    public_key
+        .verify(&checkpoint_message(c.head_seq, &c.head_hash), &sig)
+        .map_err(|_| "signature does not verify with the given public key".to_owned())
+}
+
+/// A public key from 64 hex digits.
+pub fn verifying_key(bytes: [u8; 32]) -> anyhow::Result<VerifyingKey> {
+    VerifyingKey::from_bytes(&bytes).context("not a valid Ed25519 public key")
+}

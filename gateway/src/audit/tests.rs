@@ -1,0 +1,357 @@
+//! Tests of the chain, the writer and the verifier against real files.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::chain::{CheckpointSigner, verifying_key};
+use super::event::{AuditEvent, EventKind, SessionRecord};
+use super::verify::{Report, VerifyOptions, verify_files};
+use super::writer::{AuditLog, trail_files};
+use crate::config::AuditConfig;
+
+fn session(user: &str) -> Arc<SessionRecord> {
+    Arc::new(SessionRecord {
+        id: 7,
+        user: user.into(),
+        groups: vec!["analysts".into()],
+        principal: "person".into(),
+        auth: "scram-sha-256".into(),
+        acting_for: None,
+        client_addr: "127.0.0.1:5000".into(),
+        application: "test".into(),
+        database: "demo".into(),
+    })
+}
+
+fn events(n: usize, user: &str) -> Vec<AuditEvent> {
+    (0..n)
+        .map(|i| {
+            let mut e = AuditEvent::for_session(EventKind::Connect, &session(user));
+            e.detail = Some(serde_json::json!({"i": i}));
+            e
+        })
+        .collect()
+}
+
+/// Writes `n` events in a fresh trail and closes it.
+fn trail(dir: &Path, n: usize, cfg: impl FnOnce(&mut AuditConfig)) -> Vec<PathBuf> {
+    let mut c = AuditConfig::new(dir);
+    cfg(&mut c);
+    let log = AuditLog::open(&c, None).unwrap();
+    for chunk in events(n, "alice").chunks(7) {
+        log.submit(chunk.to_vec(), false);
+    }
+    log.close();
+    trail_files(dir).unwrap()
+}
+
+fn verify(files: &[PathBuf]) -> Report {
+    verify_files(
+        files,
+        &VerifyOptions {
+            require_sealed: true,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+fn lines(p: &Path) -> Vec<String> {
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn write_lines(p: &Path, lines: &[String]) {
+    let mut text = lines.join("\n");
+    text.push('\n');
+    std::fs::write(p, text).unwrap();
+}
+
+fn assert_problem(r: &Report, line: usize, needle: &str) {
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.line == line && p.message.contains(needle)),
+        "expected a problem on line {line} containing {needle:?}, got {:#?}",
+        r.problems
+    );
+}
+
+#[test]
+fn a_clean_trail_verifies_and_is_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = trail(dir.path(), 20, |_| {});
+    assert_eq!(files.len(), 1);
+    let r = verify(&files);
+    assert!(r.ok(), "{:#?}", r.problems);
+    assert!(r.sealed);
+    // start + 20 + stop
+    assert_eq!(r.events, 22);
+    assert_eq!(r.first_seq, Some(0));
+    assert_eq!(r.last_seq, Some(21));
+}
+
+#[test]
+fn a_modified_event_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = trail(dir.path(), 10, |_| {});
+    let mut l = lines(&files[0]);
+    l[4] = l[4].replace("\"alice\"", "\"mallory\"");
+    write_lines(&files[0], &l);
+    let r = verify(&files);
+    assert_problem(&r, 5, "modified");
+    assert_eq!(r.problems.len(), 1, "{:#?}", r.problems);
+}
+
+#[test]
+fn a_deleted_event_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = trail(dir.path(), 10, |_| {});
+    let mut l = lines(&files[0]);
+    l.remove(3);
+    write_lines(&files[0], &l);
+    let r = verify(&files);
+    assert_problem(&r, 4, "seq 3 is missing");
+    assert_eq!(r.problems.len(), 1, "{:#?}", r.problems);
+}
+
+#[test]
+fn an_inserted_event_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = trail(dir.path(), 10, |_| {});
+    let mut l = lines(&files[0]);
+    // A copy of a real event (valid hash), and a forged one with a fresh hash.
+    let copy = l[2].clone();
+    l.insert(5, copy);
+    write_lines(&files[0], &l);
+    let r = verify(&files);
+    assert_problem(&r, 6, "inserted, duplicated or reordered");
+
+    let dir2 = tempfile::tempdir().unwrap();
+    let f = trail(dir2.path(), 10, |_| {});
+    let mut l = lines(&f[0]);
+    let mut forged: AuditEvent = serde_json::from_str(&l[3]).unwrap();
+    forged.seq = 4;
+    forged.detail = Some(serde_json::json!({"forged": true}));
+    let line = super::chain::seal(&mut forged);
+    l.insert(4, line.trim_end().to_owned());
+    write_lines(&f[0], &l);
+    let r = verify(&f);
+    assert_problem(&r, 5, "replaced or inserted");
+}
+
+#[test]
+fn reordered_events_are_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = trail(dir.path(), 10, |_| {});
+    let mut l = lines(&files[0]);
+    l.swap(3, 4);
+    write_lines(&files[0], &l);
+    let r = verify(&files);
+    assert!(!r.ok());
+    assert_problem(&r, 4, "missing");
+    assert_problem(&r, 5, "inserted, duplicated or reordered");
+}
+
+#[test]
+fn truncation_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = trail(dir.path(), 10, |_| {});
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    // Cut in the middle of the last line.
+    std::fs::write(&files[0], &text[..text.len() - 20]).unwrap();
+    let r = verify(&files);
+    assert_problem(&r, 12, "middle of an event");
+
+    // Whole events cut off the end: the trail no longer ends with `stop`.
+    let mut l: Vec<String> = text.lines().map(str::to_owned).collect();
+    l.truncate(8);
+    write_lines(&files[0], &l);
+    let r = verify(&files);
+    assert_problem(&r, 8, "does not end with a stop event");
+}
+
+#[test]
+fn rotation_keeps_the_chain_and_truncating_a_sealed_file_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = trail(dir.path(), 200, |c| c.max_file_bytes = 4096);
+    assert!(files.len() > 3, "expected several files, got {files:?}");
+    let r = verify(&files);
+    assert!(r.ok(), "{:#?}", r.problems);
+    assert_eq!(r.events, 202 + (files.len() as u64 - 1));
+
+    // Deleting a whole middle file.
+    let mut missing = files.clone();
+    missing.remove(1);
+    let r = verify(&missing);
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.message.contains("sealed with next file")),
+        "{:#?}",
+        r.problems
+    );
+
+    // Cutting the seal and an event off a middle file.
+    let mut l = lines(&files[1]);
+    let n = l.len();
+    l.truncate(n - 2);
+    write_lines(&files[1], &l);
+    let r = verify(&files);
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.file == files[1] && p.message.contains("without a rotation seal")),
+        "{:#?}",
+        r.problems
+    );
+}
+
+#[test]
+fn a_restart_continues_the_chain_and_a_torn_tail_is_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    trail(dir.path(), 5, |_| {});
+    // A crash in the middle of a write.
+    let files = trail_files(dir.path()).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&files[0])
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"{\"seq\":7,\"prev\":\"ab").unwrap();
+    drop(f);
+    let files = trail(dir.path(), 5, |_| {});
+    let r = verify(&files);
+    assert!(r.ok(), "{:#?}", r.problems);
+    assert_eq!(r.events, 14);
+    let l = lines(&files[0]);
+    let start: AuditEvent = serde_json::from_str(&l[7]).unwrap();
+    assert_eq!(start.kind, EventKind::Start);
+    let d = start.detail.unwrap();
+    assert_eq!(d["previous_run"], "clean");
+    assert_eq!(d["torn_tail_bytes"], 19);
+}
+
+#[test]
+fn a_restart_after_rotation_continues_in_the_sealed_files_successor() {
+    let dir = tempfile::tempdir().unwrap();
+    trail(dir.path(), 100, |c| c.max_file_bytes = 4096);
+    trail(dir.path(), 100, |c| c.max_file_bytes = 4096);
+    let files = trail_files(dir.path()).unwrap();
+    let r = verify(&files);
+    assert!(r.ok(), "{:#?}", r.problems);
+}
+
+#[test]
+fn checkpoints_are_signed_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret: [u8; 32] = rand::random();
+    let key_file = dir.path().join("audit.key");
+    std::fs::write(&key_file, hex::encode(secret)).unwrap();
+    let trail_dir = dir.path().join("trail");
+    let files = trail(&trail_dir, 10, |c| c.signing_key = Some(key_file.clone()));
+    let public = verifying_key(
+        CheckpointSigner::new(secret)
+            .public_key_hex()
+            .parse::<String>()
+            .map(|h| super::chain::parse_hex_key(&h).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let opts = VerifyOptions {
+        public_key: Some(public),
+        require_sealed: true,
+        partial: false,
+    };
+    let r = verify_files(&files, &opts).unwrap();
+    assert!(r.ok(), "{:#?}", r.problems);
+    assert_eq!(r.signatures_verified, 1);
+
+    // Another key does not verify them.
+    let other = verifying_key(
+        super::chain::parse_hex_key(CheckpointSigner::new(rand::random()).public_key_hex())
+            .unwrap(),
+    )
+    .unwrap();
+    let r = verify_files(
+        &files,
+        &VerifyOptions {
+            public_key: Some(other),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.message.contains("not the given public key")),
+        "{:#?}",
+        r.problems
+    );
+
+    // Rewriting the chain and re-hashing everything (a forger without the key) breaks
+    // the signature.
+    let mut l = lines(&files[0]);
+    let mut prev = super::chain::GENESIS.to_owned();
+    for line in l.iter_mut() {
+        let mut e: AuditEvent = serde_json::from_str(line).unwrap();
+        if e.seq == 3 {
+            e.detail = Some(serde_json::json!({"i": "forged"}));
+        }
+        e.prev = prev.clone();
+        if let Some(c) = &mut e.checkpoint {
+            c.head_hash = prev.clone();
+        }
+        *line = super::chain::seal(&mut e).trim_end().to_owned();
+        prev = e.hash.clone();
+    }
+    write_lines(&files[0], &l);
+    let r = verify_files(&files, &opts).unwrap();
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.message.contains("signature does not verify")),
+        "{:#?}",
+        r.problems
+    );
+}
+
+#[tokio::test]
+async fn sync_waits_for_the_disk_and_an_unwritable_sink_reports_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(&AuditConfig::new(dir.path()), None).unwrap();
+    let ticket = log.submit(events(1, "bob"), true);
+    log.sync().await.unwrap();
+    assert!(log.durability().borrow().through >= ticket);
+    let text = std::fs::read_to_string(&trail_files(dir.path()).unwrap()[0]).unwrap();
+    assert!(text.contains("\"bob\""));
+    assert!(log.healthy());
+    log.close();
+
+    // A trail file that is /dev/full: every write fails with ENOSPC.
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/dev/full", dir.path().join(super::writer::file_name(0))).unwrap();
+    let log = AuditLog::open(&AuditConfig::new(dir.path()), None).unwrap();
+    log.submit(events(1, "bob"), true);
+    assert!(log.sync().await.is_err());
+    assert!(!log.healthy());
+    log.close();
+}
+
+#[test]
+fn files_rotate_by_age_and_the_chain_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = AuditConfig::new(dir.path());
+    c.max_file_age_secs = 1;
+    let log = AuditLog::open(&c, None).unwrap();
+    log.submit(events(3, "alice"), false);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    log.submit(events(3, "bob"), false);
+    log.close();
+    let files = trail_files(dir.path()).unwrap();
+    assert!(files.len() >= 2, "{files:?}");
+    let r = verify(&files);
+    assert!(r.ok(), "{:#?}", r.problems);
+}

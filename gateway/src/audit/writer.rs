@@ -1,0 +1,760 @@
+//! The JSON-lines file sink: one writer thread, group commit, rotation, recovery.
+//!
+//! Sessions hand events to [`AuditLog::submit`] (a mutex push; no system call unless
+//! the writer must wake up) and the writer thread does everything else: it numbers and
+//! chains the events, writes them in batches, syncs them per the fsync policy,
+//! rotates files and signs checkpoints. Every submitted event gets a *ticket*; the
+//! writer publishes the highest ticket on disk through a watch channel, which is how
+//! the I/O layer holds a write's result until its event is durable.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::{broadcast, watch};
+
+use super::chain::{CheckpointSigner, GENESIS, hash_value, seal};
+use super::event::{AuditEvent, EventKind, PolicyRef};
+use crate::config::{AuditConfig, AuditFsync};
+
+/// Encoded events kept in memory while the sink fails; beyond this, events are
+/// counted as lost (a `lost` event records how many once the sink works again).
+const MAX_PENDING_BYTES: usize = 64 << 20;
+/// Time between attempts while the sink fails.
+const RETRY_AFTER: Duration = Duration::from_millis(500);
+/// Largest tail read to find the last event at startup.
+const TAIL_WINDOW: u64 = 4 << 20;
+
+/// How far the writer got, in tickets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Durability {
+    /// Every event with a ticket up to this one is on disk (synced as its fsync
+    /// policy requires).
+    pub through: u64,
+    /// Events with tickets up to this one could not be written when first tried (they
+    /// are retried, but whoever waits for them should give up).
+    pub failed_through: u64,
+}
+
+impl Durability {
+    /// `Some(true)` once `ticket` is durable, `Some(false)` if writing it failed, `None`
+    /// while it is still on its way.
+    pub fn state_of(&self, ticket: u64) -> Option<bool> {
+        if self.through >= ticket {
+            Some(true)
+        } else if self.failed_through >= ticket {
+            Some(false)
+        } else {
+            None
+        }
+    }
+}
+
+/// The audit trail of a gateway. Cloning shares it.
+#[derive(Clone)]
+pub struct AuditLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    healthy: AtomicBool,
+    durable: watch::Sender<Durability>,
+    feed: broadcast::Sender<Arc<str>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    dir: PathBuf,
+    public_key: Option<String>,
+}
+
+#[derive(Default)]
+struct Queue {
+    items: Vec<(SystemTime, AuditEvent)>,
+    submitted: u64,
+    urgent: bool,
+    stop: bool,
+}
+
+/// Counters of the audit writer.
+#[derive(Clone)]
+struct WriterMetrics {
+    events: prometheus::IntCounter,
+    errors: prometheus::IntCounter,
+    lost: prometheus::IntCounter,
+    healthy: prometheus::IntGauge,
+}
+
+impl WriterMetrics {
+    fn new(registry: Option<&prometheus::Registry>) -> anyhow::Result<Self> {
+        let m = WriterMetrics {
+            events: prometheus::IntCounter::new(
+                "portcullis_audit_events_total",
+                "Audit events written",
+            )?,
+            errors: prometheus::IntCounter::new(
+                "portcullis_audit_write_errors_total",
+                "Failed attempts to write or sync the audit trail",
+            )?,
+            lost: prometheus::IntCounter::new(
+                "portcullis_audit_lost_events_total",
+                "Audit events dropped while the sink failed and its buffer was full",
+            )?,
+            healthy: prometheus::IntGauge::new(
+                "portcullis_audit_healthy",
+                "1 while the audit trail can be written",
+            )?,
+        };
+        if let Some(r) = registry {
+            r.register(Box::new(m.events.clone()))?;
+            r.register(Box::new(m.errors.clone()))?;
+            r.register(Box::new(m.lost.clone()))?;
+            r.register(Box::new(m.healthy.clone()))?;
+        }
+        Ok(m)
+    }
+}
+
+fn lock(m: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The file holding events from `first_seq` on.
+pub fn file_name(first_seq: u64) -> String {
+    format!("audit-{first_seq:020}.jsonl")
+}
+
+/// The trail's files in `dir`, in chain order.
+pub fn trail_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("audit-") && n.ends_with(".jsonl"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+impl AuditLog {
+    /// Opens (or creates) the trail in `config.dir`, continuing the chain from the
+    /// last event on disk, and starts the writer thread. A torn last line (a crash in
+    /// the middle of a write nobody was told about) is cut off and recorded in the
+    /// `start` event. A last event whose hash does not verify stops the start.
+    pub fn open(
+        config: &AuditConfig,
+        registry: Option<&prometheus::Registry>,
+    ) -> anyhow::Result<Self> {
+        let signer = config
+            .signing_key
+            .as_deref()
+            .map(CheckpointSigner::from_file)
+            .transpose()?;
+        std::fs::create_dir_all(&config.dir)
+            .with_context(|| format!("cannot create audit directory {}", config.dir.display()))?;
+        let rec = recover(&config.dir)?;
+        let metrics = WriterMetrics::new(registry)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&rec.path)
+            .with_context(|| format!("cannot open audit file {}", rec.path.display()))?;
+        let regular = file.metadata().map(|m| m.is_file()).unwrap_or(false);
+        if regular {
+            sync_dir(&config.dir);
+        }
+        let (durable, _) = watch::channel(Durability::default());
+        let (feed, _) = broadcast::channel(4096);
+        let inner = Arc::new(Inner {
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+            healthy: AtomicBool::new(true),
+            durable,
+            feed,
+            thread: Mutex::new(None),
+            dir: config.dir.clone(),
+            public_key: signer.as_ref().map(|s| s.public_key_hex().to_owned()),
+        });
+        let now = Instant::now();
+        let mut w = Writer {
+            cfg: config.clone(),
+            inner: Arc::clone(&inner),
+            metrics,
+            file,
+            path: rec.path.clone(),
+            regular,
+            good_len: rec.good_len,
+            opened: now,
+            next_seq: rec.next_seq,
+            prev: rec.prev,
+            pending: Vec::new(),
+            pending_lines: Vec::new(),
+            taken: 0,
+            unsynced: false,
+            last_flush: now,
+            last_sync: now,
+            retry_at: None,
+            failing: false,
+            signer,
+            last_checkpoint: now,
+            since_checkpoint: 0,
+            lost: 0,
+            sealed: None,
+        };
+        let mut start = AuditEvent::new(EventKind::Start);
+        start.detail = Some(rec.detail);
+        w.encode(SystemTime::now(), start);
+        let thread = std::thread::Builder::new()
+            .name("portcullis-audit".into())
+            .spawn(move || w.run())
+            .context("cannot start the audit writer thread")?;
+        *inner.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(thread);
+        Ok(AuditLog { inner })
+    }
+
+    /// Queues events. `urgent`: a client waits for them, write them now. Returns the
+    /// ticket of the last one (see [`AuditLog::durability`]).
+    pub fn submit(&self, events: Vec<AuditEvent>, urgent: bool) -> u64 {
+        let now = SystemTime::now();
+        let mut q = lock(&self.inner.queue);
+        let was_empty = q.items.is_empty();
+        q.submitted += events.len() as u64;
+        q.items.extend(events.into_iter().map(|e| (now, e)));
+        let ticket = q.submitted;
+        let notify = urgent || (was_empty && !q.items.is_empty());
+        if urgent {
+            q.urgent = true;
+        }
+        drop(q);
+        if notify {
+            self.inner.wake.notify_one();
+        }
+        ticket
+    }
+
+    /// Queues one event no client waits for.
+    pub fn record(&self, event: AuditEvent) {
+        self.submit(vec![event], false);
+    }
+
+    /// Records that a policy set was loaded (at start or on reload).
+    pub fn policy_loaded(&self, policies: &Arc<[PolicyRef]>, detail: Value) {
+        let mut e = AuditEvent::new(EventKind::PolicyLoad);
+        e.policies = Some(Arc::clone(policies));
+        e.detail = Some(detail);
+        self.record(e);
+    }
+
+    /// Writes and syncs everything queued so far; resolves when it is on disk, or
+    /// errors if writing failed.
+    pub async fn sync(&self) -> anyhow::Result<()> {
+        let mut rx = self.durability();
+        let ticket = self.submit(Vec::new(), true);
+        loop {
+            match rx.borrow_and_update().state_of(ticket) {
+                Some(true) => return Ok(()),
+                Some(false) => bail!("the audit trail could not be written"),
+                None => {}
+            }
+            rx.changed().await.context("the audit writer stopped")?;
+        }
+    }
+
+    /// False while the trail cannot be written.
+    pub fn healthy(&self) -> bool {
+        self.inner.healthy.load(Ordering::Relaxed)
+    }
+
+    /// How far the writer got.
+    pub fn durability(&self) -> watch::Receiver<Durability> {
+        self.inner.durable.subscribe()
+    }
+
+    /// The lines written from now on, as they reach the file (for live feeds).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
+        self.inner.feed.subscribe()
+    }
+
+    /// The directory of the trail.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The checkpoint signing key's public half (hex), if checkpoints are signed.
+    pub fn public_key(&self) -> Option<&str> {
+        self.inner.public_key.as_deref()
+    }
+
+    /// Writes a final checkpoint (if signing) and the `stop` event, syncs, and stops the
+    /// writer thread. Idempotent; events submitted afterwards are dropped.
+    pub fn close(&self) {
+        lock(&self.inner.queue).stop = true;
+        self.inner.wake.notify_one();
+        let thread = self
+            .inner
+            .thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What startup found on disk.
+struct Recovered {
+    path: PathBuf,
+    good_len: u64,
+    next_seq: u64,
+    prev: String,
+    detail: Value,
+}
+
+fn recover(dir: &Path) -> anyhow::Result<Recovered> {
+    let files = trail_files(dir)
+        .with_context(|| format!("cannot list audit directory {}", dir.display()))?;
+    let Some(last_file) = files.last().cloned() else {
+        return Ok(Recovered {
+            path: dir.join(file_name(0)),
+            good_len: 0,
+            next_seq: 0,
+            prev: GENESIS.to_owned(),
+            detail: json!({"previous_run": "none", "file": file_name(0)}),
+        });
+    };
+    let regular = std::fs::metadata(&last_file)
+        .map(|m| m.is_file())
+        .unwrap_or(false);
+    if !regular {
+        // A device or pipe: nothing to recover, the chain starts over.
+        return Ok(Recovered {
+            path: last_file,
+            good_len: 0,
+            next_seq: 0,
+            prev: GENESIS.to_owned(),
+            detail: json!({"previous_run": "unknown", "note": "the trail file is not a regular file"}),
+        });
+    }
+    let tail = read_tail(&last_file)?;
+    let mut detail = json!({"file": last_file.file_name().and_then(|n| n.to_str()).unwrap_or("")});
+    if tail.torn_len > 0 {
+        // Cut the torn line off: no client was told about it (results are released
+        // only after their event's write completed).
+        let f = OpenOptions::new()
+            .write(true)
+            .open(&last_file)
+            .with_context(|| format!("cannot open {} to repair it", last_file.display()))?;
+        f.set_len(tail.good_len)
+            .with_context(|| format!("cannot truncate the torn tail of {}", last_file.display()))?;
+        f.sync_all()?;
+        detail["torn_tail_bytes"] = json!(tail.torn_len);
+        detail["torn_tail_sha256"] = json!(tail.torn_sha256);
+        tracing::warn!(file = %last_file.display(), bytes = tail.torn_len, "audit trail: cut off a torn last line");
+    }
+    let last = match tail.last {
+        Some(v) => Some(v),
+        None => {
+            // The last file has no complete event; look at the one before.
+            let mut found = None;
+            for f in files.iter().rev().skip(1) {
+                if let Some(v) = read_tail(f)?.last {
+                    found = Some(v);
+                    break;
+                }
+            }
+            found
+        }
+    };
+    let Some(last) = last else {
+        detail["previous_run"] = json!("none");
+        return Ok(Recovered {
+            path: last_file,
+            good_len: tail.good_len,
+            next_seq: 0,
+            prev: GENESIS.to_owned(),
+            detail,
+        });
+    };
+    let seq = last["seq"]
+        .as_u64()
+        .context("the last audit event has no seq")?;
+    let hash = last["hash"].as_str().unwrap_or("").to_owned();
+    let kind = last["kind"].as_str().unwrap_or("");
+    detail["previous_run"] = json!(if kind == "stop" { "clean" } else { "unclean" });
+    detail["continues_seq"] = json!(seq);
+    let (path, good_len) = if kind == "rotate" {
+        // Crashed between sealing a file and creating the next one.
+        (dir.join(file_name(seq + 1)), 0)
+    } else {
+        (last_file, tail.good_len)
+    };
+    Ok(Recovered {
+        path,
+        good_len,
+        next_seq: seq + 1,
+        prev: hash,
+        detail,
+    })
+}
+
+struct Tail {
+    last: Option<Value>,
+    good_len: u64,
+    torn_len: u64,
+    torn_sha256: String,
+}
+
+fn read_tail(path: &Path) -> anyhow::Result<Tail> {
+    let mut f = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let len = f.metadata()?.len();
+    let window = len.min(TAIL_WINDOW);
+    f.seek(SeekFrom::Start(len - window))?;
+    let mut buf = Vec::with_capacity(window as usize);
+    f.read_to_end(&mut buf)?;
+    let end = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    if end == 0 && window < len {
+        bail!(
+            "{}: the last audit event is longer than {TAIL_WINDOW} bytes",
+            path.display()
+        );
+    }
+    let torn = &buf[end..];
+    let torn_len = torn.len() as u64;
+    let torn_sha256 = hex::encode(Sha256::digest(torn));
+    if end == 0 {
+        return Ok(Tail {
+            last: None,
+            good_len: 0,
+            torn_len,
+            torn_sha256,
+        });
+    }
+    let body = &buf[..end - 1];
+    let start = body.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    if start == 0 && window < len {
+        bail!(
+            "{}: the last audit event is longer than {TAIL_WINDOW} bytes",
+            path.display()
+        );
+    }
+    let line = &body[start..];
+    let value: Value = serde_json::from_slice(line).with_context(|| {
+        format!(
+            "{}: the last audit event is not valid JSON; run `portcullis audit verify` on the trail",
+            path.display()
+        )
+    })?;
+    let stored = value["hash"].as_str().unwrap_or("");
+    if hash_value(&value) != stored {
+        bail!(
+            "{}: the last audit event's hash does not verify (the trail was modified); run `portcullis audit verify` on the trail",
+            path.display()
+        );
+    }
+    Ok(Tail {
+        last: Some(value),
+        good_len: len - torn_len,
+        torn_len,
+        torn_sha256,
+    })
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+struct Writer {
+    cfg: AuditConfig,
+    inner: Arc<Inner>,
+    metrics: WriterMetrics,
+    file: File,
+    path: PathBuf,
+    regular: bool,
+    good_len: u64,
+    opened: Instant,
+    next_seq: u64,
+    prev: String,
+    pending: Vec<u8>,
+    pending_lines: Vec<Arc<str>>,
+    taken: u64,
+    unsynced: bool,
+    last_flush: Instant,
+    last_sync: Instant,
+    retry_at: Option<Instant>,
+    failing: bool,
+    signer: Option<CheckpointSigner>,
+    last_checkpoint: Instant,
+    since_checkpoint: u64,
+    lost: u64,
+    /// The current file is sealed; events go to this file once it can be created.
+    sealed: Option<PathBuf>,
+}
+
+impl Writer {
+    fn interval(&self) -> Duration {
+        Duration::from_millis(self.cfg.batch_interval_ms)
+    }
+
+    fn checkpoint_interval(&self) -> Duration {
+        Duration::from_secs(self.cfg.checkpoint_interval_secs.max(1))
+    }
+
+    fn run(mut self) {
+        loop {
+            let (items, urgent, stop) = self.wait();
+            let n = items.len() as u64;
+            for (time, e) in items {
+                self.encode(time, e);
+                if self.size_rotation_due() && self.flush(true) {
+                    self.rotate();
+                }
+            }
+            self.taken += n;
+            if self.signer.is_some()
+                && self.since_checkpoint > 0
+                && (stop || self.last_checkpoint.elapsed() >= self.checkpoint_interval())
+            {
+                self.checkpoint();
+            }
+            if stop {
+                self.encode(SystemTime::now(), AuditEvent::new(EventKind::Stop));
+            }
+            let sync = stop
+                || match self.cfg.fsync {
+                    AuditFsync::Always => true,
+                    AuditFsync::Batch => urgent || self.last_sync.elapsed() >= self.interval(),
+                    AuditFsync::Never => false,
+                };
+            let mut ok = self.flush(sync);
+            if stop && !ok {
+                for _ in 0..3 {
+                    std::thread::sleep(Duration::from_millis(100));
+                    ok = self.flush(true);
+                    if ok {
+                        break;
+                    }
+                }
+                if !ok {
+                    tracing::error!(
+                        pending_bytes = self.pending.len(),
+                        "audit trail: could not write the last events before stopping"
+                    );
+                }
+            }
+            if ok && !stop && self.rotation_due() {
+                self.rotate();
+            }
+            self.publish(ok);
+            if stop {
+                return;
+            }
+        }
+    }
+
+    /// Waits for work: urgent events, a stop, or the next deadline.
+    fn wait(&mut self) -> (Vec<(SystemTime, AuditEvent)>, bool, bool) {
+        let inner = Arc::clone(&self.inner);
+        let mut q = lock(&inner.queue);
+        loop {
+            if q.stop || q.urgent {
+                break;
+            }
+            let mut deadline: Option<Instant> = None;
+            let mut consider =
+                |d: Instant| deadline = Some(deadline.map_or(d, |x: Instant| x.min(d)));
+            if !q.items.is_empty() || (self.unsynced && self.cfg.fsync == AuditFsync::Batch) {
+                consider(self.last_flush + self.interval());
+            }
+            match self.retry_at {
+                Some(r) => consider(r),
+                None if !self.pending.is_empty() => consider(Instant::now()),
+                None => {}
+            }
+            if self.signer.is_some() && self.since_checkpoint > 0 {
+                consider(self.last_checkpoint + self.checkpoint_interval());
+            }
+            if self.cfg.max_file_age_secs > 0 && self.regular && self.good_len > 0 {
+                consider(self.opened + Duration::from_secs(self.cfg.max_file_age_secs));
+            }
+            match deadline {
+                None => q = inner.wake.wait(q).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if d <= now {
+                        break;
+                    }
+                    q = inner
+                        .wake
+                        .wait_timeout(q, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        }
+        let items = std::mem::take(&mut q.items);
+        let urgent = std::mem::take(&mut q.urgent);
+        (items, urgent, q.stop)
+    }
+
+    fn encode(&mut self, time: SystemTime, mut e: AuditEvent) {
+        if self.pending.len() > MAX_PENDING_BYTES {
+            self.lost += 1;
+            self.metrics.lost.inc();
+            return;
+        }
+        if self.lost > 0 && !self.failing {
+            let mut l = AuditEvent::new(EventKind::Lost);
+            l.detail = Some(json!({"events": self.lost}));
+            self.lost = 0;
+            self.encode(time, l);
+        }
+        e.seq = self.next_seq;
+        e.prev = std::mem::take(&mut self.prev);
+        e.time = humantime::format_rfc3339_micros(time).to_string();
+        let line = seal(&mut e);
+        self.prev = e.hash;
+        self.next_seq += 1;
+        self.pending.extend_from_slice(line.as_bytes());
+        self.metrics.events.inc();
+        if self.inner.feed.receiver_count() > 0 {
+            self.pending_lines.push(Arc::from(line.trim_end()));
+        }
+        if e.kind != EventKind::Checkpoint {
+            self.since_checkpoint += 1;
+        }
+    }
+
+    fn checkpoint(&mut self) {
+        let Some(signer) = &self.signer else { return };
+        let mut c = AuditEvent::new(EventKind::Checkpoint);
+        c.checkpoint = Some(signer.sign(self.next_seq.saturating_sub(1), &self.prev));
+        self.encode(SystemTime::now(), c);
+        self.since_checkpoint = 0;
+        self.last_checkpoint = Instant::now();
+    }
+
+    /// Writes what is pending and syncs if asked; false on failure (nothing is lost:
+    /// the pending bytes stay for the next attempt, and a partial write is cut off).
+    fn flush(&mut self, sync: bool) -> bool {
+        self.last_flush = Instant::now();
+        if let Some(next) = self.sealed.clone() {
+            match OpenOptions::new().create(true).append(true).open(&next) {
+                Ok(f) => {
+                    sync_dir(&self.cfg.dir);
+                    self.file = f;
+                    self.path = next;
+                    self.good_len = 0;
+                    self.opened = Instant::now();
+                    self.sealed = None;
+                }
+                Err(e) => {
+                    self.fail("create the next file", &e);
+                    return false;
+                }
+            }
+        }
+        if !self.pending.is_empty() {
+            if let Err(e) = self.file.write_all(&self.pending) {
+                if self.regular {
+                    let _ = self.file.set_len(self.good_len);
+                }
+                self.fail("write", &e);
+                return false;
+            }
+            self.good_len += self.pending.len() as u64;
+            self.pending.clear();
+            self.unsynced = true;
+            for line in self.pending_lines.drain(..) {
+                let _ = self.inner.feed.send(line);
+            }
+        }
+        if sync && self.unsynced {
+            if let Err(e) = self.file.sync_data() {
+                self.fail("sync", &e);
+                return false;
+            }
+            self.unsynced = false;
+            self.last_sync = Instant::now();
+        }
+        if self.failing {
+            self.failing = false;
+            self.retry_at = None;
+            self.inner.healthy.store(true, Ordering::Relaxed);
+            self.metrics.healthy.set(1);
+            tracing::info!(file = %self.path.display(), "audit trail: writing again");
+        }
+        true
+    }
+
+    fn fail(&mut self, what: &str, e: &std::io::Error) {
+        self.metrics.errors.inc();
+        if !self.failing {
+            tracing::error!(file = %self.path.display(), error = %e, "audit trail: cannot {what}; statements are refused unless audit.fail_open");
+        }
+        self.failing = true;
+        self.retry_at = Some(Instant::now() + RETRY_AFTER);
+        self.inner.healthy.store(false, Ordering::Relaxed);
+        self.metrics.healthy.set(0);
+    }
+
+    fn publish(&mut self, ok: bool) {
+        let taken = self.taken;
+        self.inner.durable.send_if_modified(|d| {
+            let before = *d;
+            if ok {
+                d.through = taken;
+            } else {
+                d.failed_through = taken;
+            }
+            *d != before
+        });
+    }
+
+    fn size_rotation_due(&self) -> bool {
+        self.regular
+            && self.cfg.max_file_bytes > 0
+            && self.good_len + self.pending.len() as u64 >= self.cfg.max_file_bytes
+    }
+
+    fn rotation_due(&self) -> bool {
+        if !self.regular || self.good_len == 0 {
+            return false;
+        }
+        (self.cfg.max_file_bytes > 0 && self.good_len >= self.cfg.max_file_bytes)
+            || (self.cfg.max_file_age_secs > 0
+                && self.opened.elapsed() >= Duration::from_secs(self.cfg.max_file_age_secs))
+    }
+
+    /// Seals the current file with a `rotate` event and continues in a new one.
+    fn rotate(&mut self) {
+        let (seq, prev, since) = (self.next_seq, self.prev.clone(), self.since_checkpoint);
+        let next = file_name(seq + 1);
+        let mut r = AuditEvent::new(EventKind::Rotate);
+        r.detail = Some(json!({"next_file": next}));
+        self.encode(SystemTime::now(), r);
+        if !self.flush(true) {
+            // Un-encode the seal: the chain goes on in this file.
+            self.pending.clear();
+            self.pending_lines.clear();
+            self.next_seq = seq;
+            self.prev = prev;
+            self.since_checkpoint = since;
+            return;
+        }
+        // The next flush opens the new file (and keeps trying until it can: nothing
+        // is ever written after a seal).
+        self.sealed = Some(self.cfg.dir.join(&next));
+        self.flush(false);
+    }
+}

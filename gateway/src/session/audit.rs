@@ -1,0 +1,250 @@
+//! The relay's side of the audit trail: which statement a response belongs to, and
+//! the events recorded when statements are denied, complete or fail.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use portcullis_sql::Analysis;
+use portcullis_wire::Frame;
+use portcullis_wire::backend::ErrorFields;
+
+use super::Relay;
+use super::pending::Pending;
+use crate::audit::record::{StatementFacts, changes_data, denied, rows_from_tag};
+use crate::audit::{AuditEvent, DecisionRecord, EventKind, OutcomeRecord, StatementRecord};
+use crate::pipeline::Denial;
+
+/// The statement a response answers.
+struct Current<'a> {
+    protocol: &'static str,
+    analysis: &'a Arc<Analysis>,
+    index: usize,
+    sql: Option<&'a str>,
+    params: Option<&'a Arc<[Option<String>]>>,
+    sent_at: Instant,
+}
+
+fn micros(from: Instant, to: Instant) -> u64 {
+    to.saturating_duration_since(from).as_micros() as u64
+}
+
+impl Relay {
+    /// The SQL text to keep for the audit trail (only with `statement_text = "full"`).
+    pub(super) fn audit_sql(&self, sql: &str) -> Option<Arc<str>> {
+        self.deps
+            .audit
+            .as_ref()
+            .filter(|a| a.wants_sql())
+            .map(|_| Arc::from(sql))
+    }
+
+    fn push_audit(&mut self, event: AuditEvent, hold_at: Option<usize>) {
+        if self.audit_out.hold_from.is_none() {
+            self.audit_out.hold_from = hold_at;
+        }
+        self.audit_out.events.push(event);
+    }
+
+    /// Records a statement denied before it reached the server.
+    pub(super) fn audit_denied(
+        &mut self,
+        protocol: &'static str,
+        analysis: &Analysis,
+        index: usize,
+        sql: Option<&str>,
+        params: Option<&Arc<[Option<String>]>>,
+        d: &Denial,
+    ) {
+        let (Some(a), Some(s)) = (&self.deps.audit, &self.audit_session) else {
+            return;
+        };
+        let event = a.statement_event(
+            s,
+            StatementFacts {
+                protocol,
+                analysis,
+                index,
+                sql,
+                params,
+                decision: denied(d),
+                outcome: OutcomeRecord {
+                    status: "denied".into(),
+                    command: None,
+                    rows: None,
+                    sqlstate: Some(d.sqlstate.clone()),
+                    error: None,
+                    duration_us: 0,
+                },
+            },
+        );
+        self.push_audit(event, None);
+    }
+
+    /// Records a fast-path FunctionCall (denied, or completed at `now`).
+    pub(super) fn audit_function_call(
+        &mut self,
+        oid: u32,
+        denial: Option<&Denial>,
+        sent_at: Instant,
+        now: Instant,
+        at: usize,
+    ) {
+        let (Some(a), Some(s)) = (&self.deps.audit, &self.audit_session) else {
+            return;
+        };
+        let mut e = AuditEvent::for_session(EventKind::FunctionCall, s);
+        e.statement = Some(StatementRecord {
+            protocol: "function_call".into(),
+            kind: "function_call".into(),
+            fingerprint: format!("function oid {oid}"),
+            index: 0,
+            text: None,
+            text_truncated: false,
+            params: None,
+            tables: Vec::new(),
+            writes: true,
+        });
+        e.decision = Some(denial.map_or_else(DecisionRecord::allow, denied));
+        e.outcome = Some(OutcomeRecord {
+            status: if denial.is_some() { "denied" } else { "ok" }.into(),
+            command: None,
+            rows: None,
+            sqlstate: denial.map(|d| d.sqlstate.clone()),
+            error: None,
+            duration_us: micros(sent_at, now),
+        });
+        if !a.policies.is_empty() {
+            e.policies = Some(Arc::clone(&a.policies));
+        }
+        let hold = denial.is_none().then_some(at);
+        self.push_audit(e, hold);
+    }
+
+    fn current(&self) -> Option<Current<'_>> {
+        match self.pending.front()? {
+            Pending::Query {
+                analysis,
+                denial: None,
+                sent_at,
+                sql,
+                ..
+            } => Some(Current {
+                protocol: "simple",
+                analysis,
+                index: self.query_statement,
+                sql: sql.as_deref(),
+                params: None,
+                sent_at: *sent_at,
+            }),
+            Pending::Execute { portal, sent_at, .. } => {
+                let p = self.portals.get(portal)?;
+                let s = p.statement.as_ref()?;
+                Some(Current {
+                    protocol: "extended",
+                    analysis: &s.analysis,
+                    index: 0,
+                    sql: s.sql.as_deref(),
+                    params: p.params.as_ref(),
+                    sent_at: *sent_at,
+                })
+            }
+            Pending::Parse {
+                statement,
+                denial: None,
+                sent_at,
+                ..
+            } => Some(Current {
+                protocol: "extended",
+                analysis: &statement.analysis,
+                index: 0,
+                sql: statement.sql.as_deref(),
+                params: None,
+                sent_at: *sent_at,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Records the statement a CommandComplete (or PortalSuspended) finishes. Its
+    /// bytes start at `at` in the client output; a statement that may have changed
+    /// data holds them there until its event is durable.
+    pub(super) fn audit_complete(
+        &mut self,
+        frame: &Frame,
+        suspended: bool,
+        at: usize,
+        now: Instant,
+    ) {
+        if self.deps.audit.is_none() {
+            return;
+        }
+        let Some(cur) = self.current() else { return };
+        if matches!(self.pending.front(), Some(Pending::Parse { .. })) {
+            return;
+        }
+        let command = if suspended {
+            None
+        } else {
+            let body = frame.body();
+            let end = body.iter().position(|b| *b == 0).unwrap_or(body.len());
+            Some(String::from_utf8_lossy(&body[..end]).into_owned())
+        };
+        let writes = cur
+            .analysis
+            .statements
+            .get(cur.index)
+            .is_none_or(changes_data);
+        let outcome = OutcomeRecord {
+            status: if suspended { "suspended" } else { "ok" }.into(),
+            rows: command.as_deref().and_then(rows_from_tag),
+            command,
+            sqlstate: None,
+            error: None,
+            duration_us: micros(cur.sent_at, now),
+        };
+        let event = self.statement_event(&cur, DecisionRecord::allow(), outcome);
+        self.push_audit(event, writes.then_some(at));
+    }
+
+    /// Records the statement an ErrorResponse answers (not a denial's).
+    pub(super) fn audit_error(&mut self, frame: &Frame, now: Instant) {
+        if self.deps.audit.is_none() {
+            return;
+        }
+        let Some(cur) = self.current() else { return };
+        let fields = ErrorFields::decode(frame.tag(), frame.body()).ok();
+        let outcome = OutcomeRecord {
+            status: "error".into(),
+            command: None,
+            rows: None,
+            sqlstate: fields.as_ref().and_then(|f| f.code()).map(str::to_owned),
+            error: fields.as_ref().and_then(|f| f.message()).map(str::to_owned),
+            duration_us: micros(cur.sent_at, now),
+        };
+        let event = self.statement_event(&cur, DecisionRecord::allow(), outcome);
+        self.push_audit(event, None);
+    }
+
+    fn statement_event(
+        &self,
+        cur: &Current<'_>,
+        decision: DecisionRecord,
+        outcome: OutcomeRecord,
+    ) -> AuditEvent {
+        let (Some(a), Some(s)) = (&self.deps.audit, &self.audit_session) else {
+            unreachable!("called only when auditing")
+        };
+        a.statement_event(
+            s,
+            StatementFacts {
+                protocol: cur.protocol,
+                analysis: cur.analysis,
+                index: cur.index,
+                sql: cur.sql,
+                params: cur.params,
+                decision,
+                outcome,
+            },
+        )
+    }
+}

@@ -1,0 +1,213 @@
+//! `kill -9` of the real `portcullis` binary under write load: every write whose
+//! result a client received is in the audit trail, the chain verifies, and a restart
+//! continues it.
+//!
+//! Needs PostgreSQL's server binaries (as every cluster test does); a missing one
+//! fails the test.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use portcullis::audit::search::read_events;
+use portcullis::audit::verify::{VerifyOptions, verify_files};
+use portcullis::audit::writer::trail_files;
+use portcullis::audit::{AuditEvent, EventKind};
+use portcullis_cluster::{Cluster, ClusterOptions};
+
+const PASSWORD: &str = "writer-pw";
+
+/// The gateway process; killed if the test fails half-way.
+struct Gateway(Child);
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(config: &Path, log: &Path) -> Gateway {
+    let stderr = std::fs::File::create(log).unwrap();
+    Gateway(
+        Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["serve", "-c"])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("starting the portcullis binary"),
+    )
+}
+
+async fn connect(port: u16) -> anyhow::Result<tokio_postgres::Client> {
+    let uri = format!("postgresql://writer:{PASSWORD}@127.0.0.1:{port}/demo?sslmode=disable");
+    let (client, conn) = tokio_postgres::connect(&uri, tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+async fn wait_ready(port: u16, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if connect(port).await.is_ok() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not start:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn events(dir: &Path) -> Vec<AuditEvent> {
+    let mut out = Vec::new();
+    read_events(&trail_files(dir).unwrap(), |_, e| out.push(e)).unwrap();
+    out
+}
+
+/// Ids of `insert into kill_t values (ID, ...)` statements the trail records as done.
+fn recorded_inserts(events: &[AuditEvent]) -> HashSet<i64> {
+    events
+        .iter()
+        .filter(|e| e.kind == EventKind::Statement)
+        .filter(|e| e.outcome.as_ref().is_some_and(|o| o.status == "ok"))
+        .filter_map(|e| e.statement.as_ref()?.text.as_deref())
+        .filter_map(|t| t.strip_prefix("insert into kill_t values ("))
+        .filter_map(|t| t.split(',').next()?.trim().parse().ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_no_acknowledged_write_and_a_restart_continues_the_chain() {
+    let cluster = tokio::task::spawn_blocking(|| {
+        let c = Cluster::start(ClusterOptions::default()).expect("starting PostgreSQL");
+        c.create_database("demo").unwrap();
+        c.psql(
+            "demo",
+            "create table kill_t (id bigint primary key, client int)",
+        )
+        .unwrap();
+        c
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let trail = dir.path().join("trail");
+    let (port, admin) = (free_port(), free_port());
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n\
+             [upstream]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\npassword = \"{}\"\n\n\
+             [databases.demo]\n\n[[identities]]\nname = \"writer\"\nkind = \"service\"\nscram = \"{}\"\n\n\
+             [audit]\ndir = {:?}\nstatement_text = \"full\"\n",
+            cluster.port(),
+            cluster.superuser(),
+            cluster.superuser_password(),
+            portcullis_auth::verifier_for(PASSWORD),
+            trail.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("gateway.log");
+    let mut gw = spawn(&config, &log);
+    wait_ready(port, &log).await;
+
+    // Four clients insert as fast as they can; each remembers what was acknowledged.
+    let acked = Arc::new(Mutex::new(Vec::<i64>::new()));
+    let mut writers = Vec::new();
+    for client_no in 0..4i64 {
+        let acked = Arc::clone(&acked);
+        let c = connect(port).await.unwrap();
+        writers.push(tokio::spawn(async move {
+            for i in 0..1_000_000i64 {
+                let id = client_no * 1_000_000 + i;
+                let sql = format!("insert into kill_t values ({id}, {client_no})");
+                if c.simple_query(&sql).await.is_err() {
+                    return;
+                }
+                acked.lock().unwrap().push(id);
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while acked.lock().unwrap().len() < 400 {
+        assert!(Instant::now() < deadline, "the writers made no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    gw.0.kill().unwrap(); // SIGKILL
+    gw.0.wait().unwrap();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked: Vec<i64> = acked.lock().unwrap().clone();
+
+    let evs = events(&trail);
+    let recorded = recorded_inserts(&evs);
+    let missing: Vec<&i64> = acked.iter().filter(|id| !recorded.contains(id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged writes are not in the trail: {:?}",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(20)]
+    );
+    let files = trail_files(&trail).unwrap();
+    let report = verify_files(&files, &VerifyOptions::default()).unwrap();
+    assert!(report.ok(), "{:#?}", report.problems);
+    assert!(!report.sealed, "a killed gateway wrote no stop event");
+
+    // A restart continues the chain; a clean stop seals it.
+    let gw2 = spawn(&config, &log);
+    wait_ready(port, &log).await;
+    let c = connect(port).await.unwrap();
+    c.simple_query("insert into kill_t values (-1, -1)")
+        .await
+        .unwrap();
+    drop(c);
+    // SAFETY: sending SIGTERM to a child we own.
+    unsafe {
+        libc::kill(gw2.0.id() as i32, libc::SIGTERM);
+    }
+    let mut gw2 = gw2;
+    let status = gw2.0.wait().unwrap();
+    assert!(
+        status.success(),
+        "{status}: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let files = trail_files(&trail).unwrap();
+    let report = verify_files(
+        &files,
+        &VerifyOptions {
+            require_sealed: true,
+            ..VerifyOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(report.ok(), "{:#?}", report.problems);
+    let evs = events(&trail);
+    let starts: Vec<&AuditEvent> = evs.iter().filter(|e| e.kind == EventKind::Start).collect();
+    assert_eq!(starts.len(), 2);
+    assert_eq!(
+        starts[1].detail.as_ref().unwrap()["previous_run"],
+        "unclean"
+    );
+    assert!(recorded_inserts(&evs).contains(&-1));
+    drop(cluster);
+}
