@@ -286,10 +286,11 @@ async fn start_inner(
             let log = AuditLog::open(a, Some(&metrics.registry))
                 .context("cannot open the audit trail")?;
             let ctx = AuditContext::new(log, a, policies);
-            if !ctx.policies.is_empty() {
+            let refs = ctx.policies();
+            if !refs.is_empty() {
                 ctx.log.policy_loaded(
-                    &ctx.policies,
-                    serde_json::json!({"reason": "start", "count": ctx.policies.len()}),
+                    &refs,
+                    serde_json::json!({"reason": "start", "count": refs.len()}),
                 );
             }
             Some(Arc::new(ctx))
@@ -300,7 +301,24 @@ async fn start_inner(
     let mut tasks = Vec::new();
     let policy_reload = match policy_sets {
         Some(sets) => {
-            let (handle, task) = crate::policy::reload::watch::spawn(sets, shutdown.clone())?;
+            let on_swap: Option<crate::policy::reload::watch::OnSwap> = audit.as_ref().map(|a| {
+                let a = Arc::clone(a);
+                Arc::new(
+                    move |set: &crate::policy::reload::PolicySet, action: &str| {
+                        a.policies_swapped(
+                            policy_refs(&set.chain),
+                            serde_json::json!({
+                                "reason": action,
+                                "set_version": set.version,
+                                "generation": set.generation,
+                                "manifest_sha256": set.manifest_sha256,
+                            }),
+                        );
+                    },
+                ) as crate::policy::reload::watch::OnSwap
+            });
+            let (handle, task) =
+                crate::policy::reload::watch::spawn(sets, shutdown.clone(), on_swap)?;
             tasks.push(task);
             Some(handle)
         }

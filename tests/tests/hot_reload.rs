@@ -439,3 +439,58 @@ async fn signatures_are_required_when_configured() {
     assert!(!probe_denied(&c).await);
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_audit_trail_records_each_swap_and_names_the_live_set() {
+    let env = env().await;
+    let dir = PolicyDir::new(env, "audited");
+    dir.denying("audited-1");
+    let audit_dir = env
+        .scratch_dir()
+        .join(portcullis_tests::unique("reload-audit"));
+    let gw = env
+        .start_gateway(GatewayOptions {
+            extra_toml: format!(
+                "{}\n[audit]\ndir = {:?}\nfsync = \"always\"\n",
+                dir.toml(false, None),
+                audit_dir.display().to_string()
+            ),
+            admin_control_token: Some(TOKEN.into()),
+            ..GatewayOptions::default()
+        })
+        .await
+        .expect("gateway with a policy directory and an audit trail");
+    let c = gw.connect("alice", "demo").await.unwrap();
+    assert!(probe_denied(&c).await);
+    dir.allowing("audited-2");
+    assert_eq!(reload(&gw).await.status, 200);
+    assert!(!probe_denied(&c).await);
+    let r = admin::post(gw.admin_addr().unwrap(), "/policies/rollback", Some(TOKEN))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(probe_denied(&c).await);
+    gw.shutdown().await;
+    let mut events = Vec::new();
+    for entry in std::fs::read_dir(&audit_dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            events.push(serde_json::from_str::<serde_json::Value>(line).unwrap());
+        }
+    }
+    let loads: Vec<String> = events
+        .iter()
+        .filter(|e| e["kind"] == "policy_load")
+        .map(|e| e["detail"]["reason"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(loads, ["start", "reload", "rollback"], "{events:#?}");
+    let reload_event = events
+        .iter()
+        .find(|e| e["kind"] == "policy_load" && e["detail"]["reason"] == "reload")
+        .unwrap();
+    assert_eq!(reload_event["detail"]["set_version"], "audited-2");
+    assert_eq!(
+        reload_event["policies"][0]["sha256"].as_str().unwrap(),
+        dir.artifact_sha()
+    );
+}

@@ -29,8 +29,8 @@ pub struct AuditContext {
     pub statement_text: StatementText,
     /// Let statements run while the trail cannot be written.
     pub fail_open: bool,
-    /// The loaded policies, recorded with every decision.
-    pub policies: Arc<[PolicyRef]>,
+    /// The loaded policies, recorded with every decision; swapped on a policy reload.
+    policies: arc_swap::ArcSwap<Arc<[PolicyRef]>>,
 }
 
 impl AuditContext {
@@ -40,8 +40,21 @@ impl AuditContext {
             log,
             statement_text: config.statement_text,
             fail_open: config.fail_open,
-            policies: policies.into(),
+            policies: arc_swap::ArcSwap::from_pointee(policies.into()),
         }
+    }
+
+    /// The policies in force now.
+    pub fn policies(&self) -> Arc<[PolicyRef]> {
+        Arc::clone(&*self.policies.load())
+    }
+
+    /// A new policy set went live (hot reload or rollback): later events name it, and a
+    /// `policy_load` event records the swap.
+    pub fn policies_swapped(&self, policies: Vec<PolicyRef>, detail: serde_json::Value) {
+        let refs: Arc<[PolicyRef]> = policies.into();
+        self.policies.store(Arc::new(Arc::clone(&refs)));
+        self.log.policy_loaded(&refs, detail);
     }
 
     /// True when bound parameters are recorded.
@@ -125,8 +138,9 @@ impl AuditContext {
         e.statement = Some(statement);
         e.decision = Some(s.decision);
         e.outcome = Some(s.outcome);
-        if !self.policies.is_empty() {
-            e.policies = Some(Arc::clone(&self.policies));
+        let policies = self.policies();
+        if !policies.is_empty() {
+            e.policies = Some(policies);
         }
         e
     }

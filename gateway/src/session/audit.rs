@@ -113,8 +113,9 @@ impl Relay {
             error: None,
             duration_us: micros(sent_at, now),
         });
-        if !a.policies.is_empty() {
-            e.policies = Some(Arc::clone(&a.policies));
+        let policies = a.policies();
+        if !policies.is_empty() {
+            e.policies = Some(policies);
         }
         let hold = denial.is_none().then_some(at);
         self.push_audit(e, hold);
@@ -136,7 +137,9 @@ impl Relay {
                 params: None,
                 sent_at: *sent_at,
             }),
-            Pending::Execute { portal, sent_at, .. } => {
+            Pending::Execute {
+                portal, sent_at, ..
+            } => {
                 let p = self.portals.get(portal)?;
                 let s = p.statement.as_ref()?;
                 Some(Current {

@@ -59,10 +59,15 @@ impl ReloadHandle {
     }
 }
 
+/// Called after a set went live, with the action (`reload` or `rollback`): the audit
+/// trail records the swap and names the new set on later decisions.
+pub type OnSwap = Arc<dyn Fn(&super::PolicySet, &str) + Send + Sync>;
+
 /// Starts the reload task (and the directory watcher, if enabled).
 pub fn spawn(
     sets: Arc<PolicySets>,
     mut shutdown: watch::Receiver<bool>,
+    on_swap: Option<OnSwap>,
 ) -> anyhow::Result<(ReloadHandle, JoinHandle<()>)> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Request>();
     let (changed_tx, mut changed_rx) = mpsc::unbounded_channel::<()>();
@@ -107,11 +112,15 @@ pub fn spawn(
                 }
             };
             let s = Arc::clone(&sets);
+            let hook = on_swap.clone();
             let outcome = tokio::task::spawn_blocking(move || {
-                let r = match req.action {
-                    Action::Reload => s.reload(),
-                    Action::Rollback => s.rollback(),
+                let (r, what) = match req.action {
+                    Action::Reload => (s.reload(), "reload"),
+                    Action::Rollback => (s.rollback(), "rollback"),
                 };
+                if let (Ok(set), Some(hook)) = (&r, &hook) {
+                    hook(set, what);
+                }
                 r.map(|_| s.status())
             })
             .await
