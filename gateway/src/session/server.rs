@@ -124,7 +124,7 @@ impl Relay {
                 self.end_result();
                 if frame.tag() != tag::EMPTY_QUERY {
                     let suspended = frame.tag() == tag::PORTAL_SUSPENDED;
-                    self.audit_complete(&frame, suspended, out.len(), now);
+                    self.audit_complete(frame, suspended, out.len(), now);
                 }
                 match self.pending.front() {
                     Some(Pending::Execute { .. }) => {
@@ -185,7 +185,7 @@ impl Relay {
                     self.after_error();
                     return Ok(false);
                 }
-                self.audit_error(&frame, now);
+                self.audit_error(frame, now);
                 self.after_error();
                 if self.track_results {
                     let fields = ErrorFields::decode(frame.tag(), frame.body())
