@@ -1,6 +1,6 @@
 //! Hot reload of a policy directory: swaps under load without a failed statement,
 //! every kind of bad change refused while the old set keeps serving, signatures, and
-//! rollback. The policy is the hostile test component with a `trigger`, so the two
+//! rollback. The policy is the probe test component (authorize only), so the two
 //! versions differ in exactly one observable way: whether `SELECT 1 /*probe*/` is
 //! denied.
 
@@ -39,18 +39,18 @@ impl PolicyDir {
     fn new(env: &TestEnv, name: &str) -> PolicyDir {
         let path = env.scratch_dir().join(portcullis_tests::unique(name));
         std::fs::create_dir_all(&path).unwrap();
-        std::fs::copy(component("hostile"), path.join("hostile.wasm")).unwrap();
+        std::fs::copy(component("probe"), path.join("probe.wasm")).unwrap();
         PolicyDir { path }
     }
 
     fn artifact_sha(&self) -> String {
-        sha256_hex(&std::fs::read(self.path.join("hostile.wasm")).unwrap())
+        sha256_hex(&std::fs::read(self.path.join("probe.wasm")).unwrap())
     }
 
     /// Writes the manifest atomically (write + rename), as a sync tool would.
     fn write_manifest(&self, version: &str, settings: &str, extra: &str) {
         let text = format!(
-            "version = \"{version}\"\n\n[[policies]]\nid = \"probe\"\nartifact = \"hostile.wasm\"\nversion = \"0.1.0\"\nsha256 = \"{}\"\ndeadline_ms = 50\n{extra}\n[policies.settings]\n{settings}\n",
+            "version = \"{version}\"\n\n[[policies]]\nid = \"probe\"\nartifact = \"probe.wasm\"\nversion = \"0.1.0\"\nsha256 = \"{}\"\ndeadline_ms = 50\n{extra}\n[policies.settings]\n{settings}\n",
             self.artifact_sha()
         );
         let tmp = self.path.join(".policies.toml.tmp");
@@ -59,7 +59,7 @@ impl PolicyDir {
     }
 
     fn denying(&self, version: &str) {
-        self.write_manifest(version, "behaviour = \"deny\"\ntrigger = \"/*probe*/\"", "");
+        self.write_manifest(version, "behaviour = \"deny\"", "");
     }
 
     fn allowing(&self, version: &str) {
@@ -203,9 +203,11 @@ async fn bad_changes_leave_the_old_set_serving_and_are_reported() {
             "version = \"bad\"\n[[policies]]\nid = \"probe\"\nartifact = \"{artifact}\"\nversion = \"0.1.0\"\nsha256 = \"{sha}\"\n{extra}\n[policies.settings]\n{settings}\n"
         )
     };
+    std::fs::copy(component("hostile"), dir.path.join("hostile.wasm")).unwrap();
+    let hostile_sha = sha256_hex(&std::fs::read(dir.path.join("hostile.wasm")).unwrap());
     let garbage = b"\0asm not really a component".to_vec();
     std::fs::write(dir.path.join("corrupt.wasm"), &garbage).unwrap();
-    let half = std::fs::read(dir.path.join("hostile.wasm")).unwrap();
+    let half = std::fs::read(dir.path.join("probe.wasm")).unwrap();
     std::fs::write(dir.path.join("half.wasm"), &half[..half.len() / 2]).unwrap();
     std::fs::write(
         dir.path.join("failing.fixtures.toml"),
@@ -226,7 +228,7 @@ async fn bad_changes_leave_the_old_set_serving_and_are_reported() {
         (
             "digest mismatch",
             Some(manifest(
-                "hostile.wasm",
+                "probe.wasm",
                 &"0".repeat(64),
                 "behaviour = \"allow\"",
                 "",
@@ -241,7 +243,7 @@ async fn bad_changes_leave_the_old_set_serving_and_are_reported() {
         (
             "settings the policy rejects",
             Some(manifest(
-                "hostile.wasm",
+                "probe.wasm",
                 &sha,
                 "behaviour = \"reject-settings\"",
                 "",
@@ -251,7 +253,7 @@ async fn bad_changes_leave_the_old_set_serving_and_are_reported() {
         (
             "fixtures that fail",
             Some(manifest(
-                "hostile.wasm",
+                "probe.wasm",
                 &sha,
                 "behaviour = \"allow\"",
                 "fixtures = \"failing.fixtures.toml\"",
@@ -261,12 +263,22 @@ async fn bad_changes_leave_the_old_set_serving_and_are_reported() {
         (
             "a policy that traps on its fixtures",
             Some(manifest(
-                "hostile.wasm",
+                "probe.wasm",
                 &sha,
                 "behaviour = \"panic\"\ntrigger = \"SELECT\"",
                 "fixtures = \"failing.fixtures.toml\"",
             )),
             "failed: wasm trap",
+        ),
+        (
+            "a masking policy (not hot-reloadable yet: refused, never silently unmasked)",
+            Some(manifest(
+                "hostile.wasm",
+                &hostile_sha,
+                "behaviour = \"allow\"",
+                "",
+            )),
+            "implements the mask hook",
         ),
         (
             "unparsable manifest",
@@ -298,7 +310,7 @@ async fn bad_changes_leave_the_old_set_serving_and_are_reported() {
         .unwrap()
         .body;
     assert!(
-        metrics.contains("portcullis_policy_reloads_total{result=\"error\"} 8"),
+        metrics.contains("portcullis_policy_reloads_total{result=\"error\"} 9"),
         "{metrics}"
     );
     // A good change afterwards goes live and clears the error.
@@ -381,7 +393,7 @@ async fn signatures_are_required_when_configured() {
     cli(&["policy", "keygen", "--out", other.to_str().unwrap()]);
     let pubkey = keys.join("ci.key.pub");
     let manifest = dir.path.join("policies.toml");
-    let artifact = dir.path.join("hostile.wasm");
+    let artifact = dir.path.join("probe.wasm");
     let sign = |k: &Path| {
         cli(&[
             "policy",
@@ -408,7 +420,7 @@ async fn signatures_are_required_when_configured() {
         "sha256:",
         "exports:",
         "authorize",
-        "name:    portcullis-hostile",
+        "name:    portcullis-probe",
     ] {
         assert!(inspect.contains(want), "inspect shows {want}:\n{inspect}");
     }
