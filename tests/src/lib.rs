@@ -673,7 +673,7 @@ fn init_test_logging() {
 
 /// The shared environment of one test binary: started on first use.
 ///
-/// ```ignore
+/// ```text
 /// static ENV: tokio::sync::OnceCell<TestEnv> = tokio::sync::OnceCell::const_new();
 /// async fn env() -> &'static TestEnv { portcullis_tests::shared(&ENV, EnvOptions::default).await }
 /// ```

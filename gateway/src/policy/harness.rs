@@ -94,38 +94,59 @@ impl Harness {
     /// Decides `sql` (every statement of it) for `who` connected to `database`, as a
     /// simple-protocol query outside a transaction.
     pub fn decide(&self, who: &Who, database: &str, sql: &str) -> Decision {
-        let session = SessionInfo {
-            session_id: 0,
-            identity: Arc::new(Identity {
-                name: who.user.clone(),
-                kind: who.kind,
-                groups: who.groups.clone(),
-                auth_method: AuthMethod::ScramSha256,
-                role: None,
-            }),
-            database: database.to_owned(),
-            client_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            application_name: "portcullis-harness".to_owned(),
-        };
-        let analysis = self.analyzer.analyze(sql);
-        for statement in &analysis.statements {
-            let ctx = StatementContext {
-                session: &session,
-                analysis: &analysis,
-                statement,
-                sql,
-                protocol: Protocol::Simple,
-                transaction: TransactionStatus::Idle,
-            };
-            if let d @ Decision::Deny(_) = self.chain.decide(&ctx) {
-                return d;
-            }
-        }
-        Decision::Allow
+        let session = offline_session(who, database, "portcullis-harness");
+        let decided: Result<Decision, std::convert::Infallible> =
+            decide_sql(&self.analyzer, &session, sql, |ctx| {
+                Ok(self.chain.decide(ctx))
+            });
+        decided.unwrap_or_else(|never| match never {})
     }
 
     /// The loaded chain (metadata, versions, digests).
     pub fn chain(&self) -> &PolicyChain {
         &self.chain
     }
+}
+
+/// A session for deciding statements offline (tests, fixtures, replay).
+pub(crate) fn offline_session(who: &Who, database: &str, application: &str) -> SessionInfo {
+    SessionInfo {
+        session_id: 0,
+        identity: Arc::new(Identity {
+            name: who.user.clone(),
+            kind: who.kind,
+            groups: who.groups.clone(),
+            auth_method: AuthMethod::ScramSha256,
+            role: None,
+        }),
+        database: database.to_owned(),
+        client_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        application_name: application.to_owned(),
+    }
+}
+
+/// Decides every statement of `sql` as a simple-protocol query outside a transaction,
+/// the way the relay does: the first denial (or error) wins.
+pub(crate) fn decide_sql<E>(
+    analyzer: &Analyzer,
+    session: &SessionInfo,
+    sql: &str,
+    mut decide: impl FnMut(&StatementContext<'_>) -> Result<Decision, E>,
+) -> Result<Decision, E> {
+    let analysis = analyzer.analyze(sql);
+    for statement in &analysis.statements {
+        let ctx = StatementContext {
+            session,
+            analysis: &analysis,
+            statement,
+            sql,
+            protocol: Protocol::Simple,
+            transaction: TransactionStatus::Idle,
+        };
+        let d = decide(&ctx)?;
+        if d.is_deny() {
+            return Ok(d);
+        }
+    }
+    Ok(Decision::Allow)
 }

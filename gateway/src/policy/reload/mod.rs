@@ -19,14 +19,13 @@ use std::time::{Instant, SystemTime};
 use arc_swap::ArcSwap;
 use ed25519_dalek::VerifyingKey;
 use portcullis_sql::Analyzer;
-use portcullis_wire::backend::TransactionStatus;
 use serde::Serialize;
 
 use self::manifest::{Expect, Fixtures, MANIFEST_FILE, Manifest};
+use super::harness::{Who, decide_sql, offline_session};
 use super::{PolicyChain, PolicyRuntime, load_chain_with};
 use crate::config::{PolicyDirConfig, validate_policy_entries};
-use crate::identity::{AuthMethod, Identity};
-use crate::pipeline::{Decision, Gate, Protocol, SessionInfo, StatementContext};
+use crate::pipeline::{Decision, Gate, SessionInfo, StatementContext};
 
 /// One loaded, live-able policy set.
 pub struct PolicySet {
@@ -351,37 +350,16 @@ pub fn run_fixtures(chain: &PolicyChain, path: &Path) -> Result<usize, String> {
         .map_err(|e| format!("fixtures {}: {}", path.display(), e.message()))?;
     let analyzer = Analyzer::new(256);
     for (i, case) in fixtures.cases.iter().enumerate() {
-        let session = SessionInfo {
-            session_id: 0,
-            identity: Arc::new(Identity {
-                name: case.user.clone(),
-                kind: case.kind,
-                groups: case.groups.clone(),
-                auth_method: AuthMethod::ScramSha256,
-                role: None,
-            }),
-            database: case.database.clone(),
-            client_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            application_name: "portcullis-fixtures".to_owned(),
+        let who = Who {
+            user: case.user.clone(),
+            kind: case.kind,
+            groups: case.groups.clone(),
         };
-        let analysis = analyzer.analyze(&case.sql);
-        let mut decision = Decision::Allow;
-        for statement in &analysis.statements {
-            let ctx = StatementContext {
-                session: &session,
-                analysis: &analysis,
-                statement,
-                sql: &case.sql,
-                protocol: Protocol::Simple,
-                transaction: TransactionStatus::Idle,
-            };
-            decision = chain
-                .decide_checked(&ctx)
-                .map_err(|e| format!("fixtures {} case {}: {e}", path.display(), i + 1))?;
-            if decision.is_deny() {
-                break;
-            }
-        }
+        let session = offline_session(&who, &case.database, "portcullis-fixtures");
+        let decision = decide_sql(&analyzer, &session, &case.sql, |ctx| {
+            chain.decide_checked(ctx)
+        })
+        .map_err(|e| format!("fixtures {} case {}: {e}", path.display(), i + 1))?;
         let got = if decision.is_deny() {
             Expect::Deny
         } else {
