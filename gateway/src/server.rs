@@ -52,6 +52,8 @@ pub struct Shared {
     pub policy_reload: Option<ReloadHandle>,
     /// The audit trail, when `[audit]` is configured.
     pub audit: Option<Arc<AuditContext>>,
+    /// Approvals of held statements, when `[approvals]` is configured.
+    pub approvals: Option<Arc<crate::approvals::Approvals>>,
 }
 
 /// Extension points chosen by the caller (policies, masking); defaults pass everything.
@@ -297,6 +299,18 @@ async fn start_inner(
         }
         None => None,
     };
+    let approvals = match &config.approvals {
+        Some(a) => Some(
+            crate::approvals::Approvals::start(
+                a.clone(),
+                Arc::clone(&plugins.gate),
+                metrics.clone(),
+            )
+            .await
+            .context("cannot open the approvals store")?,
+        ),
+        None => None,
+    };
     let (stop, shutdown) = watch::channel(false);
     let mut tasks = Vec::new();
     let policy_reload = match policy_sets {
@@ -339,6 +353,7 @@ async fn start_inner(
         shutdown,
         policy_reload,
         audit,
+        approvals,
     });
     let mut admin_addr = None;
     if let Some(admin_listen) = shared.config.admin.listen {

@@ -92,7 +92,7 @@ fn decide(gate: &dyn Gate, session: &SessionInfo, sql: &str) -> Decision {
 fn denial_message(d: &Decision) -> String {
     match d {
         Decision::Deny(d) => format!("[{}] {} ({})", d.sqlstate, d.message, d.policy),
-        Decision::Allow => panic!("expected a denial, got Allow"),
+        other => panic!("expected a denial, got {other:?}"),
     }
 }
 
@@ -410,7 +410,10 @@ fn assert_denied(chain: &PolicyChain, s: &SessionInfo, sql: &str) {
             assert_eq!(d.sqlstate, "42501", "{sql}");
             assert_eq!(d.policy, "guardrails", "{sql}");
         }
-        Decision::Allow => panic!("{} should be denied {sql:?}", s.identity.name),
+        other => panic!(
+            "{} should be denied {sql:?}, got {other:?}",
+            s.identity.name
+        ),
     }
 }
 

@@ -148,6 +148,9 @@ pub struct DecisionRecord {
     /// The denial SQLSTATE.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sqlstate: Option<String>,
+    /// The approval request the statement waited for, if it was held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalRecord>,
 }
 
 impl DecisionRecord {
@@ -158,8 +161,28 @@ impl DecisionRecord {
             policy: None,
             message: None,
             sqlstate: None,
+            approval: None,
         }
     }
+
+    /// The same decision, linked to an approval request.
+    pub fn with_approval(mut self, approval: Option<&ApprovalRecord>) -> Self {
+        self.approval = approval.cloned();
+        self
+    }
+}
+
+/// The approval request a held statement waited for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalRecord {
+    /// Request id (`apr-...`).
+    pub id: String,
+    /// How it ended: `approved`, `auto-approved`, `rejected`, `expired`, `withdrawn`,
+    /// or `pending` (defer mode: the client was told to come back).
+    pub status: String,
+    /// Who approved or rejected it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reviewers: Vec<String>,
 }
 
 /// What happened when the statement ran.

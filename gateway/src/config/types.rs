@@ -42,6 +42,9 @@ pub struct Config {
     /// The tamper-evident audit trail; absent: no audit trail is written.
     #[serde(default)]
     pub audit: Option<AuditConfig>,
+    /// Approvals of held statements; absent: a statement that needs approval is denied.
+    #[serde(default)]
+    pub approvals: Option<super::ApprovalsConfig>,
 }
 
 /// A policy directory the gateway loads and hot-reloads: `[policy_dir]`.

@@ -133,11 +133,14 @@ async fn login(
                 login.tls_started();
             }
             Some(LoginEvent::Cancel(key)) => {
-                if let Some(target) = shared.cancels.lookup(ClientKey(key))
-                    && let Err(e) =
+                if let Some(target) = shared.cancels.lookup(ClientKey(key)) {
+                    // A statement held for approval is canceled at the gateway.
+                    target.interrupt.send_modify(|n| *n += 1);
+                    if let Err(e) =
                         crate::backend::send_cancel(&target.host, target.port, target.key.0).await
-                {
-                    tracing::warn!(error = %e, "forwarding cancel request failed");
+                    {
+                        tracing::warn!(error = %e, "forwarding cancel request failed");
+                    }
                 }
                 return None;
             }
@@ -282,6 +285,7 @@ async fn session(
         host: target.host.clone(),
         port: target.port,
         key: UpstreamKey(upstream.key),
+        interrupt: Arc::new(tokio::sync::watch::Sender::new(0)),
     });
     let mut hello = BytesMut::new();
     for (k, v) in &upstream.parameters {
@@ -312,6 +316,7 @@ async fn session(
         metrics: shared.metrics.clone(),
         limits: shared.limits,
         audit: shared.audit.clone(),
+        approvals: shared.approvals.is_some(),
     };
     let relay = Relay::new(info, deps);
     let started = std::time::Instant::now();
@@ -319,7 +324,7 @@ async fn session(
         a.log.record(AuditEvent::for_session(EventKind::Connect, s));
     }
     let audit_session = relay.audit_session().cloned();
-    let result = super::relay_io::run(client, upstream, relay, shared).await;
+    let result = super::relay_io::run(client, upstream, relay, shared, cancel.interrupts()).await;
     if let (Some(a), Some(s)) = (&shared.audit, audit_session) {
         let mut e = AuditEvent::for_session(EventKind::Disconnect, &s);
         e.detail = Some(serde_json::json!({

@@ -292,6 +292,14 @@ impl Gate for MaskingGate {
         d
     }
 
+    fn route_approval(
+        &self,
+        ctx: &StatementContext<'_>,
+        ask: &crate::pipeline::ApprovalAsk<'_>,
+    ) -> crate::pipeline::ApprovalRoute {
+        self.chain.route_approval(ctx, ask)
+    }
+
     fn decide_function_call(&self, session: &SessionInfo, function_oid: u32) -> Decision {
         self.chain.decide_function_call(session, function_oid)
     }

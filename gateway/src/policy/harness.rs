@@ -134,6 +134,7 @@ pub(crate) fn decide_sql<E>(
     mut decide: impl FnMut(&StatementContext<'_>) -> Result<Decision, E>,
 ) -> Result<Decision, E> {
     let analysis = analyzer.analyze(sql);
+    let mut held = None;
     for statement in &analysis.statements {
         let ctx = StatementContext {
             session,
@@ -143,10 +144,13 @@ pub(crate) fn decide_sql<E>(
             protocol: Protocol::Simple,
             transaction: TransactionStatus::Idle,
         };
-        let d = decide(&ctx)?;
-        if d.is_deny() {
-            return Ok(d);
+        match decide(&ctx)? {
+            d @ Decision::Deny(_) => return Ok(d),
+            d @ Decision::Hold(_) => {
+                held.get_or_insert(d);
+            }
+            Decision::Allow => {}
         }
     }
-    Ok(Decision::Allow)
+    Ok(held.unwrap_or(Decision::Allow))
 }

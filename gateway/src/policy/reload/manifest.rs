@@ -156,7 +156,7 @@ pub struct Fixture {
     pub database: String,
     /// The SQL string.
     pub sql: String,
-    /// `allow` or `deny`.
+    /// `allow`, `deny` or `require-approval`.
     pub expect: Expect,
 }
 
@@ -172,4 +172,7 @@ pub enum Expect {
     Allow,
     /// Denied.
     Deny,
+    /// Held for approval.
+    #[serde(alias = "hold")]
+    RequireApproval,
 }

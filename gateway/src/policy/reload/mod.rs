@@ -258,6 +258,14 @@ impl Gate for ReloadableGate {
         self.0.current().chain.decide(ctx)
     }
 
+    fn route_approval(
+        &self,
+        ctx: &StatementContext<'_>,
+        ask: &crate::pipeline::ApprovalAsk<'_>,
+    ) -> crate::pipeline::ApprovalRoute {
+        self.0.current().chain.route_approval(ctx, ask)
+    }
+
     fn decide_function_call(&self, session: &SessionInfo, function_oid: u32) -> Decision {
         self.0
             .current()
@@ -360,10 +368,10 @@ pub fn run_fixtures(chain: &PolicyChain, path: &Path) -> Result<usize, String> {
             chain.decide_checked(ctx)
         })
         .map_err(|e| format!("fixtures {} case {}: {e}", path.display(), i + 1))?;
-        let got = if decision.is_deny() {
-            Expect::Deny
-        } else {
-            Expect::Allow
+        let got = match decision {
+            Decision::Allow => Expect::Allow,
+            Decision::Deny(_) => Expect::Deny,
+            Decision::Hold(_) => Expect::RequireApproval,
         };
         if got != case.expect {
             return Err(format!(
