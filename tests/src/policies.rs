@@ -34,6 +34,12 @@ pub fn demo_guardrails() -> PolicyConfig {
         .unwrap_or_else(|e| panic!("the demo policy cannot be loaded: {e:#}"))
 }
 
+/// The standard approvals policy with the demo settings.
+pub fn demo_approvals() -> PolicyConfig {
+    portcullis::demo::demo_approvals_policy(Some(&policies_dir()))
+        .unwrap_or_else(|e| panic!("the demo approvals policy cannot be loaded: {e:#}"))
+}
+
 /// The hostile test component with `settings` (a TOML table body, e.g.
 /// `behaviour = "loop"`).
 pub fn hostile(settings: &str) -> PolicyConfig {

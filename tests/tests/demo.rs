@@ -73,6 +73,64 @@ async fn the_demo_enforces_the_standard_policies_for_its_identities() {
         portcullis_tests::psql_c(&uri("alice"), "SELECT name, email FROM customers LIMIT 3").await;
     out.assert_success("psql through the demo");
     assert_eq!(out.stdout.lines().count(), 3, "{}", out.stdout);
+    // Approvals: etl-agent's UPDATE of customers waits; etl-agent cannot approve it
+    // itself; bob approves it with the CLI, as the banner suggests, and it runs.
+    assert!(banner.contains("portcullis approvals approve"), "{banner}");
+    let admin = format!("http://{}", demo.gateway.admin_addr().unwrap());
+    let cli = |user: &str, args: &[&str]| {
+        let (_, pw) = demo.passwords.iter().find(|(n, _)| n == user).unwrap();
+        let bin = std::env::var("CARGO_BIN_EXE_portcullis")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|_| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/portcullis")
+            });
+        assert!(
+            bin.is_file(),
+            "{} is missing: cargo build -p portcullis",
+            bin.display()
+        );
+        let mut cmd = tokio::process::Command::new(bin);
+        cmd.arg("approvals")
+            .args(args)
+            .args(["--as", user, "--admin", &admin])
+            .env("PORTCULLIS_PASSWORD", pw)
+            .stdin(std::process::Stdio::null());
+        cmd
+    };
+    let held = tokio::spawn(async move {
+        let r = agent
+            .execute("UPDATE customers SET name = 'Ada' WHERE id = 1", &[])
+            .await;
+        (agent, r)
+    });
+    let id = portcullis_tests::eventually(
+        std::time::Duration::from_secs(30),
+        "the held request",
+        || async {
+            let out = cli("bob", &["list"]).output().await?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.split_whitespace()
+                .find(|w| w.starts_with("apr-"))
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow::anyhow!("no request yet: {text}"))
+        },
+    )
+    .await
+    .unwrap();
+    let own = cli("etl-agent", &["approve", &id]).output().await.unwrap();
+    assert!(!own.status.success(), "self-approval is refused");
+    assert!(!held.is_finished());
+    let ok = cli("bob", &["approve", &id, "--reason", "fix typo"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let (agent, r) = held.await.unwrap();
+    assert_eq!(r.expect("the approved UPDATE runs"), 1);
     drop((alice, bob, agent));
     let portcullis::demo::Demo {
         gateway, cluster, ..
