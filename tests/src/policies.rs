@@ -66,6 +66,9 @@ pub fn policies_toml(policies: &[PolicyConfig]) -> String {
             (p.max_calls_per_instance as i64).into(),
         );
         entry.insert("mode".into(), p.mode.as_str().into());
+        if let Some(m) = p.approval_mode {
+            entry.insert("approval_mode".into(), m.as_str().into());
+        }
         entry.insert("settings".into(), toml::Value::Table(p.settings.clone()));
         let mut doc = toml::Table::new();
         doc.insert(

@@ -575,6 +575,32 @@ async fn deferred_statement_runs_once_after_approval_even_across_a_restart() {
 }
 
 #[tokio::test]
+async fn a_policy_entry_can_choose_defer_over_the_gateway_default() {
+    let env = env().await;
+    let mut policy = demo_approvals();
+    policy.approval_mode = Some(portcullis::config::ApprovalMode::Defer);
+    let gw = env
+        .start_gateway(GatewayOptions {
+            policies: vec![policy],
+            extra_toml: approvals_toml(env, "hold", 60_000, ""),
+            ..GatewayOptions::default()
+        })
+        .await
+        .unwrap();
+    let etl = gw.connect("etl-agent", "demo").await.unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(30), etl.execute(UPDATE, &[]))
+        .await
+        .expect("defer answers at once")
+        .expect_err("deferred");
+    assert!(
+        message(&e).contains("run the same statement again"),
+        "{}",
+        message(&e)
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test]
 async fn without_approvals_configured_a_hold_is_a_denial() {
     let env = env().await;
     let gw = gateway(env, String::new()).await;

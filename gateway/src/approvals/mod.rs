@@ -172,7 +172,7 @@ impl Approvals {
             requested_at_ms: now,
         };
         let route = self.gate.route_approval(&ticket.context(), &ask);
-        let mode = self.config.mode;
+        let mode = ticket.need.mode.unwrap_or(self.config.mode);
         let mut req = ApprovalRequest {
             id: id.clone(),
             status: Status::Pending,

@@ -447,6 +447,9 @@ pub struct PolicyConfig {
     /// `enforce` (default) or `monitor`.
     #[serde(default)]
     pub mode: PolicyMode,
+    /// `hold` or `defer` for statements this policy holds; default `[approvals] mode`.
+    #[serde(default)]
+    pub approval_mode: Option<super::ApprovalMode>,
 }
 
 /// Default per-call deadline of a policy.
@@ -478,6 +481,7 @@ impl PolicyConfig {
             memory_mb: DEFAULT_POLICY_MEMORY_MB,
             max_calls_per_instance: DEFAULT_POLICY_MAX_CALLS,
             mode: PolicyMode::Enforce,
+            approval_mode: None,
         }
     }
 

@@ -67,6 +67,9 @@ pub struct ApprovalNeed {
     pub approvers: Vec<String>,
     /// The policies that asked, comma-separated.
     pub policy: String,
+    /// Hold or defer, as the (first) asking policy's entry says; `None`: the
+    /// gateway's `[approvals] mode`.
+    pub mode: Option<crate::config::ApprovalMode>,
 }
 
 /// The outcome of a gate.

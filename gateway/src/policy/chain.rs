@@ -21,7 +21,7 @@ use super::caps;
 use super::engine::truncate;
 use super::instance::{CallFailure, InstancePool};
 use super::metrics::PolicyMetrics;
-use crate::config::PolicyMode;
+use crate::config::{ApprovalMode, PolicyMode};
 use crate::pipeline::{
     ApprovalAsk, ApprovalNeed, ApprovalRoute, Decision, Denial, Gate, SessionInfo, StatementContext,
 };
@@ -97,6 +97,7 @@ pub enum Verdict {
 pub struct LoadedPolicy {
     id: Arc<str>,
     mode: PolicyMode,
+    approval_mode: Option<ApprovalMode>,
     metadata: PolicyMetadata,
     sha256: String,
     cache: CacheOutcome,
@@ -128,6 +129,7 @@ impl LoadedPolicy {
         LoadedPolicy {
             id,
             mode,
+            approval_mode: None,
             metadata,
             sha256,
             cache,
@@ -146,6 +148,17 @@ impl LoadedPolicy {
     /// Enforce or monitor.
     pub fn mode(&self) -> PolicyMode {
         self.mode
+    }
+
+    /// Hold or defer for statements this policy holds (`None`: the gateway default).
+    pub fn approval_mode(&self) -> Option<ApprovalMode> {
+        self.approval_mode
+    }
+
+    /// Sets [`LoadedPolicy::approval_mode`].
+    pub(crate) fn with_approval_mode(mut self, mode: Option<ApprovalMode>) -> Self {
+        self.approval_mode = mode;
+        self
     }
 
     /// What the policy said about itself.
@@ -459,6 +472,7 @@ impl PolicyChain {
     /// Decides a ready-made request (the [`Gate`] builds it from the statement).
     pub fn decide_request(&self, req: &wit::Request) -> Decision {
         let mut approvals: Vec<(&str, String, Vec<String>)> = Vec::new();
+        let mut approval_mode = None;
         for p in self.policies.iter().filter(|p| p.metadata.authorize) {
             let verdict = p.authorize(req);
             if p.mode == PolicyMode::Monitor {
@@ -476,6 +490,9 @@ impl PolicyChain {
                     });
                 }
                 Verdict::RequireApproval { reason, approvers } => {
+                    if approvals.is_empty() {
+                        approval_mode = p.approval_mode;
+                    }
                     approvals.push((p.id(), reason, approvers))
                 }
                 Verdict::Failed(f) => {
@@ -502,6 +519,7 @@ impl PolicyChain {
             reason: reasons.join("; "),
             approvers,
             policy: ids.join(", "),
+            mode: approval_mode,
         })
     }
 

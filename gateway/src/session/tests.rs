@@ -26,6 +26,7 @@ impl Gate for TestGate {
                 reason: "held for review".into(),
                 approvers: vec!["group:dba".into()],
                 policy: "test".into(),
+                mode: None,
             });
         }
         if s.kind == StatementKind::Drop || s.tables.iter().any(|t| t.name == "secrets") {

@@ -58,6 +58,9 @@ pub struct ManifestPolicy {
     /// `enforce` or `monitor`.
     #[serde(default)]
     pub mode: PolicyMode,
+    /// `hold` or `defer` for statements this policy holds.
+    #[serde(default)]
+    pub approval_mode: Option<crate::config::ApprovalMode>,
     /// CPU per call.
     #[serde(default = "default_deadline")]
     pub deadline_ms: u64,
@@ -124,6 +127,7 @@ impl Manifest {
                 c.memory_mb = p.memory_mb;
                 c.max_calls_per_instance = p.max_calls_per_instance;
                 c.mode = p.mode;
+                c.approval_mode = p.approval_mode;
                 c
             })
             .collect()
