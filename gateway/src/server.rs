@@ -19,8 +19,8 @@ use crate::config::Config;
 use crate::identity::IdentityStore;
 use crate::metrics::Metrics;
 use crate::pipeline::{Gate, NoMasking, PassThrough, ResultFilter};
+use crate::policy::reload::PolicySets;
 use crate::policy::reload::watch::ReloadHandle;
-use crate::policy::reload::{PolicySets, ReloadableGate};
 
 /// Everything connections share. Built once, passed explicitly.
 pub struct Shared {
@@ -156,15 +156,10 @@ pub async fn start(config: Config) -> anyhow::Result<GatewayHandle> {
     let mut sets = None;
     let mut policies = Vec::new();
     let plugins = if let Some(dir) = &config.policy_dir {
-        // Masking policies are not hot-reloaded yet: a policy directory decides
-        // statements only (documented in docs/gitops.md).
         let s = load_policy_dir(&config, dir.clone(), &metrics).await?;
         policies = policy_refs(&s.current().chain);
         sets = Some(Arc::clone(&s));
-        Plugins {
-            gate: Arc::new(ReloadableGate(s)),
-            filter: Arc::new(NoMasking),
-        }
+        live_policy_plugins(&config, s)
     } else if config.policies.is_empty() {
         Plugins::default()
     } else {
@@ -195,17 +190,8 @@ async fn load_policy_dir(
     Ok(Arc::new(sets))
 }
 
-/// The gate and filter of a loaded policy chain: the chain decides statements; when a
-/// policy implements the `mask` hook, a [`MaskingFilter`](crate::masking::MaskingFilter)
-/// masks results, with a catalog cache reloaded after DDL.
-pub fn policy_plugins(config: &Config, chain: Arc<crate::policy::PolicyChain>) -> Plugins {
-    let mask_policies = chain.mask_policies();
-    if mask_policies.is_empty() {
-        return Plugins {
-            gate: chain,
-            filter: Arc::new(NoMasking),
-        };
-    }
+/// The masking catalog cache and pseudonym key from `[masking]`.
+fn masking_parts(config: &Config) -> (Arc<crate::masking::Catalog>, crate::masking::PseudonymKey) {
     let m = &config.masking;
     let catalog = crate::masking::Catalog::new(Duration::from_millis(m.catalog_refresh_ms.max(1)));
     let key = match m.resolved_key() {
@@ -217,8 +203,45 @@ pub fn policy_plugins(config: &Config, chain: Arc<crate::policy::PolicyChain>) -
             crate::masking::PseudonymKey::random()
         }
     };
-    let filter =
-        crate::masking::MaskingFilter::new(mask_policies, Arc::clone(&catalog), key, m.batch_rows);
+    (catalog, key)
+}
+
+/// The gate and filter of a hot-reloaded policy directory: both follow the live set,
+/// so a reload that adds, changes or removes a masking policy applies from the next
+/// statement and result set. Results are tracked even while no set masks (a later
+/// one may).
+pub fn live_policy_plugins(config: &Config, sets: Arc<PolicySets>) -> Plugins {
+    let (catalog, key) = masking_parts(config);
+    let filter = crate::masking::MaskingFilter::live(
+        Arc::clone(&sets),
+        Arc::clone(&catalog),
+        key,
+        config.masking.batch_rows,
+    );
+    Plugins {
+        gate: Arc::new(crate::masking::MaskingGate::live(sets, catalog)),
+        filter: Arc::new(filter),
+    }
+}
+
+/// The gate and filter of a loaded policy chain: the chain decides statements; when a
+/// policy implements the `mask` hook, a [`MaskingFilter`](crate::masking::MaskingFilter)
+/// masks results, with a catalog cache reloaded after DDL.
+pub fn policy_plugins(config: &Config, chain: Arc<crate::policy::PolicyChain>) -> Plugins {
+    let mask_policies = chain.mask_policies();
+    if mask_policies.is_empty() {
+        return Plugins {
+            gate: chain,
+            filter: Arc::new(NoMasking),
+        };
+    }
+    let (catalog, key) = masking_parts(config);
+    let filter = crate::masking::MaskingFilter::new(
+        mask_policies,
+        Arc::clone(&catalog),
+        key,
+        config.masking.batch_rows,
+    );
     Plugins {
         gate: Arc::new(crate::masking::MaskingGate::new(
             chain,

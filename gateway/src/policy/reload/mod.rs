@@ -317,14 +317,6 @@ fn load_set(
     let chain =
         load_chain_with(runtime, &configs, allow_function_call).map_err(|e| e.to_string())?;
     for (entry, p) in manifest.policies.iter().zip(chain.policies()) {
-        if p.metadata().mask {
-            // The masking filter is built once at start; a mask policy shipped here
-            // would decide statements but never mask (fail open). Refuse it.
-            return Err(format!(
-                "policy \"{}\" implements the mask hook, which a [policy_dir] cannot hot-reload yet: load masking policies with [[policies]]",
-                entry.id
-            ));
-        }
         if p.metadata().version != entry.version {
             return Err(format!(
                 "policy \"{}\": the manifest says version {}, the component reports {}",
