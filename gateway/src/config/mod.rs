@@ -3,8 +3,10 @@
 //! Loading is strict: unknown keys are errors, and every error names the file, the line
 //! and the key, so a typo never silently turns a rule off.
 
+mod auth;
 mod load;
 mod types;
 
+pub use auth::*;
 pub use load::{ConfigError, load, parse, validate_policy_entries};
 pub use types::*;

@@ -42,6 +42,9 @@ pub struct Config {
     /// The tamper-evident audit trail; absent: no audit trail is written.
     #[serde(default)]
     pub audit: Option<AuditConfig>,
+    /// Tokens, client certificates, groups directory, role mapping.
+    #[serde(default)]
+    pub auth: super::AuthConfig,
 }
 
 /// A policy directory the gateway loads and hot-reloads: `[policy_dir]`.
@@ -352,8 +355,10 @@ pub struct IdentityConfig {
     /// Groups, used by policies.
     #[serde(default)]
     pub groups: Vec<String>,
-    /// SCRAM-SHA-256 verifier (`portcullis passwd` prints one). Never a plaintext password.
-    pub scram: String,
+    /// SCRAM-SHA-256 verifier (`portcullis passwd` prints one). Never a plaintext
+    /// password. Absent: the identity logs in only with a token or a certificate.
+    #[serde(default)]
+    pub scram: Option<String>,
     /// Upstream role to `SET ROLE` to after connecting, if any.
     #[serde(default)]
     pub role: Option<String>,
