@@ -15,6 +15,8 @@ have_initdb() {
 have_initdb || need_apt+=(postgresql)
 command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
 command -v pgbench >/dev/null 2>&1 || need_apt+=(postgresql-contrib)
+# The identity tests generate the test identity provider's RSA keys with openssl.
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ "${PORTCULLIS_SETUP_BENCH:-0}" = 1 ]; then
   command -v pgbouncer >/dev/null 2>&1 || need_apt+=(pgbouncer)
 fi

@@ -333,7 +333,8 @@ async fn start_inner(
         analyzer: Arc::new(Analyzer::new(config.analysis.parse_cache_entries)),
         config: Arc::new(config),
         identities,
-        gate: plugins.gate,
+        // Role-mapped sessions cannot leave their role (RESET ROLE, SET ROLE, ...).
+        gate: Arc::new(crate::pipeline::RoleLock::new(plugins.gate)),
         filter: plugins.filter,
         metrics,
         cancels: Arc::new(CancelRegistry::default()),
