@@ -569,6 +569,56 @@ mod tests {
         }
     }
 
+    fn token_store() -> Arc<IdentityStore> {
+        let text = "[upstream]\nuser = \"u\"\n[databases.demo]\n[auth]\nmax_password_bytes = 100\n[auth.jwt]\nissuer = \"i\"\naudience = [\"a\"]\njwks_file = \"/nonexistent/jwks.json\"\n";
+        let config = parse(std::path::Path::new("t.toml"), text).unwrap();
+        Arc::new(IdentityStore::from_config(&config).unwrap())
+    }
+
+    #[test]
+    fn token_users_are_refused_in_cleartext_and_asked_for_a_password_over_tls() {
+        let mut l = Login::new(token_store(), Limits::default(), true, false);
+        let mut out = BytesMut::new();
+        match l.input(&mut startup("carol"), &mut out) {
+            Some(LoginEvent::Refused { sqlstate, .. }) => assert_eq!(sqlstate, "28000"),
+            other => panic!("{other:?}"),
+        }
+        let mut l = Login::new(token_store(), Limits::default(), true, false);
+        l.tls_started();
+        let mut out = BytesMut::new();
+        assert!(l.input(&mut startup("carol"), &mut out).is_none());
+        assert_eq!(
+            &out[..],
+            &[b'R', 0, 0, 0, 8, 0, 0, 0, 3],
+            "AuthenticationCleartextPassword"
+        );
+        let mut p = BytesMut::new();
+        portcullis_wire::put_message(&mut p, tag::PASSWORD, |b| b.extend_from_slice(b"eyJ.x.y\0"));
+        match l.input(&mut p, &mut BytesMut::new()) {
+            Some(LoginEvent::VerifyPassword { user, token }) => {
+                assert_eq!((user.as_str(), token.as_str()), ("carol", "eyJ.x.y"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_oversized_password_is_refused_from_its_header() {
+        let mut l = Login::new(token_store(), Limits::default(), true, false);
+        l.tls_started();
+        let mut out = BytesMut::new();
+        assert!(l.input(&mut startup("carol"), &mut out).is_none());
+        // Only the header of a 1 MB password message.
+        let mut p = BytesMut::from(&[b'p', 0, 0x10, 0, 4][..]);
+        let mut out = BytesMut::new();
+        match l.input(&mut p, &mut out) {
+            Some(LoginEvent::Refused { sqlstate, .. }) => assert_eq!(sqlstate, "08P01"),
+            other => panic!("{other:?}"),
+        }
+        let e = ErrorFields::decode(out[0], &out[5..]).unwrap();
+        assert!(e.message().unwrap().contains("auth.max_password_bytes"));
+    }
+
     #[test]
     fn garbage_during_login_is_refused_never_panics() {
         let mut seed = 77u64;
