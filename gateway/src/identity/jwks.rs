@@ -77,10 +77,11 @@ impl Jwks {
     pub async fn key(&self, kid: Option<&str>, alg: Algorithm) -> Result<DecodingKey, String> {
         let mut st = self.state.lock().await;
         let stale = st.fetched.is_none_or(|t| t.elapsed() >= self.cache_for);
-        if stale && self.may_refresh(&st) {
-            if let Err(e) = self.refresh(&mut st).await {
-                tracing::warn!(error = %format!("{e:#}"), "JWKS refresh failed; using the cached keys");
-            }
+        if stale
+            && self.may_refresh(&st)
+            && let Err(e) = self.refresh(&mut st).await
+        {
+            tracing::warn!(error = %format!("{e:#}"), "JWKS refresh failed; using the cached keys");
         }
         if let Some(k) = find(&st.keys, kid, alg) {
             return k;
