@@ -73,6 +73,30 @@ async fn the_demo_enforces_the_standard_policies_for_its_identities() {
         portcullis_tests::psql_c(&uri("alice"), "SELECT name, email FROM customers LIMIT 3").await;
     out.assert_success("psql through the demo");
     assert_eq!(out.stdout.lines().count(), 3, "{}", out.stdout);
+    // etl-agent acting for alice, with the demo's delegation token over TLS, as the
+    // banner suggests: it reads, and its writes need approval.
+    assert!(banner.contains(&demo.delegation_token), "{banner}");
+    let delegated = format!(
+        "postgresql://etl-agent:{}@{}:{}/demo?sslmode=require",
+        demo.delegation_token,
+        addr.ip(),
+        addr.port()
+    );
+    let out = portcullis_tests::psql_c(&delegated, "SHOW portcullis.identity").await;
+    out.assert_success("psql with the delegation token");
+    assert!(
+        out.stdout
+            .starts_with("etl-agent|agent|pipelines|token|alice|"),
+        "{}",
+        out.stdout
+    );
+    let out = portcullis_tests::psql_c(
+        &delegated,
+        "INSERT INTO orders (customer_id, amount, status) VALUES (1, 10, 'pending')",
+    )
+    .await;
+    assert_ne!(out.code(), 0, "the delegated write ran: {}", out.stdout);
+    assert!(out.stderr.contains("approval required"), "{}", out.stderr);
     drop((alice, bob, agent));
     let portcullis::demo::Demo {
         gateway, cluster, ..
