@@ -100,6 +100,9 @@ impl Jwks {
                 }
             }
         }
+        if st.fetched.is_none() {
+            return Err("the identity provider's keys are not available yet".into());
+        }
         Err(match kid {
             Some(k) => format!("unknown signing key id \"{k}\""),
             None => "no signing key fits the token (it names no key id)".into(),

@@ -107,7 +107,39 @@ fn matches(pattern: &str, value: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::matches;
+    use super::*;
+
+    #[test]
+    fn the_subject_cn_maps_by_rules_or_by_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = portcullis_cluster::generate_test_pki(dir.path(), &[]).unwrap();
+        let pem = std::fs::read(&pki.client_cert).unwrap();
+        let der = rustls_pemfile::certs(&mut pem.as_slice())
+            .next()
+            .unwrap()
+            .unwrap();
+        let cfg = |map: Vec<CertRule>| MtlsConfig {
+            ca: pki.ca_cert.clone(),
+            required: false,
+            map,
+        };
+        let m = CertMapper::new(&cfg(Vec::new())).unwrap();
+        assert_eq!(m.user_of(der.as_ref()).as_deref(), Some("alice"));
+        let rule = |from, pattern: &str, user: &str| CertRule {
+            from,
+            pattern: Some(pattern.into()),
+            user: user.into(),
+        };
+        let m = CertMapper::new(&cfg(vec![
+            rule(CertField::SanEmail, "*", "{local}"),
+            rule(CertField::Cn, "bob", "bob"),
+            rule(CertField::Cn, "al*", "{value}-cert"),
+        ]))
+        .unwrap();
+        assert_eq!(m.user_of(der.as_ref()).as_deref(), Some("alice-cert"));
+        let m = CertMapper::new(&cfg(vec![rule(CertField::Cn, "bob", "bob")])).unwrap();
+        assert_eq!(m.user_of(der.as_ref()), None);
+    }
 
     #[test]
     fn wildcards() {
