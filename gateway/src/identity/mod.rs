@@ -366,6 +366,34 @@ mod tests {
     }
 
     #[test]
+    fn auth_config_errors_name_the_key() {
+        let base = "[upstream]\nuser = \"u\"\n[databases.demo]\n";
+        for (extra, key) in [
+            (
+                "[auth.jwt]\nissuer = \"i\"\naudience = [\"a\"]\njwks_file = \"j\"\nalgorithms = [\"none\"]\n",
+                "auth.jwt.algorithms",
+            ),
+            (
+                "[auth.jwt]\nissuer = \"i\"\naudience = []\njwks_file = \"j\"\n",
+                "auth.jwt.audience",
+            ),
+            (
+                "[auth.jwt]\nissuer = \"i\"\naudience = [\"a\"]\n",
+                "auth.jwt.jwks_file",
+            ),
+            (
+                "[auth]\nmax_password_bytes = 1\n",
+                "auth.max_password_bytes",
+            ),
+        ] {
+            let e = crate::config::parse(std::path::Path::new("t.toml"), &format!("{base}{extra}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{e}");
+        }
+    }
+
+    #[test]
     fn roles_come_from_identity_then_groups_then_template() {
         let s = store("[auth.roles]\ntemplate = \"u_{user}\"\ngroups = { pipelines = \"etl\" }\n");
         assert_eq!(s.scram("alice").unwrap().1.role.as_deref(), Some("u_alice"));
