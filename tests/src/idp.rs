@@ -138,15 +138,68 @@ pub fn claims(issuer: &str, audience: &str, sub: &str, groups: &[&str]) -> Value
 
 /// A local HTTP server answering `GET /jwks.json` with a document the test can change.
 pub struct JwksServer {
+    https: bool,
     addr: SocketAddr,
     body: Arc<Mutex<String>>,
     hits: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Accepts TLS connections for axum (handshake failures are skipped).
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            if let Ok(tls) = self.acceptor.accept(tcp).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
 impl JwksServer {
     /// Starts serving `body` on 127.0.0.1 (a random port).
     pub async fn start(body: String) -> Result<JwksServer> {
+        Self::start_inner(body, None).await
+    }
+
+    /// Starts serving `body` over HTTPS with the given PEM certificate and key.
+    pub async fn start_https(body: String, cert: &Path, key: &Path) -> Result<JwksServer> {
+        use rustls_pki_types::pem::PemObject;
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(cert)?
+            .collect::<Result<Vec<_>, _>>()?;
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key)?;
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+        Self::start_inner(
+            body,
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+        )
+        .await
+    }
+
+    async fn start_inner(
+        body: String,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Result<JwksServer> {
         let body = Arc::new(Mutex::new(body));
         let hits = Arc::new(AtomicUsize::new(0));
         let (b, h) = (Arc::clone(&body), Arc::clone(&hits));
@@ -163,10 +216,21 @@ impl JwksServer {
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let https = tls.is_some();
+        let task = match tls {
+            None => tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            }),
+            Some(acceptor) => tokio::spawn(async move {
+                let l = TlsListener {
+                    tcp: listener,
+                    acceptor,
+                };
+                let _ = axum::serve(l, app).await;
+            }),
+        };
         Ok(JwksServer {
+            https,
             addr,
             body,
             hits,
@@ -176,7 +240,8 @@ impl JwksServer {
 
     /// The JWKS URL.
     pub fn url(&self) -> String {
-        format!("http://{}/jwks.json", self.addr)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}/jwks.json", self.addr)
     }
 
     /// Serves `body` from now on.

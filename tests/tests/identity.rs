@@ -354,6 +354,54 @@ async fn an_unknown_key_id_refetches_the_jwks_so_rotated_keys_are_accepted() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_fetched_over_https_from_a_provider_the_ca_vouches_for() {
+    let env = env().await;
+    let k = keys(env.scratch_dir());
+    let pki = env.pki();
+    let server = JwksServer::start_https(idp::jwks(&[&k.rsa]), &pki.server_cert, &pki.server_key)
+        .await
+        .unwrap();
+    assert!(server.url().starts_with("https://127.0.0.1:"));
+    let gw = gateway(
+        env,
+        jwt_section(
+            &format!(
+                "jwks_url = {:?}\njwks_ca = {}",
+                server.url(),
+                toml_path(&pki.ca_cert)
+            ),
+            "",
+        ),
+    )
+    .await;
+    let c = login_tls(
+        &gw,
+        "carol",
+        &k.rsa.sign(&idp::claims(ISS, AUD, "carol", &[])),
+    )
+    .await
+    .expect("a token verified with keys fetched over https");
+    assert_eq!(identity(&c).await["auth_method"], "token");
+
+    // Without the CA the provider is not trusted: no keys, no login.
+    let untrusted = gateway(
+        env,
+        jwt_section(&format!("jwks_url = {:?}", server.url()), ""),
+    )
+    .await;
+    let (code, message) = refusal(
+        login_tls(
+            &untrusted,
+            "carol",
+            &k.rsa.sign(&idp::claims(ISS, AUD, "carol", &[])),
+        )
+        .await,
+    );
+    assert_eq!(code, "28000");
+    assert!(message.contains("keys"), "{message}");
+}
+
 fn psql_cert_uri(gw: &Gateway, user: &str, cert: &Path, key: &Path) -> String {
     build_uri(
         user,
