@@ -20,6 +20,8 @@ command -v pgbench >/dev/null 2>&1 || need_apt+=(postgresql-contrib)
 if [ "${1:-}" = "--tests" ]; then
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 fi
+# The identity tests generate the test identity provider's RSA keys with openssl.
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ "${PORTCULLIS_SETUP_BENCH:-0}" = 1 ]; then
   command -v pgbouncer >/dev/null 2>&1 || need_apt+=(pgbouncer)
 fi

@@ -47,6 +47,48 @@ pub struct Demo {
     pub mask_policy_path: PathBuf,
     /// The approvals policy component.
     pub approvals_policy_path: PathBuf,
+    /// A token of the demo's identity provider: `etl-agent` acting for `alice`.
+    pub delegation_token: String,
+    /// The demo's TLS certificate and identity-provider keys (removed on drop).
+    pub auth_dir: tempfile::TempDir,
+}
+
+/// The demo identity provider's issuer and audience.
+pub const DEMO_ISSUER: &str = "https://idp.portcullis.demo";
+/// The audience of demo tokens.
+pub const DEMO_AUDIENCE: &str = "portcullis";
+
+/// A throwaway identity provider for the demo: an Ed25519 key, its JWKS written to
+/// `dir/jwks.json`, and a token (valid 12 hours) for `etl-agent` acting for `alice`
+/// (RFC 8693 `act`). Returns the JWKS path and the token.
+fn demo_idp(dir: &Path) -> anyhow::Result<(PathBuf, String)> {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let key = ed25519_dalek::SigningKey::from_bytes(&rand::random());
+    // PKCS#8 v1 for Ed25519: a fixed prefix, then the 32-byte seed.
+    let mut der = hex::decode("302e020100300506032b657004220420")?;
+    der.extend_from_slice(key.as_bytes());
+    let jwks = serde_json::json!({"keys": [{
+        "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "kid": "demo",
+        "x": b64(key.verifying_key().as_bytes()),
+    }]});
+    let path = dir.join("jwks.json");
+    std::fs::write(&path, jwks.to_string())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let claims = serde_json::json!({
+        "iss": DEMO_ISSUER, "aud": DEMO_AUDIENCE, "sub": "alice", "groups": ["analysts"],
+        "act": {"sub": "etl-agent"}, "iat": now, "exp": now + 12 * 3600,
+    });
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some("demo".into());
+    let token = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ed_der(&der),
+    )?;
+    Ok((path, token))
 }
 
 /// Finds a repository file: relative to the working directory, else to the source
@@ -194,7 +236,23 @@ pub async fn start(
         .iter()
         .map(|(n, _, _)| (n.to_string(), random_password()))
         .collect();
+    // TLS and an identity provider, so agents can log in with a delegation token.
+    let auth_dir = tempfile::Builder::new()
+        .prefix("portcullis-demo-auth-")
+        .tempdir()?;
+    let pki = portcullis_cluster::generate_test_pki(
+        &auth_dir.path().join("pki"),
+        &["localhost", "127.0.0.1"],
+    )?;
+    let (jwks, delegation_token) = demo_idp(auth_dir.path())?;
     let mut text = demo_config(&cluster, listen, admin, &passwords);
+    let _ = write!(
+        text,
+        "\n[server.tls]\ncert = {:?}\nkey = {:?}\n\n[auth.jwt]\nissuer = {DEMO_ISSUER:?}\naudience = [{DEMO_AUDIENCE:?}]\njwks_file = {:?}\ntokens_for_password_users = true\n",
+        pki.server_cert.display().to_string(),
+        pki.server_key.display().to_string(),
+        jwks.display().to_string(),
+    );
     // Approval requests live beside the throwaway cluster (and go with it).
     let store = cluster.data_dir().with_extension("approvals.json");
     let _ = write!(
@@ -220,6 +278,8 @@ pub async fn start(
         policy_path,
         mask_policy_path,
         approvals_policy_path,
+        delegation_token,
+        auth_dir,
     })
 }
 
@@ -307,6 +367,21 @@ pub fn banner(demo: &Demo) -> String {
             pw("bob")
         );
     }
+    let uri = format!(
+        "postgresql://etl-agent:{}@{}:{}/demo?sslmode=require",
+        demo.delegation_token,
+        addr.ip(),
+        addr.port()
+    );
+    let _ = writeln!(
+        s,
+        "  etl-agent acting for alice (an identity-provider token, over TLS): reads, but its writes need approval"
+    );
+    let _ = writeln!(s, "    psql '{uri}' -c 'SHOW portcullis.identity'");
+    let _ = writeln!(
+        s,
+        "    psql '{uri}' -c \"INSERT INTO orders (customer_id, amount, status) VALUES (1, 10, 'pending')\"\n"
+    );
     let _ = writeln!(s, "Press Ctrl-C to stop; the throwaway cluster is removed.");
     s
 }

@@ -291,11 +291,16 @@ async fn start_inner(
     policies: Vec<PolicyRef>,
 ) -> anyhow::Result<GatewayHandle> {
     let identities = Arc::new(IdentityStore::from_config(&config)?);
+    identities.prime().await;
+    anyhow::ensure!(
+        config.auth.mtls.is_none() || config.server.tls.is_some(),
+        "[auth.mtls] needs [server.tls]: client certificates come with TLS"
+    );
     let tls_acceptor = config
         .server
         .tls
         .as_ref()
-        .map(crate::frontend::server_tls_acceptor)
+        .map(|t| crate::frontend::server_tls_acceptor(t, identities.mtls().map(|m| m.verifier())))
         .transpose()?;
     let upstream_tls = crate::backend::upstream_tls_connector(&config.upstream)?;
     let limits = Limits {
@@ -365,7 +370,8 @@ async fn start_inner(
         analyzer: Arc::new(Analyzer::new(config.analysis.parse_cache_entries)),
         config: Arc::new(config),
         identities,
-        gate: plugins.gate,
+        // Role-mapped sessions cannot leave their role (RESET ROLE, SET ROLE, ...).
+        gate: Arc::new(crate::pipeline::RoleLock::new(plugins.gate)),
         filter: plugins.filter,
         metrics,
         cancels: Arc::new(CancelRegistry::default()),

@@ -131,6 +131,69 @@ async fn the_demo_enforces_the_standard_policies_for_its_identities() {
     );
     let (agent, r) = held.await.unwrap();
     assert_eq!(r.expect("the approved UPDATE runs"), 1);
+    // etl-agent acting for alice, with the demo's delegation token over TLS, as the
+    // banner suggests: it reads, and its writes need approval.
+    assert!(banner.contains(&demo.delegation_token), "{banner}");
+    let delegated = format!(
+        "postgresql://etl-agent:{}@{}:{}/demo?sslmode=require",
+        demo.delegation_token,
+        addr.ip(),
+        addr.port()
+    );
+    let out = portcullis_tests::psql_c(&delegated, "SHOW portcullis.identity").await;
+    out.assert_success("psql with the delegation token");
+    assert!(
+        out.stdout
+            .starts_with("etl-agent|agent|pipelines|token|alice|"),
+        "{}",
+        out.stdout
+    );
+    let write = tokio::spawn(async move {
+        portcullis_tests::psql_c(
+            &delegated,
+            "INSERT INTO orders (customer_id, amount, status) VALUES (1, 10, 'pending')",
+        )
+        .await
+    });
+    // The write waits for approval; alice, whom the agent acts for, may not approve
+    // it; bob rejects it.
+    let id = portcullis_tests::eventually(
+        std::time::Duration::from_secs(30),
+        "the delegated write's request",
+        || async {
+            let out = cli("bob", &["list", "--json"]).output().await?;
+            let list: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            list.as_array()
+                .into_iter()
+                .flatten()
+                .find(|r| r["requester"]["acting_for"] == "alice" && r["status"] == "pending")
+                .and_then(|r| r["id"].as_str().map(str::to_owned))
+                .ok_or_else(|| anyhow::anyhow!("no request yet: {list}"))
+        },
+    )
+    .await
+    .unwrap();
+    let alice_try = cli("alice", &["approve", &id]).output().await.unwrap();
+    assert!(
+        !alice_try.status.success(),
+        "the person an agent acts for cannot approve"
+    );
+    let no = cli("bob", &["reject", &id, "--reason", "not today"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        no.status.success(),
+        "{}",
+        String::from_utf8_lossy(&no.stderr)
+    );
+    let out = write.await.unwrap();
+    assert_ne!(out.code(), 0, "the rejected write ran: {}", out.stdout);
+    assert!(
+        out.stderr.contains("rejected") && out.stderr.contains(&id),
+        "{}",
+        out.stderr
+    );
     drop((alice, bob, agent));
     let portcullis::demo::Demo {
         gateway, cluster, ..

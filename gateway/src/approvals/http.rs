@@ -50,9 +50,11 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
 
-/// The verified reviewer behind `Authorization: Basic ...`.
+/// The verified reviewer behind `Authorization: Basic ...`: a gateway identity with
+/// its password, or (where tokens are configured) an identity-provider token as the
+/// password.
 #[allow(clippy::result_large_err)] // the error is the ready response
-pub fn reviewer(
+pub async fn reviewer(
     identities: &IdentityStore,
     headers: &HeaderMap,
 ) -> Result<Arc<Identity>, Response> {
@@ -81,9 +83,9 @@ pub fn reviewer(
     let Some((user, password)) = decoded.as_deref().and_then(|s| s.split_once(':')) else {
         return Err(unauthorized("malformed Basic credentials"));
     };
-    match identities.get(user) {
-        Some(c) if c.verifier.matches_password(password) => Ok(Arc::clone(&c.identity)),
-        _ => Err(unauthorized("wrong user name or password")),
+    match identities.verify_password(user, password).await {
+        Ok(id) => Ok(id),
+        Err(_) => Err(unauthorized("wrong user name, password or token")),
     }
 }
 
@@ -114,7 +116,7 @@ async fn list(
         Ok(a) => a,
         Err(r) => return r,
     };
-    if let Err(r) = reviewer(&shared.identities, &headers) {
+    if let Err(r) = reviewer(&shared.identities, &headers).await {
         return r;
     }
     match a
@@ -136,7 +138,7 @@ async fn show(
         Ok(a) => a,
         Err(r) => return r,
     };
-    if let Err(r) = reviewer(&shared.identities, &headers) {
+    if let Err(r) = reviewer(&shared.identities, &headers).await {
         return r;
     }
     match a.store().get(&id).await {
@@ -166,7 +168,7 @@ async fn review(
         Ok(a) => a,
         Err(r) => return r,
     };
-    let who = match reviewer(&shared.identities, &headers) {
+    let who = match reviewer(&shared.identities, &headers).await {
         Ok(w) => w,
         Err(r) => return r,
     };

@@ -152,12 +152,13 @@ impl Approvals {
         cancel.borrow_and_update();
         let identity = &ticket.session.identity;
         let stmt = &ticket.analysis.statements[ticket.index];
-        let key = ApprovalRequest::match_key(
-            &identity.name,
-            &ticket.session.database,
-            &ticket.sql,
-            &ticket.params,
-        );
+        // An agent acting for someone is a different requester from the agent alone.
+        let who = match &identity.acting_for {
+            Some(p) => format!("{}\u{0}{p}", identity.name),
+            None => identity.name.clone(),
+        };
+        let key =
+            ApprovalRequest::match_key(&who, &ticket.session.database, &ticket.sql, &ticket.params);
         let now = now_ms();
         if let Some(r) = self.store.consume_match(&key, now).await? {
             self.count("reused");
@@ -184,7 +185,7 @@ impl Approvals {
                 user: identity.name.clone(),
                 kind: principal(identity.kind).into(),
                 groups: identity.groups.clone(),
-                acting_for: None,
+                acting_for: identity.acting_for.clone(),
                 client_addr: ticket.session.client_addr.to_string(),
                 application: ticket.session.application_name.clone(),
                 session_id: ticket.session.session_id,

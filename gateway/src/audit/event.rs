@@ -70,6 +70,12 @@ pub struct SessionRecord {
     /// The person an agent acts for, when the gateway knows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acting_for: Option<String>,
+    /// The groups of the person in `acting_for`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acting_for_groups: Vec<String>,
+    /// The upstream role the session runs as, when mapped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
     /// The client's address.
     pub client_addr: String,
     /// The client's `application_name`.
@@ -87,7 +93,9 @@ impl SessionRecord {
             groups: s.identity.groups.clone(),
             principal: s.identity.kind.as_str().to_owned(),
             auth: s.identity.auth_method.as_str().to_owned(),
-            acting_for: None,
+            acting_for: s.identity.acting_for.clone(),
+            acting_for_groups: s.identity.acting_for_groups.clone(),
+            role: s.identity.role.clone(),
             client_addr: s.client_addr.to_string(),
             application: s.application_name.clone(),
             database: s.database.clone(),

@@ -89,6 +89,25 @@ fn resolve_paths(path: &Path, config: &mut Config) {
     {
         ap.path = base.join(&ap.path);
     }
+    let rel = |p: &mut std::path::PathBuf| {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    };
+    if let Some(j) = &mut config.auth.jwt {
+        if let Some(p) = &mut j.jwks_file {
+            rel(p);
+        }
+        if let Some(p) = &mut j.jwks_ca {
+            rel(p);
+        }
+    }
+    if let Some(m) = &mut config.auth.mtls {
+        rel(&mut m.ca);
+    }
+    if let Some(d) = &mut config.auth.directory {
+        rel(&mut d.path);
+    }
     if let Some(audit) = &mut config.audit {
         if audit.dir.is_relative() {
             audit.dir = base.join(&audit.dir);
@@ -187,7 +206,11 @@ fn validate(path: &Path, text: &str, c: &Config) -> Result<(), ConfigError> {
     let mut seen = std::collections::HashSet::new();
     for (i, id) in c.identities.iter().enumerate() {
         let line = find_line(text, "scram", i);
-        if let Err(e) = id.scram.parse::<portcullis_auth::ScramVerifier>() {
+        if let Some(Err(e)) = id
+            .scram
+            .as_ref()
+            .map(|s| s.parse::<portcullis_auth::ScramVerifier>())
+        {
             return Err(invalid(
                 line,
                 format!("identities[{i}].scram"),
@@ -210,6 +233,13 @@ fn validate(path: &Path, text: &str, c: &Config) -> Result<(), ConfigError> {
                 format!("identity {:?} is declared twice", id.name),
             ));
         }
+    }
+    if let Err((key, message)) = crate::identity::validate_auth(&c.auth) {
+        return Err(invalid(
+            find_line(text, key.rsplit('.').next().unwrap_or(&key), 0),
+            key,
+            message,
+        ));
     }
     if c.databases.is_empty() {
         return Err(invalid(

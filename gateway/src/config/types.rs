@@ -45,6 +45,9 @@ pub struct Config {
     /// Approvals of held statements; absent: a statement that needs approval is denied.
     #[serde(default)]
     pub approvals: Option<super::ApprovalsConfig>,
+    /// Tokens, client certificates, groups directory, role mapping.
+    #[serde(default)]
+    pub auth: super::AuthConfig,
 }
 
 /// A policy directory the gateway loads and hot-reloads: `[policy_dir]`.
@@ -355,8 +358,10 @@ pub struct IdentityConfig {
     /// Groups, used by policies.
     #[serde(default)]
     pub groups: Vec<String>,
-    /// SCRAM-SHA-256 verifier (`portcullis passwd` prints one). Never a plaintext password.
-    pub scram: String,
+    /// SCRAM-SHA-256 verifier (`portcullis passwd` prints one). Never a plaintext
+    /// password. Absent: the identity logs in only with a token or a certificate.
+    #[serde(default)]
+    pub scram: Option<String>,
     /// Upstream role to `SET ROLE` to after connecting, if any.
     #[serde(default)]
     pub role: Option<String>,

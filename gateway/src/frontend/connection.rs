@@ -105,8 +105,12 @@ async fn login(
     );
     let mut input = BytesMut::with_capacity(1024);
     let mut out = BytesMut::new();
+    let mut next: Option<LoginEvent> = None;
     loop {
-        let event = login.input(&mut input, &mut out);
+        let event = match next.take() {
+            Some(e) => Some(e),
+            None => login.input(&mut input, &mut out),
+        };
         if !out.is_empty() {
             stream.write_all(&out).await.ok()?;
             stream.flush().await.ok()?;
@@ -124,13 +128,20 @@ async fn login(
                 };
                 let acceptor = shared.tls_acceptor.as_ref()?;
                 match acceptor.accept(tcp).await {
-                    Ok(tls) => stream = Stream::ServerTls(Box::new(tls)),
+                    Ok(tls) => {
+                        login.set_certificate_user(certificate_user(&tls, shared));
+                        stream = Stream::ServerTls(Box::new(tls));
+                    }
                     Err(e) => {
-                        tracing::debug!(%peer, error = %e, "client TLS handshake failed");
+                        tracing::info!(%peer, error = %e, "client TLS handshake failed");
                         return None;
                     }
                 }
                 login.tls_started();
+            }
+            Some(LoginEvent::VerifyPassword { user, token }) => {
+                let result = shared.identities.verify_password(&user, &token).await;
+                next = Some(login.password_verified(result, &mut out));
             }
             Some(LoginEvent::Cancel(key)) => {
                 if let Some(target) = shared.cancels.lookup(ClientKey(key)) {
@@ -182,6 +193,16 @@ async fn login(
             }
         }
     }
+}
+
+/// The user name a verified client certificate maps to (`[auth.mtls]`).
+fn certificate_user(
+    tls: &tokio_rustls::server::TlsStream<TcpStream>,
+    shared: &Shared,
+) -> Option<String> {
+    let mapper = shared.identities.mtls()?;
+    let cert = tls.get_ref().1.peer_certificates()?.first()?;
+    mapper.user_of(cert.as_ref())
 }
 
 async fn fatal(stream: &mut Stream, code: &str, message: &str) {

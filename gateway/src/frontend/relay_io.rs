@@ -74,6 +74,18 @@ fn unreachable_hold() -> HoldOutcome {
     )
 }
 
+/// Time left until the session's token expires, when sessions end at expiry.
+fn token_expiry(relay: &Relay, shared: &Shared) -> Option<Duration> {
+    if shared.identities.on_expiry() != crate::config::OnExpiry::Disconnect {
+        return None;
+    }
+    let at = relay.session().identity.expires_at?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
+}
+
 /// Relays until either side closes, the client terminates, or the gateway shuts down.
 pub async fn run(
     client: &mut Stream,
@@ -108,6 +120,10 @@ pub async fn run(
         idle_timeout
     });
     tokio::pin!(idle);
+    // `[auth.jwt] on_expiry = "disconnect"`: the session ends when its token expires.
+    let expiry = token_expiry(&relay, shared);
+    let expires = tokio::time::sleep(expiry.unwrap_or(Duration::from_secs(86_400 * 365)));
+    tokio::pin!(expires);
     let mut shutdown = shared.shutdown.clone();
     let mut draining = false;
     let mut server_open = true;
@@ -224,6 +240,13 @@ pub async fn run(
             }
             _ = &mut idle, if !idle_timeout.is_zero() && !relay.holding() && relay.is_idle() && relay.transaction() == TransactionStatus::Idle && held.ticket.is_none() => {
                 ErrorFields::new(Severity::Fatal, "57P05", "terminating connection due to idle-session timeout")
+                    .encode_error(&mut to_client);
+                let _ = client_wr.write_all(&to_client).await;
+                let _ = client_wr.flush().await;
+                break Ok(());
+            }
+            _ = &mut expires, if expiry.is_some() => {
+                ErrorFields::new(Severity::Fatal, "28000", format!("terminating connection because the identity token of \"{}\" expired", relay.session().identity.name))
                     .encode_error(&mut to_client);
                 let _ = client_wr.write_all(&to_client).await;
                 let _ = client_wr.flush().await;

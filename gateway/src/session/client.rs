@@ -12,6 +12,7 @@ use portcullis_wire::{Frame, WireError};
 use super::hold::{Awaiting, HoldTicket, Parked, ParkedKind};
 use super::pending::Pending;
 use super::{Relay, RelayError, StatementInfo};
+use crate::identity::introspect;
 use crate::pipeline::{ApprovalNeed, Decision, Denial, Protocol, StatementContext};
 
 impl Relay {
@@ -46,6 +47,20 @@ impl Relay {
         match frame.tag() {
             tag::QUERY => {
                 let q = Query::decode(body).map_err(RelayError::Client)?;
+                if let Some(sql) = introspect::answer(q.sql, &self.session.identity) {
+                    // Answered by the gateway (see identity::introspect); no policy.
+                    Query::encode(&sql, out);
+                    let analysis = self.deps.analyzer.analyze(&sql);
+                    self.pending.push_back(Pending::Query {
+                        seq,
+                        analysis,
+                        denial: None,
+                        sent_at: now,
+                        sql: None,
+                        approval: None,
+                    });
+                    return Ok(());
+                }
                 let analysis = self.deps.analyzer.analyze(q.sql);
                 let sql = self.audit_sql(q.sql);
                 let denial = match self.decide_all(&analysis, q.sql, Protocol::Simple, now) {
@@ -90,9 +105,24 @@ impl Relay {
             }
             tag::PARSE => {
                 let p = Parse::decode(body).map_err(RelayError::Client)?;
+                self.awaiting.remove(p.name);
+                if let Some(sql) = introspect::answer(p.sql, &self.session.identity) {
+                    Parse::encode(p.name, &sql, &[], out);
+                    let statement = StatementInfo {
+                        analysis: self.deps.analyzer.analyze(&sql),
+                        columns: None,
+                        sql: None,
+                    };
+                    self.pending.push_back(Pending::Parse {
+                        name: p.name.to_owned(),
+                        statement,
+                        denial: None,
+                        sent_at: now,
+                    });
+                    return Ok(());
+                }
                 let analysis = self.deps.analyzer.analyze(p.sql);
                 let sql = self.audit_sql(p.sql);
-                self.awaiting.remove(p.name);
                 let denial = match self.decide_all(&analysis, p.sql, Protocol::ExtendedParse, now) {
                     Gated::Allow => None,
                     Gated::Deny(index, d) => {

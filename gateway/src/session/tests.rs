@@ -57,6 +57,9 @@ fn relay_with(limits: Limits) -> Relay {
             groups: vec!["analysts".into()],
             auth_method: AuthMethod::ScramSha256,
             role: None,
+            acting_for: None,
+            acting_for_groups: Vec::new(),
+            expires_at: None,
         }),
         database: "demo".into(),
         client_addr: "127.0.0.1:1".parse().unwrap(),
@@ -726,4 +729,39 @@ fn an_extended_statement_is_held_at_its_bind_with_the_parameters() {
         .unwrap();
     assert_eq!(tags(&to_server), "PBS");
     assert!(!r.holding());
+}
+
+#[test]
+fn show_portcullis_identity_is_answered_from_the_gateway_in_both_protocols() {
+    let mut r = relay();
+    // Pipelined with another query: responses stay in order.
+    let mut c = BytesMut::new();
+    Query::encode("SHOW portcullis.identity;", &mut c);
+    Query::encode("select 1", &mut c);
+    let sent = frames(client(&mut r, c));
+    let sql = Query::decode(sent[0].body()).unwrap().sql.to_owned();
+    assert!(sql.starts_with("SELECT E'alice' AS \"user\""), "{sql}");
+    assert!(sql.contains("E'analysts' AS groups"), "{sql}");
+    assert_eq!(Query::decode(sent[1].body()).unwrap().sql, "select 1");
+    let mut resp = BytesMut::new();
+    backend::data_row(&mut resp, &[Some(b"alice")]);
+    backend::command_complete(&mut resp, "SELECT 1");
+    ready(&mut resp, TransactionStatus::Idle);
+    assert_eq!(tags(&server(&mut r, resp)), "DCZ");
+    assert!(!r.is_idle(), "the second query is still owed");
+
+    let mut c = BytesMut::new();
+    Parse::encode("who", "show portcullis.identity", &[], &mut c);
+    Bind::encode("", "who", &[], &mut c);
+    Execute::encode("", 0, &mut c);
+    frontend::sync(&mut c);
+    let sent = frames(client(&mut r, c));
+    let p = Parse::decode(sent[0].body()).unwrap();
+    assert_eq!(p.name, "who");
+    assert!(
+        p.sql.contains("E'scram-sha-256' AS auth_method"),
+        "{}",
+        p.sql
+    );
+    assert_eq!(sent.len(), 4);
 }

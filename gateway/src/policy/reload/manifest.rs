@@ -155,6 +155,9 @@ pub struct Fixture {
     /// Its kind.
     #[serde(default)]
     pub kind: crate::config::PrincipalKind,
+    /// For an agent acting for a person: that person.
+    #[serde(default)]
+    pub acting_for: Option<String>,
     /// Database.
     #[serde(default = "default_database")]
     pub database: String,

@@ -354,6 +354,7 @@ pub fn run_fixtures(chain: &PolicyChain, path: &Path) -> Result<usize, String> {
             user: case.user.clone(),
             kind: case.kind,
             groups: case.groups.clone(),
+            acting_for: case.acting_for.clone(),
         };
         let session = offline_session(&who, &case.database, "portcullis-fixtures");
         let decision = decide_sql(&analyzer, &session, &case.sql, |ctx| {
