@@ -629,3 +629,92 @@ async fn decisions_name_the_policy_and_record_the_loaded_set() {
 fn hex_string(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// `[audit.postgres]`: every line also lands in a PostgreSQL table, which rebuilds
+/// into a trail that verifies; a table that cannot be written fails statements closed
+/// (58030) until it can; a modified row is caught.
+#[tokio::test]
+async fn the_postgres_sink_holds_the_chain_and_fails_closed() {
+    let env = env().await;
+    let dir = trail_dir(env);
+    let table = unique("audit").replace('-', "_");
+    let url = format!(
+        "host=127.0.0.1 port={} user=postgres password={} dbname=postgres",
+        env.pg_port(),
+        portcullis_tests::SUPERUSER_PASSWORD
+    );
+    let gw = audited_gateway(
+        env,
+        &dir,
+        &format!("\n[audit.postgres]\nurl = {url:?}\ntable = {table:?}\ngateway = \"gw-a\"\n"),
+    )
+    .await;
+    let c = gw.connect("alice", "demo").await.unwrap();
+    c.simple_query("SELECT 1 /*pg sink*/").await.unwrap();
+    c.simple_query("CREATE TEMP TABLE pg_sink_t (a int)")
+        .await
+        .unwrap();
+    c.simple_query("INSERT INTO pg_sink_t VALUES (1)")
+        .await
+        .unwrap();
+
+    // The table goes away: a write's result is withheld, new statements are refused.
+    env.admin_sql(
+        "postgres",
+        &format!("ALTER TABLE {table} RENAME TO {table}_away"),
+    );
+    let r = c.simple_query("INSERT INTO pg_sink_t VALUES (2)").await;
+    let e = r.expect_err("a write whose event cannot be stored is not acknowledged");
+    assert_eq!(sqlstate(&e).as_deref(), Some("58030"), "{e:?}");
+    let c2 = gw.connect("alice", "demo").await.unwrap();
+    let refused = eventually(Duration::from_secs(10), "statements refused", || async {
+        match c2.simple_query("SELECT 2 /*pg sink*/").await {
+            Err(e) if sqlstate(&e).as_deref() == Some("58030") => Ok(()),
+            other => anyhow::bail!("{other:?}"),
+        }
+    })
+    .await;
+    refused.unwrap();
+    // It comes back: statements run again and nothing queued is lost.
+    env.admin_sql(
+        "postgres",
+        &format!("ALTER TABLE {table}_away RENAME TO {table}"),
+    );
+    eventually(Duration::from_secs(20), "statements run again", || async {
+        c2.simple_query("SELECT 3 /*pg sink*/")
+            .await
+            .map(|_| ())
+            .map_err(|e| anyhow::anyhow!("{e:?}"))
+    })
+    .await
+    .unwrap();
+    drop((c, c2));
+    gw.shutdown().await;
+
+    let file_events = verified_events(&dir);
+    let rebuilt = env.scratch_dir().join(unique("rebuilt"));
+    std::fs::create_dir_all(&rebuilt).unwrap();
+    portcullis::audit::pg_sink::export(&url, &table, "gw-a", &rebuilt)
+        .await
+        .unwrap();
+    let table_events = verified_events(&rebuilt);
+    assert_eq!(
+        table_events.len(),
+        file_events.len(),
+        "the table has every event"
+    );
+    assert!(!statements(&table_events, "SELECT 3 /*pg sink*/").is_empty());
+
+    // A modified row breaks the chain.
+    env.admin_sql(
+        "postgres",
+        &format!("UPDATE {table} SET line = replace(line, 'SELECT 1 /*pg sink*/', 'SELECT 9 /*pg sink*/')"),
+    );
+    let tampered = env.scratch_dir().join(unique("tampered"));
+    std::fs::create_dir_all(&tampered).unwrap();
+    portcullis::audit::pg_sink::export(&url, &table, "gw-a", &tampered)
+        .await
+        .unwrap();
+    let report = verify_files(&trail_files(&tampered).unwrap(), &VerifyOptions::default()).unwrap();
+    assert!(!report.ok(), "a modified row must be reported");
+}

@@ -18,8 +18,17 @@ pub enum AuditCommand {
     /// or truncated.
     Verify {
         /// Trail files in order, or directories (their `audit-*.jsonl` files).
-        #[arg(required = true)]
+        #[arg(required_unless_present = "postgres")]
         paths: Vec<PathBuf>,
+        /// Verify the copy in a PostgreSQL table instead (libpq connection string).
+        #[arg(long)]
+        postgres: Option<String>,
+        /// The table of `--postgres`.
+        #[arg(long, default_value = "portcullis_audit")]
+        table: String,
+        /// The gateway whose trail to verify (its `[audit.postgres] gateway`).
+        #[arg(long, requires = "postgres")]
+        gateway: Option<String>,
         /// Public key file (64 hex digits) to check checkpoint signatures with.
         #[arg(long)]
         public_key: Option<PathBuf>,
@@ -107,10 +116,36 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<()> {
     match cmd {
         AuditCommand::Verify {
             paths,
+            postgres,
+            table,
+            gateway,
             public_key,
             sealed,
             partial,
         } => {
+            // A table's copy is rebuilt into files (same names, same lines) first.
+            let exported = match &postgres {
+                Some(url) => {
+                    let dir = tempfile::tempdir()?;
+                    let gateway = gateway.ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--postgres needs --gateway (the trail's [audit.postgres] gateway name)"
+                        )
+                    })?;
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    let n =
+                        rt.block_on(super::pg_sink::export(url, &table, &gateway, dir.path()))?;
+                    println!("{table}: gateway {gateway}: {n} files");
+                    Some(dir)
+                }
+                None => None,
+            };
+            let paths = match &exported {
+                Some(d) => vec![d.path().to_owned()],
+                None => paths,
+            };
             let files = search::expand(&paths)?;
             if files.is_empty() {
                 bail!("no audit files found in the given paths");

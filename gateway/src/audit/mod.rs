@@ -20,6 +20,7 @@
 pub mod chain;
 pub mod cli;
 pub mod event;
+pub mod pg_sink;
 pub mod record;
 pub mod search;
 pub mod verify;

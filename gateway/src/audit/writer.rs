@@ -208,7 +208,29 @@ impl AuditLog {
             since_checkpoint: 0,
             lost: 0,
             sealed: None,
+            pg: None,
         };
+        if let Some(pg) = &config.postgres {
+            // On a thread of its own: the sink blocks on its own small runtime, which
+            // cannot start inside the caller's.
+            let dir = config.dir.clone();
+            let sink = std::thread::scope(|scope| {
+                scope
+                    .spawn(move || -> anyhow::Result<super::pg_sink::PgSink> {
+                        let mut sink = super::pg_sink::PgSink::open(pg)?;
+                        // Lines a crash left in the files but not in the table: the
+                        // table gets them now (it ignores those it has).
+                        backfill(&dir, &mut sink)?;
+                        sink.flush()
+                            .context("cannot copy the trail's last lines to the audit table")?;
+                        Ok(sink)
+                    })
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the audit table setup panicked"))?
+            })?;
+            tracing::info!(table = %pg.table, gateway = sink.gateway(), "audit trail also written to PostgreSQL");
+            w.pg = Some(sink);
+        }
         let mut start = AuditEvent::new(EventKind::Start);
         start.detail = Some(rec.detail);
         w.encode(SystemTime::now(), start);
@@ -468,6 +490,31 @@ fn read_tail(path: &Path) -> anyhow::Result<Tail> {
     })
 }
 
+/// Queues the lines of the newest two trail files for the PostgreSQL sink.
+fn backfill(dir: &Path, sink: &mut super::pg_sink::PgSink) -> anyhow::Result<()> {
+    let files = trail_files(dir)?;
+    for path in files.iter().rev().take(2).rev() {
+        let text = std::fs::read_to_string(path)?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            if let Some(seq) = v.get("seq").and_then(Value::as_u64) {
+                sink.push(super::pg_sink::Row {
+                    seq: seq as i64,
+                    file: name.clone(),
+                    line: line.to_owned(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 fn sync_dir(dir: &Path) {
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
@@ -499,6 +546,8 @@ struct Writer {
     lost: u64,
     /// The current file is sealed; events go to this file once it can be created.
     sealed: Option<PathBuf>,
+    /// The PostgreSQL sink, when `[audit.postgres]` is configured.
+    pg: Option<super::pg_sink::PgSink>,
 }
 
 impl Writer {
@@ -627,6 +676,21 @@ impl Writer {
         self.next_seq += 1;
         self.pending.extend_from_slice(line.as_bytes());
         self.metrics.events.inc();
+        if let Some(pg) = &mut self.pg {
+            let file = self.sealed.as_ref().unwrap_or(&self.path);
+            let row = super::pg_sink::Row {
+                seq: e.seq as i64,
+                file: file
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                line: line.trim_end().to_owned(),
+            };
+            if !pg.push(row) {
+                self.lost += 1;
+                self.metrics.lost.inc();
+            }
+        }
         if self.inner.feed.receiver_count() > 0 {
             self.pending_lines.push(Arc::from(line.trim_end()));
         }
@@ -686,6 +750,13 @@ impl Writer {
             }
             self.unsynced = false;
             self.last_sync = Instant::now();
+        }
+        if let Some(pg) = &mut self.pg
+            && let Err(e) = pg.flush()
+        {
+            let e = std::io::Error::other(format!("{e:#}"));
+            self.fail("write to the PostgreSQL audit table", &e);
+            return false;
         }
         if self.failing {
             self.failing = false;

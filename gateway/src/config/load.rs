@@ -270,6 +270,27 @@ fn validate(path: &Path, text: &str, c: &Config) -> Result<(), ConfigError> {
         ));
     }
     if let Some(a) = &c.audit {
+        if let Some(pg) = &a.postgres {
+            if pg.resolved_url().is_none() {
+                return Err(invalid(
+                    find_line(text, "[audit.postgres]", 0),
+                    "audit.postgres.url".into(),
+                    "needs url (or url_env set in the environment)".into(),
+                ));
+            }
+            if pg.table.is_empty()
+                || !pg
+                    .table
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '.')
+            {
+                return Err(invalid(
+                    find_line(text, "table", 0),
+                    "audit.postgres.table".into(),
+                    "must be a plain table name (letters, digits, _, an optional schema.)".into(),
+                ));
+            }
+        }
         if a.dir.as_os_str().is_empty() {
             return Err(invalid(
                 find_line(text, "dir", 0),

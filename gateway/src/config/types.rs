@@ -613,6 +613,53 @@ pub struct AuditConfig {
     /// Seconds between signed checkpoints (with `signing_key`).
     #[serde(default = "default_audit_checkpoint_secs")]
     pub checkpoint_interval_secs: u64,
+    /// Also write every line to a PostgreSQL table (`[audit.postgres]`).
+    #[serde(default)]
+    pub postgres: Option<AuditPostgresConfig>,
+}
+
+/// The PostgreSQL audit sink: `[audit.postgres]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditPostgresConfig {
+    /// libpq-style connection string (`host=... user=... dbname=...`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Read the connection string from this environment variable instead.
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// The table (created if missing).
+    #[serde(default = "default_audit_table")]
+    pub table: String,
+    /// This gateway's name in the table; replicas need distinct names (default: the
+    /// host name).
+    #[serde(default)]
+    pub gateway: Option<String>,
+}
+
+fn default_audit_table() -> String {
+    "portcullis_audit".into()
+}
+
+impl AuditPostgresConfig {
+    /// The connection string, from `url` or `url_env`.
+    pub fn resolved_url(&self) -> Option<String> {
+        self.url
+            .clone()
+            .or_else(|| self.url_env.as_ref().and_then(|v| std::env::var(v).ok()))
+    }
+
+    /// The gateway name: `gateway`, else the host name.
+    pub fn resolved_gateway(&self) -> String {
+        self.gateway.clone().unwrap_or_else(|| {
+            std::env::var("HOSTNAME")
+                .ok()
+                .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "portcullis".into())
+        })
+    }
 }
 
 fn default_audit_batch_ms() -> u64 {
@@ -638,6 +685,7 @@ impl AuditConfig {
             fail_open: false,
             signing_key: None,
             checkpoint_interval_secs: default_audit_checkpoint_secs(),
+            postgres: None,
         }
     }
 }
