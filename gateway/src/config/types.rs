@@ -42,6 +42,12 @@ pub struct Config {
     /// The tamper-evident audit trail; absent: no audit trail is written.
     #[serde(default)]
     pub audit: Option<AuditConfig>,
+    /// Traffic recording for `portcullis policy replay`; absent: nothing is recorded.
+    #[serde(default)]
+    pub recording: Option<crate::recording::RecordingConfig>,
+    /// A candidate policy set evaluated alongside the live one (never enforced).
+    #[serde(default)]
+    pub shadow: Option<crate::policy::shadow::ShadowConfig>,
 }
 
 /// A policy directory the gateway loads and hot-reloads: `[policy_dir]`.

@@ -1,0 +1,262 @@
+//! Reading recordings — and audit trails, which replay where they hold enough.
+//!
+//! Both are JSON lines; the first line tells them apart (a recording starts with its
+//! header, an audit file with a chained event). Every error names the file and line.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use portcullis_sql::Analyzer;
+
+use super::format::{
+    DecisionRec, FORMAT_NAME, FORMAT_VERSION, Header, IdentityRec, Line, ResultLine, StatementLine,
+    SummaryRec, TableRec,
+};
+use crate::audit::AuditEvent;
+
+/// Where a replayed statement's parse summary came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fidelity {
+    /// A recording: the request exactly as the policies saw it.
+    Recording,
+    /// An audit event with the SQL as sent: re-analysed (view columns not completed).
+    AuditFull,
+    /// An audit event with literals redacted: re-analysed with `NULL` for each `?`.
+    AuditRedacted,
+    /// An audit event with kind, fingerprint and tables only (no columns, functions).
+    AuditPartial,
+}
+
+/// One replayable item.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    /// A statement.
+    Statement(Box<StatementLine>, Fidelity),
+    /// A result set.
+    Result(Box<ResultLine>),
+}
+
+/// A recording or audit file, read line by line.
+pub struct Reader {
+    path: PathBuf,
+    lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
+    line_no: usize,
+    audit: Option<bool>,
+    analyzer: Analyzer,
+    bytes: u64,
+    /// Audit events that are not replayable statements (connect, denied by the
+    /// audit sink, function calls, ...).
+    pub skipped: u64,
+}
+
+impl Reader {
+    /// Opens `path`.
+    pub fn open(path: &Path) -> Result<Reader, String> {
+        let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Reader {
+            path: path.to_owned(),
+            lines: std::io::BufReader::with_capacity(1 << 20, f).lines(),
+            line_no: 0,
+            audit: None,
+            analyzer: Analyzer::new(4096),
+            bytes: 0,
+            skipped: 0,
+        })
+    }
+
+    /// Bytes read so far (for a progress bar).
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes
+    }
+
+    /// True once the first line showed an audit trail.
+    pub fn is_audit(&self) -> bool {
+        self.audit == Some(true)
+    }
+
+    fn err(&self, msg: impl std::fmt::Display) -> String {
+        format!("{}:{}: {msg}", self.path.display(), self.line_no)
+    }
+
+    fn parse_line(&mut self, text: &str) -> Result<Option<Entry>, String> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+            if e.is_eof() {
+                self.err(format!("truncated line (incomplete JSON: {e})"))
+            } else {
+                self.err(format!("not valid JSON: {e}"))
+            }
+        })?;
+        if self.audit.is_none() {
+            if value.get("format").is_some() {
+                self.audit = Some(false);
+            } else if value.get("prev").is_some() && value.get("kind").is_some() {
+                self.audit = Some(true);
+            } else {
+                return Err(self.err(format!(
+                    "neither a recording (header line with \"format\": \"{FORMAT_NAME}\") nor an audit trail"
+                )));
+            }
+        }
+        if self.audit == Some(true) {
+            let event: AuditEvent = serde_json::from_value(value)
+                .map_err(|e| self.err(format!("not an audit event: {e}")))?;
+            return Ok(self.from_audit(&event));
+        }
+        if value.get("format").is_some() {
+            let h: Header =
+                serde_json::from_value(value).map_err(|e| self.err(format!("bad header: {e}")))?;
+            if h.format != FORMAT_NAME {
+                return Err(self.err(format!("unknown format \"{}\"", h.format)));
+            }
+            if h.version > FORMAT_VERSION {
+                return Err(self.err(format!(
+                    "recording format version {} is newer than this gateway reads ({FORMAT_VERSION})",
+                    h.version
+                )));
+            }
+            return Ok(None);
+        }
+        let line: Line =
+            serde_json::from_value(value).map_err(|e| self.err(format!("bad line: {e}")))?;
+        Ok(Some(match line {
+            Line::Statement(s) => {
+                s.request().map_err(|e| self.err(e))?;
+                Entry::Statement(s, Fidelity::Recording)
+            }
+            Line::Result(r) => {
+                r.context().map_err(|e| self.err(e))?;
+                Entry::Result(r)
+            }
+        }))
+    }
+
+    /// The statement of an audit event, when it has one a policy decided.
+    fn from_audit(&mut self, e: &AuditEvent) -> Option<Entry> {
+        let (Some(session), Some(st), Some(decision)) = (&e.session, &e.statement, &e.decision)
+        else {
+            self.skipped += 1;
+            return None;
+        };
+        let gateway_rule = decision
+            .policy
+            .as_deref()
+            .is_some_and(|p| p.starts_with("portcullis:"));
+        if st.protocol == "function_call" || gateway_rule {
+            self.skipped += 1;
+            return None;
+        }
+        let identity = IdentityRec {
+            user: session.user.clone(),
+            kind: session.principal.clone(),
+            groups: session.groups.clone(),
+            acting_for: session.acting_for.clone(),
+            auth: session.auth.clone(),
+            client_addr: session.client_addr.clone(),
+            application: session.application.clone(),
+        };
+        let partial = || SummaryRec {
+            kind: st.kind.to_string(),
+            leading_keyword: String::new(),
+            fingerprint: st.fingerprint.clone(),
+            tables: st
+                .tables
+                .iter()
+                .map(|t| {
+                    let (schema, name) = match t.name.split_once('.') {
+                        Some((s, n)) => (Some(s.to_owned()), n.to_owned()),
+                        None => (None, t.name.clone()),
+                    };
+                    TableRec {
+                        schema,
+                        name,
+                        access: t.access.to_string(),
+                    }
+                })
+                .collect(),
+            columns: Vec::new(),
+            functions: Vec::new(),
+            has_where: None,
+            copy: None,
+            parse_error: None,
+            multi_statement: false,
+            index: st.index as u32,
+        };
+        let analysed = |text: &str| -> Option<(SummaryRec, bool)> {
+            let a = self.analyzer.analyze(text);
+            let s = a.statements.get(st.index)?;
+            if s.parse_error.is_some() && st.kind != "unparsed" {
+                return None;
+            }
+            let w = crate::policy::request::statement(s, text, a.statements.len() > 1, st.index);
+            Some((SummaryRec::from_wit(&w), a.statements.len() > 1))
+        };
+        let (summary, sql, fidelity) = match &st.text {
+            Some(text) if !st.text_truncated && portcullis_sql::fingerprint(text) != *text => {
+                match analysed(text) {
+                    Some((s, _)) => (s, text.clone(), Fidelity::AuditFull),
+                    None => (partial(), text.clone(), Fidelity::AuditPartial),
+                }
+            }
+            Some(text) if !st.text_truncated => match analysed(&text.replace('?', "NULL")) {
+                Some((mut s, _)) => {
+                    s.fingerprint = st.fingerprint.clone();
+                    (s, text.clone(), Fidelity::AuditRedacted)
+                }
+                None => (partial(), text.clone(), Fidelity::AuditPartial),
+            },
+            _ => (partial(), st.fingerprint.clone(), Fidelity::AuditPartial),
+        };
+        let line = StatementLine {
+            seq: e.seq,
+            time: e.time.clone(),
+            session: session.id,
+            identity,
+            database: session.database.clone(),
+            protocol: st.protocol.to_string(),
+            transaction: "idle".into(),
+            sql,
+            statement: summary,
+            params: st.params.as_ref().map(|p| p.to_vec()),
+            decision: DecisionRec {
+                outcome: if decision.verdict == "deny" {
+                    "deny"
+                } else {
+                    "allow"
+                }
+                .into(),
+                policy: decision.policy.clone(),
+                message: decision.message.clone(),
+                sqlstate: decision.sqlstate.clone(),
+            },
+            verdicts: Vec::new(),
+        };
+        Some(Entry::Statement(Box::new(line), fidelity))
+    }
+}
+
+impl Iterator for Reader {
+    type Item = Result<Entry, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let text = match self.lines.next()? {
+                Ok(t) => t,
+                Err(e) => {
+                    self.line_no += 1;
+                    return Some(Err(self.err(format!("cannot read: {e}"))));
+                }
+            };
+            self.line_no += 1;
+            self.bytes += text.len() as u64 + 1;
+            if text.trim().is_empty() {
+                continue;
+            }
+            match self.parse_line(&text) {
+                Ok(Some(entry)) => return Some(Ok(entry)),
+                Ok(None) => continue,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
