@@ -182,27 +182,28 @@ impl Reader {
             multi_statement: false,
             index: st.index as u32,
         };
-        let analysed = |text: &str| -> Option<(SummaryRec, bool)> {
+        let analysed = |text: &str| -> Option<SummaryRec> {
             let a = self.analyzer.analyze(text);
             let s = a.statements.get(st.index)?;
             if s.parse_error.is_some() && st.kind != "unparsed" {
                 return None;
             }
             let w = crate::policy::request::statement(s, text, a.statements.len() > 1, st.index);
-            Some((SummaryRec::from_wit(&w), a.statements.len() > 1))
+            Some(SummaryRec::from_wit(&w))
         };
+        // `full` text parses as is; `redacted` text has a `?` for every literal and
+        // parses with `NULL` in their place; without text only the kind, the
+        // fingerprint and the tables are known.
         let (summary, sql, fidelity) = match &st.text {
-            Some(text) if !st.text_truncated && portcullis_sql::fingerprint(text) != *text => {
-                match analysed(text) {
-                    Some((s, _)) => (s, text.clone(), Fidelity::AuditFull),
+            Some(text) if !st.text_truncated => match analysed(text) {
+                Some(s) => (s, text.clone(), Fidelity::AuditFull),
+                None if text.contains('?') => match analysed(&text.replace('?', "NULL")) {
+                    Some(mut s) => {
+                        s.fingerprint = st.fingerprint.clone();
+                        (s, text.clone(), Fidelity::AuditRedacted)
+                    }
                     None => (partial(), text.clone(), Fidelity::AuditPartial),
-                }
-            }
-            Some(text) if !st.text_truncated => match analysed(&text.replace('?', "NULL")) {
-                Some((mut s, _)) => {
-                    s.fingerprint = st.fingerprint.clone();
-                    (s, text.clone(), Fidelity::AuditRedacted)
-                }
+                },
                 None => (partial(), text.clone(), Fidelity::AuditPartial),
             },
             _ => (partial(), st.fingerprint.clone(), Fidelity::AuditPartial),
