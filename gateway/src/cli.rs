@@ -151,6 +151,9 @@ pub enum PolicyCommand {
         /// Differences the change is expected to make (TOML `[[accept]]` entries).
         #[arg(long)]
         expect: Option<PathBuf>,
+        /// Worker threads (default: the available cores, at most 8).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Per-policy latency (p50/p99) and instance cost of a policy directory over a
     /// recording.

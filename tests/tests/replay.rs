@@ -419,6 +419,7 @@ async fn a_corrupt_or_truncated_recording_names_the_line() {
         policies: r.unchanged.clone(),
         expectations: Default::default(),
         progress: false,
+        threads: 2,
     };
     let e = portcullis::policy::replay::replay(&opts(&bad)).unwrap_err();
     assert!(e.contains(&format!("{}:3:", bad.display())), "{e}");

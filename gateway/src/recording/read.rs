@@ -75,67 +75,113 @@ impl Reader {
         self.audit == Some(true)
     }
 
-    fn err(&self, msg: impl std::fmt::Display) -> String {
-        format!("{}:{}: {msg}", self.path.display(), self.line_no)
+    fn err(&self, line: usize, msg: impl std::fmt::Display) -> String {
+        format!("{}:{line}: {msg}", self.path.display())
     }
 
-    fn parse_line(&mut self, text: &str) -> Result<Option<Entry>, String> {
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-            if e.is_eof() {
-                self.err(format!("truncated line (incomplete JSON: {e})"))
-            } else {
-                self.err(format!("not valid JSON: {e}"))
+    /// The next non-empty line and its number. The first one tells a recording from
+    /// an audit trail.
+    pub fn next_raw(&mut self) -> Option<Result<(usize, String), String>> {
+        loop {
+            let text = match self.lines.next()? {
+                Ok(t) => t,
+                Err(e) => {
+                    self.line_no += 1;
+                    return Some(Err(self.err(self.line_no, format!("cannot read: {e}"))));
+                }
+            };
+            self.line_no += 1;
+            self.bytes += text.len() as u64 + 1;
+            if text.trim().is_empty() {
+                continue;
             }
-        })?;
-        if self.audit.is_none() {
-            if value.get("format").is_some() {
-                self.audit = Some(false);
-            } else if value.get("prev").is_some() && value.get("kind").is_some() {
-                self.audit = Some(true);
-            } else {
-                return Err(self.err(format!(
-                    "neither a recording (header line with \"format\": \"{FORMAT_NAME}\") nor an audit trail"
-                )));
+            if self.audit.is_none() {
+                let value: serde_json::Value = match serde_json::from_str(&text) {
+                    Ok(v) => v,
+                    Err(e) => return Some(Err(self.json_err(self.line_no, &e))),
+                };
+                if value.get("format").is_some() {
+                    self.audit = Some(false);
+                } else if value.get("prev").is_some() && value.get("kind").is_some() {
+                    self.audit = Some(true);
+                } else {
+                    return Some(Err(self.err(
+                        self.line_no,
+                        format!(
+                            "neither a recording (header line with \"format\": \"{FORMAT_NAME}\") nor an audit trail"
+                        ),
+                    )));
+                }
             }
+            return Some(Ok((self.line_no, text)));
         }
+    }
+
+    fn json_err(&self, line: usize, e: &serde_json::Error) -> String {
+        if e.is_eof() {
+            self.err(line, format!("truncated line (incomplete JSON: {e})"))
+        } else {
+            self.err(line, format!("not valid JSON: {e}"))
+        }
+    }
+
+    /// Parses line `line` (from [`Reader::next_raw`]): `Ok(None)` for a header or an
+    /// audit event that is not a replayable statement. Callable from many threads.
+    pub fn parse(&self, line: usize, text: &str) -> Result<Option<Entry>, String> {
         if self.audit == Some(true) {
-            let event: AuditEvent = serde_json::from_value(value)
-                .map_err(|e| self.err(format!("not an audit event: {e}")))?;
+            let event: AuditEvent =
+                serde_json::from_str(text).map_err(|e| self.json_err(line, &e))?;
             return Ok(self.from_audit(&event));
         }
+        // Fast paths for the writer's own layout (`type` first).
+        if text.starts_with("{\"type\":\"statement\"") {
+            let s: StatementLine =
+                serde_json::from_str(text).map_err(|e| self.json_err(line, &e))?;
+            s.request().map_err(|e| self.err(line, e))?;
+            return Ok(Some(Entry::Statement(Box::new(s), Fidelity::Recording)));
+        }
+        if text.starts_with("{\"type\":\"result\"") {
+            let r: ResultLine = serde_json::from_str(text).map_err(|e| self.json_err(line, &e))?;
+            r.context().map_err(|e| self.err(line, e))?;
+            return Ok(Some(Entry::Result(Box::new(r))));
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| self.json_err(line, &e))?;
         if value.get("format").is_some() {
-            let h: Header =
-                serde_json::from_value(value).map_err(|e| self.err(format!("bad header: {e}")))?;
+            let h: Header = serde_json::from_value(value)
+                .map_err(|e| self.err(line, format!("bad header: {e}")))?;
             if h.format != FORMAT_NAME {
-                return Err(self.err(format!("unknown format \"{}\"", h.format)));
+                return Err(self.err(line, format!("unknown format \"{}\"", h.format)));
             }
             if h.version > FORMAT_VERSION {
-                return Err(self.err(format!(
-                    "recording format version {} is newer than this gateway reads ({FORMAT_VERSION})",
-                    h.version
-                )));
+                return Err(self.err(
+                    line,
+                    format!(
+                        "recording format version {} is newer than this gateway reads ({FORMAT_VERSION})",
+                        h.version
+                    ),
+                ));
             }
             return Ok(None);
         }
-        let line: Line =
-            serde_json::from_value(value).map_err(|e| self.err(format!("bad line: {e}")))?;
-        Ok(Some(match line {
+        let parsed: Line =
+            serde_json::from_value(value).map_err(|e| self.err(line, format!("bad line: {e}")))?;
+        Ok(Some(match parsed {
             Line::Statement(s) => {
-                s.request().map_err(|e| self.err(e))?;
+                s.request().map_err(|e| self.err(line, e))?;
                 Entry::Statement(s, Fidelity::Recording)
             }
             Line::Result(r) => {
-                r.context().map_err(|e| self.err(e))?;
+                r.context().map_err(|e| self.err(line, e))?;
                 Entry::Result(r)
             }
         }))
     }
 
     /// The statement of an audit event, when it has one a policy decided.
-    fn from_audit(&mut self, e: &AuditEvent) -> Option<Entry> {
+    fn from_audit(&self, e: &AuditEvent) -> Option<Entry> {
         let (Some(session), Some(st), Some(decision)) = (&e.session, &e.statement, &e.decision)
         else {
-            self.skipped += 1;
             return None;
         };
         let gateway_rule = decision
@@ -143,7 +189,6 @@ impl Reader {
             .as_deref()
             .is_some_and(|p| p.starts_with("portcullis:"));
         if st.protocol == "function_call" || gateway_rule {
-            self.skipped += 1;
             return None;
         }
         let identity = IdentityRec {
@@ -241,21 +286,17 @@ impl Iterator for Reader {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let text = match self.lines.next()? {
-                Ok(t) => t,
-                Err(e) => {
-                    self.line_no += 1;
-                    return Some(Err(self.err(format!("cannot read: {e}"))));
-                }
+            let (line, text) = match self.next_raw()? {
+                Ok(l) => l,
+                Err(e) => return Some(Err(e)),
             };
-            self.line_no += 1;
-            self.bytes += text.len() as u64 + 1;
-            if text.trim().is_empty() {
-                continue;
-            }
-            match self.parse_line(&text) {
+            match self.parse(line, &text) {
                 Ok(Some(entry)) => return Some(Ok(entry)),
-                Ok(None) => continue,
+                Ok(None) => {
+                    if self.is_audit() {
+                        self.skipped += 1;
+                    }
+                }
                 Err(e) => return Some(Err(e)),
             }
         }

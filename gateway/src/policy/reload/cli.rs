@@ -89,7 +89,8 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
             policies,
             json,
             expect,
-        } => replay(recording, policies, json, expect.as_deref()),
+            threads,
+        } => replay(recording, policies, json, expect.as_deref(), threads),
         PolicyCommand::Bench {
             recording,
             policies,
@@ -191,6 +192,7 @@ fn replay(
     policies: std::path::PathBuf,
     json: bool,
     expect: Option<&Path>,
+    threads: Option<usize>,
 ) -> anyhow::Result<()> {
     use crate::policy::replay;
     let expectations = match expect {
@@ -202,6 +204,7 @@ fn replay(
         policies,
         expectations,
         progress: !json,
+        threads: threads.unwrap_or_else(replay::default_threads),
     })
     .map_err(anyhow::Error::msg)?;
     if json {
