@@ -64,7 +64,10 @@ fn policy_dir(dir: &Path) -> anyhow::Result<()> {
         let bytes = std::fs::read(&p.path)?;
         std::fs::write(dir.join(format!("{}.wasm", p.id)), &bytes)?;
         let settings = p.settings_json().map_err(anyhow::Error::msg)?;
-        let h = portcullis::policy::harness::Harness::load(&[p.path.clone()], &[&settings])?;
+        let h = portcullis::policy::harness::Harness::load(
+            std::slice::from_ref(&p.path),
+            &[&settings],
+        )?;
         let mut e = toml::Table::new();
         e.insert("id".into(), p.id.clone().into());
         e.insert("artifact".into(), format!("{}.wasm", p.id).into());

@@ -59,8 +59,9 @@ fn policy_dir(env: &TestEnv, name: &str, policies: &[PolicyConfig]) -> PathBuf {
         let artifact = format!("{}.wasm", p.id);
         std::fs::write(dir.join(&artifact), &bytes).unwrap();
         let settings = p.settings_json().unwrap();
-        let h = portcullis::policy::harness::Harness::load(&[p.path.clone()], &[&settings])
-            .expect("policy loads");
+        let h =
+            portcullis::policy::harness::Harness::load(std::slice::from_ref(&p.path), &[&settings])
+                .expect("policy loads");
         let version = h.chain().policies()[0].metadata().version.clone();
         let mut e = toml::Table::new();
         e.insert("id".into(), p.id.clone().into());

@@ -119,16 +119,14 @@ pub fn evaluate(chain: &PolicyChain, req: &wit::Request, all: bool) -> Evaluatio
             elapsed,
         });
     }
-    let outcome = outcome.unwrap_or_else(|| {
-        if held.0.is_empty() {
-            Outcome::Allow
-        } else {
-            Outcome::Hold {
-                policies: held.0,
-                reasons: held.1,
-            }
-        }
-    });
+    let outcome = match outcome {
+        Some(o) => o,
+        None if held.0.is_empty() => Outcome::Allow,
+        None => Outcome::Hold {
+            policies: held.0,
+            reasons: held.1,
+        },
+    };
     Evaluation {
         outcome,
         verdicts,

@@ -131,7 +131,7 @@ impl Reader {
         if self.audit == Some(true) {
             let event: AuditEvent =
                 serde_json::from_str(text).map_err(|e| self.json_err(line, &e))?;
-            return Ok(self.from_audit(&event));
+            return Ok(self.audit_entry(&event));
         }
         // Fast paths for the writer's own layout (`type` first).
         if text.starts_with("{\"type\":\"statement\"") {
@@ -179,7 +179,7 @@ impl Reader {
     }
 
     /// The statement of an audit event, when it has one a policy decided.
-    fn from_audit(&self, e: &AuditEvent) -> Option<Entry> {
+    fn audit_entry(&self, e: &AuditEvent) -> Option<Entry> {
         let (Some(session), Some(st), Some(decision)) = (&e.session, &e.statement, &e.decision)
         else {
             return None;
