@@ -486,7 +486,12 @@ fn statement(
         // time out. A failure counts only if it happens again.
         e = evaluate(chain, &req, true);
     }
-    for (i, v) in e.verdicts.iter().enumerate() {
+    for v in &e.verdicts {
+        let i = chain
+            .policies()
+            .iter()
+            .position(|q| q.id() == v.policy)
+            .unwrap_or(0);
         timings.add(i, &v.policy, "authorize", v.elapsed);
     }
     let before = s.decision.outcome.as_str();
@@ -557,7 +562,12 @@ fn result(
     let mut masks: Vec<(u32, String, String)> = Vec::new();
     let mut refused: Option<(String, String)> = None;
     let mut error: Option<(String, String)> = None;
-    for (i, p) in chain.mask_policies().iter().enumerate() {
+    for p in chain.mask_policies().iter() {
+        let i = chain
+            .policies()
+            .iter()
+            .position(|q| q.id() == p.id())
+            .unwrap_or(0);
         let started = Instant::now();
         let mut plan = p.plan_masks(&ctx);
         timings.add(i, p.id(), "plan-masks", started.elapsed());
