@@ -754,3 +754,93 @@ pub fn render(report: &Report) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn diff(kind: &str, user: &str) -> Difference {
+        Difference {
+            kind: kind.into(),
+            seq: 1,
+            user: user.into(),
+            database: "demo".into(),
+            fingerprint: "select ?".into(),
+            sql: "select 1".into(),
+            before: "allow".into(),
+            after: "deny".into(),
+            policy: Some("guardrails".into()),
+            column: None,
+            detail: None,
+            expected: false,
+        }
+    }
+
+    fn report(diffs: Vec<Difference>) -> Report {
+        Report {
+            recording: "r".into(),
+            policies: "p".into(),
+            candidate_version: "v".into(),
+            statements: 0,
+            results: 0,
+            skipped: 0,
+            fidelity: BTreeMap::new(),
+            counts: BTreeMap::new(),
+            expected: 0,
+            unexpected: 0,
+            unmatched_expectations: Vec::new(),
+            differences: diffs,
+            latency: Vec::new(),
+            elapsed_ms: 0.0,
+            items_per_sec: 0.0,
+        }
+    }
+
+    #[test]
+    fn expectations_match_fields_and_budgets() {
+        let exp: Expectations = toml::from_str(
+            "[[accept]]\nkind = \"allow_to_deny\"\nuser = \"etl-agent\"\nmax = 1\n\n[[accept]]\nkind = \"mask_changed\"\n",
+        )
+        .unwrap();
+        let mut r = report(vec![
+            diff("allow_to_deny", "etl-agent"),
+            diff("allow_to_deny", "etl-agent"),
+            diff("allow_to_deny", "alice"),
+        ]);
+        classify(&mut r, &exp);
+        assert_eq!(r.expected, 1);
+        assert_eq!(r.unexpected, 2);
+        assert_eq!(r.counts["allow_to_deny"], 3);
+        assert!(r.differences[0].expected && !r.differences[1].expected);
+        assert_eq!(r.unmatched_expectations, ["mask_changed"]);
+        assert!(toml::from_str::<Expectations>("[[accept]]\nkinds = \"x\"\n").is_err());
+    }
+
+    #[test]
+    fn percentiles_come_from_sorted_samples() {
+        let mut t = Timings::default();
+        for us in (1..=100).rev() {
+            t.add(0, "g", "authorize", Duration::from_micros(us));
+        }
+        let mut other = Timings::default();
+        other.add(0, "g", "authorize", Duration::from_micros(1000));
+        t.merge(other);
+        let s = t.summary();
+        assert_eq!(s[0].calls, 101);
+        assert_eq!(s[0].p50_us, 51.0);
+        assert_eq!(s[0].max_us, 1000.0);
+    }
+
+    #[test]
+    fn masks_are_compared_per_column() {
+        let v = masks_by_column(
+            3,
+            &[
+                (1, "a".into(), "email".into()),
+                (1, "b".into(), "null".into()),
+                (7, "a".into(), "null".into()),
+            ],
+        );
+        assert_eq!(v, ["", "email+null", ""]);
+    }
+}

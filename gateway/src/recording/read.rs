@@ -302,3 +302,41 @@ impl Iterator for Reader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> Result<Vec<Entry>, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        std::fs::write(&path, text).unwrap();
+        Reader::open(&path)?.collect()
+    }
+
+    const HEADER: &str = r#"{"format":"portcullis-recording","version":1,"started":"-","gateway":"-","sample_rows":0}"#;
+    const STATEMENT: &str = r#"{"type":"statement","seq":1,"time":"-","session":1,"identity":{"user":"a","kind":"person"},"database":"demo","protocol":"simple","transaction":"idle","sql":"select 1","statement":{"kind":"select","fingerprint":"select ?"},"decision":{"outcome":"allow"}}"#;
+
+    #[test]
+    fn recordings_read_with_line_numbers() {
+        assert_eq!(
+            read(&format!("{HEADER}\n{STATEMENT}\n\n{STATEMENT}\n"))
+                .unwrap()
+                .len(),
+            2
+        );
+        let e = read(&format!(
+            "{HEADER}\n{STATEMENT}\n{{\"type\":\"statement\"}}\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains(":3: "), "{e}");
+        let e = read(&format!("{HEADER}\n{}", &STATEMENT[..40])).unwrap_err();
+        assert!(e.contains(":2: truncated line"), "{e}");
+        let newer = HEADER.replace("\"version\":1", "\"version\":9");
+        let e = read(&format!("{newer}\n")).unwrap_err();
+        assert!(e.contains("version 9 is newer"), "{e}");
+        let bad_kind = STATEMENT.replace("\"kind\":\"select\"", "\"kind\":\"selekt\"");
+        let e = read(&format!("{HEADER}\n{bad_kind}\n")).unwrap_err();
+        assert!(e.contains(":2: unknown statement kind"), "{e}");
+    }
+}
