@@ -585,3 +585,34 @@ async fn shadow_mode_counts_differences_while_clients_get_live_decisions() {
     );
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn bench_reports_latency_and_instance_cost_per_policy() {
+    let r = recorded().await;
+    let out = std::process::Command::new(portcullis_bin())
+        .args(["policy", "bench", "--rounds", "2", "--json", "--recording"])
+        .arg(&r.recording)
+        .arg("--policies")
+        .arg(&r.unchanged)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["statements"], 10);
+    let latency = report["latency"].as_array().unwrap();
+    let guardrails = latency
+        .iter()
+        .find(|l| l["policy"] == "guardrails" && l["hook"] == "authorize")
+        .expect("guardrails latency");
+    assert_eq!(guardrails["calls"], 20, "10 statements, 2 rounds");
+    let instances = report["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 2, "{report:#}");
+    for i in instances {
+        assert!(i["memory_kib"].as_u64().unwrap() > 0, "{i}");
+        assert!(i["artifact_bytes"].as_u64().unwrap() > 0, "{i}");
+    }
+}

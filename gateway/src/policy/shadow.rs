@@ -167,6 +167,10 @@ fn live_outcome(d: &Decision) -> (&'static str, Option<String>) {
     #[allow(unreachable_patterns)]
     match d {
         Decision::Allow => ("allow", None),
+        // Until approvals are enabled, a statement needing one is denied saying so.
+        Decision::Deny(d) if d.message.starts_with(super::replay::APPROVAL_DENIAL) => {
+            ("hold", Some(d.policy.clone()))
+        }
         Decision::Deny(d) => ("deny", Some(d.policy.clone())),
         _ => ("hold", None),
     }
