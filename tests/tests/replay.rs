@@ -616,3 +616,40 @@ async fn bench_reports_latency_and_instance_cost_per_policy() {
         assert!(i["artifact_bytes"].as_u64().unwrap() > 0, "{i}");
     }
 }
+
+#[tokio::test]
+async fn a_trapping_shadow_candidate_is_only_counted() {
+    let env = env().await;
+    let candidate = policy_dir(
+        env,
+        "shadow-hostile",
+        &[portcullis_tests::policies::hostile("behaviour = \"loop\"")],
+    );
+    let gw = env
+        .start_gateway(GatewayOptions {
+            policies: vec![demo_guardrails()],
+            extra_toml: format!("[shadow]\npath = {:?}\n", candidate.display().to_string()),
+            ..GatewayOptions::default()
+        })
+        .await
+        .expect("gateway with a hostile shadow set");
+    let c = gw.connect("alice", "demo").await.unwrap();
+    for i in 0..3 {
+        let rows = c
+            .simple_query(&format!("SELECT {i} AS live"))
+            .await
+            .expect("the client gets the live decision");
+        assert!(!rows.is_empty());
+    }
+    let addr = gw.admin_addr().unwrap();
+    eventually(Duration::from_secs(20), "shadow errors", || async {
+        let m = admin::get(addr, "/metrics").await?.body;
+        let errors = admin::metric_value(&m, "portcullis_shadow_differences_total{kind=\"error\"}")
+            .unwrap_or(0.0);
+        anyhow::ensure!(errors >= 3.0, "{errors} errors counted");
+        Ok(())
+    })
+    .await
+    .unwrap();
+    gw.shutdown().await;
+}
