@@ -583,6 +583,11 @@ async fn shadow_mode_counts_differences_while_clients_get_live_decisions() {
         !m.contains("shadow_differences_total{kind=\"deny_to_allow\"}"),
         "{m}"
     );
+    let status = admin::get(addr, "/shadow").await.unwrap();
+    assert_eq!(status.status, 200, "{}", status.body);
+    let status: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+    assert_eq!(status["version"], "shadow");
+    assert_eq!(status["differences"]["allow_to_deny"], 4, "{status}");
     gw.shutdown().await;
 }
 

@@ -36,6 +36,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             post(|s, h| control(s, h, Action::Rollback)),
         )
         .route("/audit/stream", get(audit_stream))
+        .route("/shadow", get(crate::policy::shadow::admin_status))
         .with_state(shared);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {

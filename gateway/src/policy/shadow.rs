@@ -161,6 +161,40 @@ impl Shadow {
     }
 }
 
+/// `GET /shadow` on the admin endpoint: the candidate's version and its counters.
+pub async fn admin_status(
+    axum::extract::State(shared): axum::extract::State<Arc<crate::server::Shared>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let Some(s) = &shared.shadow else {
+        return (
+            axum::http::StatusCode::NOT_FOUND,
+            "no [shadow] policy set is configured\n",
+        )
+            .into_response();
+    };
+    let mut differences = serde_json::Map::new();
+    use prometheus::core::Collector as _;
+    for m in s.stats.differences.collect() {
+        for metric in m.get_metric() {
+            let kind = metric
+                .get_label()
+                .iter()
+                .find(|l| l.name() == "kind")
+                .map(|l| l.value().to_owned())
+                .unwrap_or_default();
+            differences.insert(kind, (metric.get_counter().get_value() as u64).into());
+        }
+    }
+    axum::Json(serde_json::json!({
+        "version": s.version,
+        "evaluated": s.stats.evaluated.get(),
+        "dropped": s.stats.dropped.get(),
+        "differences": differences,
+    }))
+    .into_response()
+}
+
 /// `allow`, `deny` or `hold` (anything that is neither allowed nor denied), and the
 /// deciding policy.
 fn live_outcome(d: &Decision) -> (&'static str, Option<String>) {
