@@ -1,4 +1,4 @@
-//! Replay throughput: `cargo run --release -p portcullis --example replay_bench [N]`.
+//! Replay throughput: `cargo run --release -p portcullis --example replay_bench [N [THREADS]]`.
 //!
 //! Writes a recording of N (default 100,000) statements of demo traffic — alice,
 //! bob and etl-agent running a mix of 8 statements, each decided by the demo policy
@@ -94,6 +94,11 @@ fn main() -> anyhow::Result<()> {
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(100_000);
+    let threads: usize = std::env::args()
+        .nth(2)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or_else(portcullis::policy::replay::default_threads);
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("policies");
     std::fs::create_dir_all(&dir)?;
@@ -209,7 +214,7 @@ fn main() -> anyhow::Result<()> {
                 policies: dir.clone(),
                 expectations: Default::default(),
                 progress: false,
-                threads: portcullis::policy::replay::default_threads(),
+                threads,
             })
             .map_err(anyhow::Error::msg)?;
         let total = started.elapsed().as_secs_f64();
@@ -234,6 +239,9 @@ fn main() -> anyhow::Result<()> {
         rates.push(rate);
     }
     rates.sort_by(|a, b| a.total_cmp(b));
-    println!("median: {:.0} statements/s (target ≥ 50,000)", rates[1]);
+    println!(
+        "median: {:.0} statements/s on {threads} thread(s) (target ≥ 50,000)",
+        rates[1]
+    );
     Ok(())
 }
