@@ -658,3 +658,52 @@ async fn a_trapping_shadow_candidate_is_only_counted() {
     .unwrap();
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_recording_stops_at_its_size_cap() {
+    let env = env().await;
+    let path = env
+        .scratch_dir()
+        .join(portcullis_tests::unique("capped"))
+        .join("capped.jsonl");
+    let gw = env
+        .start_gateway(GatewayOptions {
+            extra_toml: format!(
+                "[recording]\npath = {:?}\nmax_file_bytes = 3000\n",
+                path.display().to_string()
+            ),
+            ..GatewayOptions::default()
+        })
+        .await
+        .unwrap();
+    let c = gw.connect("alice", "demo").await.unwrap();
+    for i in 0..30 {
+        c.simple_query(&format!("SELECT {i} AS capped"))
+            .await
+            .unwrap();
+    }
+    let addr = gw.admin_addr().unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "lines written or dropped",
+        || async {
+            let m = admin::get(addr, "/metrics").await?.body;
+            let written =
+                admin::metric_value(&m, "portcullis_recording_lines_total").unwrap_or(0.0);
+            let dropped =
+                admin::metric_value(&m, "portcullis_recording_dropped_total").unwrap_or(0.0);
+            anyhow::ensure!(
+                written + dropped >= 30.0,
+                "{written} written, {dropped} dropped"
+            );
+            anyhow::ensure!(dropped > 0.0, "nothing dropped");
+            Ok(())
+        },
+    )
+    .await
+    .unwrap();
+    gw.shutdown().await;
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(size <= 3000, "{size} bytes");
+    assert!(!lines_of(&path, "statement").is_empty());
+}

@@ -48,6 +48,14 @@ pub struct RecordingConfig {
     /// Lines queued for the writer; beyond that, lines are dropped and counted.
     #[serde(default = "default_queue")]
     pub queue: usize,
+    /// Stop recording once the file is this large (0 = no limit); later lines are
+    /// dropped and counted.
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: u64,
+}
+
+fn default_max_file_bytes() -> u64 {
+    1 << 30
 }
 
 fn default_sample_rate() -> f64 {
@@ -74,6 +82,7 @@ impl RecordingConfig {
             results: true,
             sample_rows: 0,
             queue: default_queue(),
+            max_file_bytes: default_max_file_bytes(),
         }
     }
 

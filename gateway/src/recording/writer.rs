@@ -58,11 +58,16 @@ impl Recorder {
             let _ = r.register(Box::new(dropped.clone()));
         }
         let (tx, rx) = sync_channel(config.queue.max(1));
-        let counter = recorded.clone();
+        let counters = (recorded.clone(), dropped.clone());
         let path = config.path.clone();
+        let limit = match config.max_file_bytes {
+            0 => u64::MAX,
+            n => n,
+        };
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         std::thread::Builder::new()
             .name("portcullis-recording".into())
-            .spawn(move || write_loop(rx, file, counter, &path))
+            .spawn(move || write_loop(rx, file, counters, &path, size, limit))
             .context("starting the recording writer")?;
         tracing::info!(path = %config.path.display(), "recording traffic");
         Ok(Arc::new(Recorder {
@@ -98,17 +103,25 @@ impl Recorder {
 }
 
 /// Numbers, serialises and appends lines; flushes whenever the queue is empty, so
-/// the file is current within one batch. Ends when every sender is gone.
+/// the file is current within one batch. Past `limit` bytes lines are dropped. Ends
+/// when every sender is gone.
 fn write_loop(
     rx: Receiver<Line>,
     file: std::fs::File,
-    recorded: prometheus::IntCounter,
+    (recorded, dropped): (prometheus::IntCounter, prometheus::IntCounter),
     path: &std::path::Path,
+    mut size: u64,
+    limit: u64,
 ) {
     let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
     let mut seq = 0u64;
     let mut failed = false;
+    let mut full = false;
     let mut write = |mut line: Line, out: &mut std::io::BufWriter<std::fs::File>| {
+        if full {
+            dropped.inc();
+            return;
+        }
         seq += 1;
         match &mut line {
             Line::Statement(s) => s.seq = seq,
@@ -122,6 +135,13 @@ fn write_loop(
             }
         };
         text.push(b'\n');
+        if size + text.len() as u64 > limit {
+            full = true;
+            dropped.inc();
+            tracing::warn!(path = %path.display(), limit, "the recording reached recording.max_file_bytes; recording stopped");
+            return;
+        }
+        size += text.len() as u64;
         if let Err(e) = out.write_all(&text) {
             if !failed {
                 tracing::error!(path = %path.display(), error = %e, "cannot write the recording");
