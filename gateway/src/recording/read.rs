@@ -20,7 +20,8 @@ use crate::audit::AuditEvent;
 pub enum Fidelity {
     /// A recording: the request exactly as the policies saw it.
     Recording,
-    /// An audit event with the SQL as sent: re-analysed (view columns not completed).
+    /// An audit event whose text parses as is (the SQL as sent, or redacted text
+    /// without literals): re-analysed (view columns not completed).
     AuditFull,
     /// An audit event with literals redacted: re-analysed with `NULL` for each `?`.
     AuditRedacted,
