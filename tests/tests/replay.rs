@@ -332,6 +332,22 @@ async fn a_stricter_guardrail_shows_exactly_the_new_denials() {
         assert_eq!(d["user"], "etl-agent");
         assert_eq!(d["policy"], "guardrails");
         assert_eq!(d["expected"], false);
+        let verdicts: Vec<(&str, &str)> = d["verdicts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v["policy"].as_str().unwrap(),
+                    v["verdict"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            verdicts,
+            [("guardrails", "deny"), ("pii-mask", "allow")],
+            "{d}"
+        );
     }
     assert_eq!(report["unexpected"], 3);
 

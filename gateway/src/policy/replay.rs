@@ -55,6 +55,10 @@ pub struct Difference {
     /// The candidate's message (denial, refusal, failure).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Each candidate policy's verdict on the statement (`allow`, `deny`, `hold`,
+    /// `error`), in chain order; empty for result sets.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub verdicts: Vec<crate::recording::format::VerdictRec>,
     /// Declared in the expectations file.
     pub expected: bool,
 }
@@ -526,6 +530,15 @@ fn statement(
         policy,
         column: None,
         detail,
+        verdicts: e
+            .verdicts
+            .iter()
+            .map(|v| crate::recording::format::VerdictRec {
+                policy: v.policy.clone(),
+                verdict: super::evaluate::verdict_name(&v.verdict).to_owned(),
+                us: v.elapsed.as_micros() as u64,
+            })
+            .collect(),
         expected: false,
     };
     if e.failed {
@@ -627,6 +640,7 @@ fn result(
         policy,
         column: None,
         detail: None,
+        verdicts: Vec::new(),
         expected: false,
     };
     if let Some((policy, message)) = error {
@@ -790,6 +804,7 @@ mod tests {
             policy: Some("guardrails".into()),
             column: None,
             detail: None,
+            verdicts: Vec::new(),
             expected: false,
         }
     }
