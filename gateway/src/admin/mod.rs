@@ -1,7 +1,8 @@
 //! The admin HTTP endpoint: `/metrics`, `/healthz`, `/readyz`, `/audit/stream`
 //! (server-sent events: one `audit` event per audit-trail line as it is written), and
 //! with a policy directory `/policies` (GET), `/policies/reload` and
-//! `/policies/rollback` (POST, with the control token as `Authorization: Bearer ...`).
+//! `/policies/rollback` (POST, with the control token as `Authorization: Bearer ...`);
+//! with `[shadow]`, `/shadow` (the shadow set's version and counters).
 
 use std::sync::Arc;
 
