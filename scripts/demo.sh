@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts a throwaway, seeded PostgreSQL with the gateway in front of it and prints a
-# connection URI per demo identity. Ctrl-C stops both.
+# connection URI per demo identity, plus an identity-provider token with which
+# etl-agent acts for alice (it reads; its writes need approval). Ctrl-C stops both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

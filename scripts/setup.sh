@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need and is missing on this machine:
 # PostgreSQL server binaries, psql/pgbench, the wasm32-wasip2 Rust target, and the
-# Python/Node client libraries the compatibility tests drive, and (with --tests) the
+# Python/Node client libraries the compatibility tests drive, and (with --tests) headless
+# Chromium for the web page test and the
 # Python/JavaScript policy toolchains policies-examples/ builds with. Safe to run
 # repeatedly.
 set -euo pipefail
@@ -15,6 +16,12 @@ have_initdb() {
 have_initdb || need_apt+=(postgresql)
 command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
 command -v pgbench >/dev/null 2>&1 || need_apt+=(postgresql-contrib)
+# Headless Chromium for the approvals web page test.
+if [ "${1:-}" = "--tests" ]; then
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+fi
+# The identity tests generate the test identity provider's RSA keys with openssl.
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ "${PORTCULLIS_SETUP_BENCH:-0}" = 1 ]; then
   command -v pgbouncer >/dev/null 2>&1 || need_apt+=(pgbouncer)
 fi
@@ -35,8 +42,8 @@ if [ "${1:-}" = "--tests" ]; then
     echo "setup: installing psycopg for the Python client tests"
     python3 -m pip install --quiet 'psycopg[binary]>=3.1'
   fi
-  if [ -f tests/node/package.json ] && [ ! -d tests/node/node_modules/pg ]; then
-    echo "setup: installing node-postgres for the Node client tests"
+  if [ -f tests/node/package.json ] && { [ ! -d tests/node/node_modules/pg ] || [ ! -d tests/node/node_modules/playwright-core ]; }; then
+    echo "setup: installing node-postgres and playwright-core for the Node client and browser tests"
     (cd tests/node && npm install --no-audit --no-fund --silent)
   fi
   # Policy toolchains for policies-examples/ (Python and JavaScript guests).

@@ -15,7 +15,7 @@ pub struct ClientKey(pub CancelKey);
 pub struct UpstreamKey(pub CancelKey);
 
 /// Where to send a cancel for one session.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct CancelTarget {
     /// Upstream host.
     pub host: String,
@@ -23,6 +23,9 @@ pub struct CancelTarget {
     pub port: u16,
     /// The backend's key.
     pub key: UpstreamKey,
+    /// Bumped on every cancel request, so the session can withdraw a statement held
+    /// at the gateway (which PostgreSQL has not seen).
+    pub interrupt: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// Live sessions by client key.
@@ -72,6 +75,17 @@ impl CancelGuard {
     /// The key to hand the client in BackendKeyData.
     pub fn key(&self) -> ClientKey {
         self.key
+    }
+
+    /// Changes whenever the client sends a cancel request.
+    pub fn interrupts(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.registry
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&self.key)
+            .map(|t| t.interrupt.subscribe())
+            .unwrap_or_else(|| tokio::sync::watch::Sender::new(0).subscribe())
     }
 }
 

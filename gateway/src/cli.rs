@@ -66,6 +66,12 @@ pub enum Command {
         #[arg(long)]
         policies: Option<PathBuf>,
     },
+    /// Review statements held for approval (through a gateway's admin API).
+    Approvals {
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::approvals::cli::ApprovalsCommand,
+    },
     /// Policy artifacts: keys, signatures, inspection, reload and rollback.
     Policy {
         /// What to do.

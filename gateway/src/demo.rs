@@ -28,6 +28,11 @@ pub const DEMO_MASK_POLICY_FILE: &str = "pii-mask.wasm";
 /// The demo's settings for the pii-mask policy, relative to the repository.
 pub const DEMO_MASK_SETTINGS_FILE: &str = "policies-rs/pii-mask/demo-settings.toml";
 
+/// The approvals policy the demo enforces, by file name in the policies directory.
+pub const DEMO_APPROVALS_POLICY_FILE: &str = "approvals.wasm";
+/// The demo's settings for the approvals policy, relative to the repository.
+pub const DEMO_APPROVALS_SETTINGS_FILE: &str = "policies-rs/approvals/demo-settings.toml";
+
 /// A running demo: the cluster, the gateway and the identities' passwords.
 pub struct Demo {
     /// The throwaway cluster (stopped and removed on drop).
@@ -40,6 +45,50 @@ pub struct Demo {
     pub policy_path: PathBuf,
     /// The masking policy component.
     pub mask_policy_path: PathBuf,
+    /// The approvals policy component.
+    pub approvals_policy_path: PathBuf,
+    /// A token of the demo's identity provider: `etl-agent` acting for `alice`.
+    pub delegation_token: String,
+    /// The demo's TLS certificate and identity-provider keys (removed on drop).
+    pub auth_dir: tempfile::TempDir,
+}
+
+/// The demo identity provider's issuer and audience.
+pub const DEMO_ISSUER: &str = "https://idp.portcullis.demo";
+/// The audience of demo tokens.
+pub const DEMO_AUDIENCE: &str = "portcullis";
+
+/// A throwaway identity provider for the demo: an Ed25519 key, its JWKS written to
+/// `dir/jwks.json`, and a token (valid 12 hours) for `etl-agent` acting for `alice`
+/// (RFC 8693 `act`). Returns the JWKS path and the token.
+fn demo_idp(dir: &Path) -> anyhow::Result<(PathBuf, String)> {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let key = ed25519_dalek::SigningKey::from_bytes(&rand::random());
+    // PKCS#8 v1 for Ed25519: a fixed prefix, then the 32-byte seed.
+    let mut der = hex::decode("302e020100300506032b657004220420")?;
+    der.extend_from_slice(key.as_bytes());
+    let jwks = serde_json::json!({"keys": [{
+        "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "kid": "demo",
+        "x": b64(key.verifying_key().as_bytes()),
+    }]});
+    let path = dir.join("jwks.json");
+    std::fs::write(&path, jwks.to_string())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let claims = serde_json::json!({
+        "iss": DEMO_ISSUER, "aud": DEMO_AUDIENCE, "sub": "alice", "groups": ["analysts"],
+        "act": {"sub": "etl-agent"}, "iat": now, "exp": now + 12 * 3600,
+    });
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some("demo".into());
+    let token = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ed_der(&der),
+    )?;
+    Ok((path, token))
 }
 
 /// Finds a repository file: relative to the working directory, else to the source
@@ -80,6 +129,19 @@ pub fn demo_mask_policy(
         "pii-mask",
         DEMO_MASK_POLICY_FILE,
         DEMO_MASK_SETTINGS_FILE,
+    )
+}
+
+/// The demo's approvals policy entry: `approvals.wasm` from `policies_dir` (default
+/// `target/policies`) with `policies-rs/approvals/demo-settings.toml`.
+pub fn demo_approvals_policy(
+    policies_dir: Option<&Path>,
+) -> anyhow::Result<crate::config::PolicyConfig> {
+    policy_entry(
+        policies_dir,
+        "approvals",
+        DEMO_APPROVALS_POLICY_FILE,
+        DEMO_APPROVALS_SETTINGS_FILE,
     )
 }
 
@@ -160,6 +222,8 @@ pub async fn start(
     // Checked first: no point starting PostgreSQL when the policy is missing.
     let policy = demo_policy(policies_dir)?;
     let mask_policy = demo_mask_policy(policies_dir)?;
+    let approvals_policy = demo_approvals_policy(policies_dir)?;
+    let approvals_policy_path = approvals_policy.path.clone();
     let policy_path = policy.path.clone();
     let mask_policy_path = mask_policy.path.clone();
     let cluster = tokio::task::spawn_blocking(|| -> anyhow::Result<Cluster> {
@@ -172,9 +236,37 @@ pub async fn start(
         .iter()
         .map(|(n, _, _)| (n.to_string(), random_password()))
         .collect();
-    let text = demo_config(&cluster, listen, admin, &passwords);
+    // TLS and an identity provider, so agents can log in with a delegation token.
+    let auth_dir = tempfile::Builder::new()
+        .prefix("portcullis-demo-auth-")
+        .tempdir()?;
+    let pki = portcullis_cluster::generate_test_pki(
+        &auth_dir.path().join("pki"),
+        &["localhost", "127.0.0.1"],
+    )?;
+    let (jwks, delegation_token) = demo_idp(auth_dir.path())?;
+    let mut text = demo_config(&cluster, listen, admin, &passwords);
+    let _ = write!(
+        text,
+        "\n[server.tls]\ncert = {:?}\nkey = {:?}\n\n[auth.jwt]\nissuer = {DEMO_ISSUER:?}\naudience = [{DEMO_AUDIENCE:?}]\njwks_file = {:?}\ntokens_for_password_users = true\n",
+        pki.server_cert.display().to_string(),
+        pki.server_key.display().to_string(),
+        jwks.display().to_string(),
+    );
+    // Approval requests live beside the throwaway cluster (and go with it).
+    let store = cluster.data_dir().with_extension("approvals.json");
+    let _ = write!(
+        text,
+        "\n[approvals]\nmode = \"hold\"\nhold_timeout_ms = 600000\npath = \"{}\"\n",
+        store
+            .display()
+            .to_string()
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+    );
     let mut config = crate::config::parse(Path::new("<demo>"), &text)?;
     config.policies.push(policy);
+    config.policies.push(approvals_policy);
     config.policies.push(mask_policy);
     // Pseudonyms stay stable for the demo's lifetime.
     config.masking.pseudonym_key = Some(format!("{:032x}", rand::random::<u128>()));
@@ -185,6 +277,9 @@ pub async fn start(
         passwords,
         policy_path,
         mask_policy_path,
+        approvals_policy_path,
+        delegation_token,
+        auth_dir,
     })
 }
 
@@ -210,8 +305,14 @@ pub fn banner(demo: &Demo) -> String {
         "  Masking:                pii-mask ({}): alice sees masked email, phone, ssn and card_number; bob sees them whole; etl-agent sees pseudonyms",
         demo.mask_policy_path.display()
     );
+    let _ = writeln!(
+        s,
+        "  Approvals:              approvals ({}): etl-agent's writes to customers wait for a DBA or data owner (bob)",
+        demo.approvals_policy_path.display()
+    );
     if let Some(a) = demo.gateway.admin_addr() {
-        let _ = writeln!(s, "  Metrics:                http://{a}/metrics\n");
+        let _ = writeln!(s, "  Metrics:                http://{a}/metrics");
+        let _ = writeln!(s, "  Approvals page:         http://{a}/approvals/ui\n");
     }
     for ((name, kind, groups), (_, pw)) in DEMO_IDENTITIES.iter().zip(&demo.passwords) {
         let uri = format!(
@@ -235,6 +336,52 @@ pub fn banner(demo: &Demo) -> String {
         let _ = writeln!(s, "  Denied by the guardrails policy, for example:");
         let _ = writeln!(s, "    psql '{uri}' -c 'DELETE FROM orders'\n");
     }
+    let pw = |who: &str| {
+        demo.passwords
+            .iter()
+            .find(|(n, _)| n == who)
+            .map(|(_, p)| p.as_str())
+            .unwrap_or("")
+    };
+    if let Some(a) = demo.gateway.admin_addr() {
+        let etl = format!(
+            "postgresql://etl-agent:{}@{}:{}/demo",
+            pw("etl-agent"),
+            addr.ip(),
+            addr.port()
+        );
+        let _ = writeln!(s, "  Held for approval, for example (it waits):");
+        let _ = writeln!(
+            s,
+            "    psql '{etl}' -c \"UPDATE customers SET name = 'Ada' WHERE id = 1\""
+        );
+        let _ = writeln!(s, "  then, in another terminal, bob approves it:");
+        let _ = writeln!(
+            s,
+            "    PORTCULLIS_PASSWORD={} portcullis approvals list --as bob --admin http://{a}",
+            pw("bob")
+        );
+        let _ = writeln!(
+            s,
+            "    PORTCULLIS_PASSWORD={} portcullis approvals approve apr-... --as bob --admin http://{a} --reason 'fix typo'\n",
+            pw("bob")
+        );
+    }
+    let uri = format!(
+        "postgresql://etl-agent:{}@{}:{}/demo?sslmode=require",
+        demo.delegation_token,
+        addr.ip(),
+        addr.port()
+    );
+    let _ = writeln!(
+        s,
+        "  etl-agent acting for alice (an identity-provider token, over TLS): reads, but its writes need approval"
+    );
+    let _ = writeln!(s, "    psql '{uri}' -c 'SHOW portcullis.identity'");
+    let _ = writeln!(
+        s,
+        "    psql '{uri}' -c \"INSERT INTO orders (customer_id, amount, status) VALUES (1, 10, 'pending')\"\n"
+    );
     let _ = writeln!(s, "Press Ctrl-C to stop; the throwaway cluster is removed.");
     s
 }

@@ -7,6 +7,7 @@
 //! socket-free session relay ([`session`]) and the tokio I/O around it.
 
 pub mod admin;
+pub mod approvals;
 pub mod audit;
 pub mod backend;
 pub mod cancel;

@@ -103,6 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Policy { action } => portcullis::policy::reload::cli::run(action),
         Command::Audit { command } => portcullis::audit::cli::run(command),
+        Command::Approvals { command } => portcullis::approvals::cli::run(command),
         Command::Serve { config, log_json } => {
             init_logs(log_json);
             let config = portcullis::config::load(&config)?;

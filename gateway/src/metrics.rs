@@ -37,7 +37,7 @@ pub struct Metrics {
     pub connections_refused: IntCounterVec,
     /// Failed logins.
     pub auth_failures: IntCounter,
-    /// Statements decided, by decision (`allow`, `deny`).
+    /// Statements decided, by decision (`allow`, `deny`, `hold`).
     pub statements: IntCounterVec,
     /// Bytes relayed, by direction (`client_to_server`, `server_to_client`).
     pub bytes: IntCounterVec,
@@ -49,6 +49,11 @@ pub struct Metrics {
     pub decision_latency_us: Histogram,
     /// Parse-cache hits and misses (`hit`, `miss`), refreshed on scrape.
     pub parse_cache: IntCounterVec,
+    /// Approval events (`requested`, `approved`, `rejected`, `executed`, `timed_out`,
+    /// `canceled`, `auto_approved`, `auto_rejected`, `reused`, `store_error`).
+    pub approvals: IntCounterVec,
+    /// Webhook deliveries (`delivered`, `retried`, `failed`).
+    pub webhooks: IntCounterVec,
 }
 
 impl Metrics {
@@ -107,6 +112,8 @@ impl Metrics {
                 "Time spent analysing and deciding one message",
             ),
             parse_cache: counter_vec("parse_cache_total", "Parse cache lookups", "result"),
+            approvals: counter_vec("approvals_total", "Approval events", "event"),
+            webhooks: counter_vec("webhooks_total", "Webhook deliveries", "outcome"),
             registry,
         }
     }

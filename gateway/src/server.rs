@@ -19,8 +19,8 @@ use crate::config::Config;
 use crate::identity::IdentityStore;
 use crate::metrics::Metrics;
 use crate::pipeline::{Gate, NoMasking, PassThrough, ResultFilter};
+use crate::policy::reload::PolicySets;
 use crate::policy::reload::watch::ReloadHandle;
-use crate::policy::reload::{PolicySets, ReloadableGate};
 
 /// Everything connections share. Built once, passed explicitly.
 pub struct Shared {
@@ -52,6 +52,8 @@ pub struct Shared {
     pub policy_reload: Option<ReloadHandle>,
     /// The audit trail, when `[audit]` is configured.
     pub audit: Option<Arc<AuditContext>>,
+    /// Approvals of held statements, when `[approvals]` is configured.
+    pub approvals: Option<Arc<crate::approvals::Approvals>>,
     /// The traffic recording, when `[recording]` is configured.
     pub recorder: Option<Arc<crate::recording::Recorder>>,
     /// The shadow policy set, when `[shadow]` is configured.
@@ -159,15 +161,12 @@ pub async fn start(config: Config) -> anyhow::Result<GatewayHandle> {
     let mut policies = Vec::new();
     let mut masking = None;
     let plugins = if let Some(dir) = &config.policy_dir {
-        // Masking policies are not hot-reloaded yet: a policy directory decides
-        // statements only (documented in docs/gitops.md).
         let s = load_policy_dir(&config, dir.clone(), &metrics).await?;
         policies = policy_refs(&s.current().chain);
         sets = Some(Arc::clone(&s));
-        Plugins {
-            gate: Arc::new(ReloadableGate(s)),
-            filter: Arc::new(NoMasking),
-        }
+        let (p, m) = live_policy_plugins_with_masking(&config, s);
+        masking = m;
+        p
     } else if config.policies.is_empty() {
         Plugins::default()
     } else {
@@ -243,6 +242,51 @@ async fn load_policy_dir(
     Ok(Arc::new(sets))
 }
 
+/// The masking catalog cache and pseudonym key from `[masking]`.
+fn masking_parts(config: &Config) -> (Arc<crate::masking::Catalog>, crate::masking::PseudonymKey) {
+    let m = &config.masking;
+    let catalog = crate::masking::Catalog::new(Duration::from_millis(m.catalog_refresh_ms.max(1)));
+    let key = match m.resolved_key() {
+        Some(k) => crate::masking::PseudonymKey::new(k.into_bytes()),
+        None => {
+            tracing::warn!(
+                "no [masking] pseudonym_key configured: pseudonyms change when the gateway restarts"
+            );
+            crate::masking::PseudonymKey::random()
+        }
+    };
+    (catalog, key)
+}
+
+/// The gate and filter of a hot-reloaded policy directory: both follow the live set,
+/// so a reload that adds, changes or removes a masking policy applies from the next
+/// statement and result set. Results are tracked even while no set masks (a later
+/// one may).
+pub fn live_policy_plugins(config: &Config, sets: Arc<PolicySets>) -> Plugins {
+    live_policy_plugins_with_masking(config, sets).0
+}
+
+/// [`live_policy_plugins`], also returning the masking filter itself.
+fn live_policy_plugins_with_masking(
+    config: &Config,
+    sets: Arc<PolicySets>,
+) -> (Plugins, Option<Arc<crate::masking::MaskingFilter>>) {
+    let (catalog, key) = masking_parts(config);
+    let filter = Arc::new(crate::masking::MaskingFilter::live(
+        Arc::clone(&sets),
+        Arc::clone(&catalog),
+        key,
+        config.masking.batch_rows,
+    ));
+    (
+        Plugins {
+            gate: Arc::new(crate::masking::MaskingGate::live(sets, catalog)),
+            filter: Arc::clone(&filter) as Arc<dyn ResultFilter>,
+        },
+        Some(filter),
+    )
+}
+
 /// The gate and filter of a loaded policy chain: the chain decides statements; when a
 /// policy implements the `mask` hook, a [`MaskingFilter`](crate::masking::MaskingFilter)
 /// masks results, with a catalog cache reloaded after DDL.
@@ -265,22 +309,12 @@ fn policy_plugins_with_masking(
             None,
         );
     }
-    let m = &config.masking;
-    let catalog = crate::masking::Catalog::new(Duration::from_millis(m.catalog_refresh_ms.max(1)));
-    let key = match m.resolved_key() {
-        Some(k) => crate::masking::PseudonymKey::new(k.into_bytes()),
-        None => {
-            tracing::warn!(
-                "no [masking] pseudonym_key configured: pseudonyms change when the gateway restarts"
-            );
-            crate::masking::PseudonymKey::random()
-        }
-    };
+    let (catalog, key) = masking_parts(config);
     let filter = Arc::new(crate::masking::MaskingFilter::new(
         mask_policies,
         Arc::clone(&catalog),
         key,
-        m.batch_rows,
+        config.masking.batch_rows,
     ));
     (
         Plugins {
@@ -336,11 +370,16 @@ async fn start_inner(
 ) -> anyhow::Result<GatewayHandle> {
     let (plugins, recorder, shadow) = observe(&config, plugins, masking, &metrics).await?;
     let identities = Arc::new(IdentityStore::from_config(&config)?);
+    identities.prime().await;
+    anyhow::ensure!(
+        config.auth.mtls.is_none() || config.server.tls.is_some(),
+        "[auth.mtls] needs [server.tls]: client certificates come with TLS"
+    );
     let tls_acceptor = config
         .server
         .tls
         .as_ref()
-        .map(crate::frontend::server_tls_acceptor)
+        .map(|t| crate::frontend::server_tls_acceptor(t, identities.mtls().map(|m| m.verifier())))
         .transpose()?;
     let upstream_tls = crate::backend::upstream_tls_connector(&config.upstream)?;
     let limits = Limits {
@@ -365,6 +404,18 @@ async fn start_inner(
             }
             Some(Arc::new(ctx))
         }
+        None => None,
+    };
+    let approvals = match &config.approvals {
+        Some(a) => Some(
+            crate::approvals::Approvals::start(
+                a.clone(),
+                Arc::clone(&plugins.gate),
+                metrics.clone(),
+            )
+            .await
+            .context("cannot open the approvals store")?,
+        ),
         None => None,
     };
     let (stop, shutdown) = watch::channel(false);
@@ -398,7 +449,8 @@ async fn start_inner(
         analyzer: Arc::new(Analyzer::new(config.analysis.parse_cache_entries)),
         config: Arc::new(config),
         identities,
-        gate: plugins.gate,
+        // Role-mapped sessions cannot leave their role (RESET ROLE, SET ROLE, ...).
+        gate: Arc::new(crate::pipeline::RoleLock::new(plugins.gate)),
         filter: plugins.filter,
         metrics,
         cancels: Arc::new(CancelRegistry::default()),
@@ -409,6 +461,7 @@ async fn start_inner(
         shutdown,
         policy_reload,
         audit,
+        approvals,
         recorder,
         shadow,
     });

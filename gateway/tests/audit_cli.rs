@@ -35,6 +35,8 @@ fn write_trail(dir: &Path, key: Option<&Path>) {
             principal: "person".into(),
             auth: "scram-sha-256".into(),
             acting_for: None,
+            acting_for_groups: Vec::new(),
+            role: None,
             client_addr: "127.0.0.1:1".into(),
             application: "cli-test".into(),
             database: "demo".into(),

@@ -211,3 +211,130 @@ async fn kill_9_loses_no_acknowledged_write_and_a_restart_continues_the_chain() 
     assert!(recorded_inserts(&evs).contains(&-1));
     drop(cluster);
 }
+
+/// `kill -9` under pgbench (TPC-B-like, 4 clients): every transaction pgbench logged
+/// as completed (its `END` acknowledged) has its `END` in the trail, and the chain
+/// verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_pgbench_keeps_every_acknowledged_transaction() {
+    let cluster = tokio::task::spawn_blocking(|| {
+        let c = Cluster::start(ClusterOptions::default()).expect("starting PostgreSQL");
+        c.create_database("demo").unwrap();
+        c
+    })
+    .await
+    .unwrap();
+    let pgbench = ["pgbench"]
+        .iter()
+        .map(|b| cluster.bin_dir().join(b))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| "pgbench".into());
+    let dir = tempfile::tempdir().unwrap();
+    let init = Command::new(&pgbench)
+        .args(["-i", "-q", "-s", "1", "-h", "127.0.0.1", "-p"])
+        .arg(cluster.port().to_string())
+        .args(["-U", cluster.superuser(), "demo"])
+        .env("PGPASSWORD", cluster.superuser_password())
+        .env("PGSSLMODE", "disable")
+        .output()
+        .expect("pgbench is installed (scripts/setup.sh installs postgresql-contrib)");
+    assert!(
+        init.status.success(),
+        "pgbench -i: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+
+    let trail = dir.path().join("trail");
+    let (port, admin) = (free_port(), free_port());
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n\
+             [upstream]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\npassword = \"{}\"\n\n\
+             [databases.demo]\n\n[[identities]]\nname = \"writer\"\nkind = \"service\"\nscram = \"{}\"\n\n\
+             [audit]\ndir = {:?}\nstatement_text = \"full\"\n",
+            cluster.port(),
+            cluster.superuser(),
+            cluster.superuser_password(),
+            portcullis_auth::verifier_for(PASSWORD),
+            trail.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("gateway.log");
+    let mut gw = spawn(&config, &log);
+    wait_ready(port, &log).await;
+
+    let prefix = dir.path().join("pgb");
+    let bench = Command::new(&pgbench)
+        .args([
+            "-n",
+            "-c",
+            "4",
+            "-j",
+            "2",
+            "-T",
+            "120",
+            "-l",
+            "--log-prefix",
+        ])
+        .arg(&prefix)
+        .args(["-h", "127.0.0.1", "-p"])
+        .arg(port.to_string())
+        .args(["-U", "writer", "demo"])
+        .env("PGPASSWORD", PASSWORD)
+        .env("PGSSLMODE", "disable")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let it commit a few hundred transactions, then kill the gateway.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ends = events(&trail).iter().filter(|e| is_end(e)).count();
+        if ends >= 300 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "pgbench made no progress");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    gw.0.kill().unwrap(); // SIGKILL
+    gw.0.wait().unwrap();
+    let out = tokio::task::spawn_blocking(move || bench.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+
+    // pgbench logs one line per completed transaction, per thread file.
+    let mut completed = 0usize;
+    for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("pgb") {
+            completed += std::fs::read_to_string(entry.path())
+                .unwrap()
+                .lines()
+                .count();
+        }
+    }
+    assert!(completed > 0, "pgbench completed nothing: {stderr}");
+    let evs = events(&trail);
+    let recorded = evs.iter().filter(|e| is_end(e)).count();
+    assert!(
+        recorded >= completed,
+        "pgbench completed {completed} transactions, the trail records {recorded} ENDs"
+    );
+    let report = verify_files(&trail_files(&trail).unwrap(), &VerifyOptions::default()).unwrap();
+    assert!(report.ok(), "{:#?}", report.problems);
+    drop(cluster);
+}
+
+/// A completed `END` of a pgbench transaction.
+fn is_end(e: &AuditEvent) -> bool {
+    e.kind == EventKind::Statement
+        && e.outcome.as_ref().is_some_and(|o| o.status == "ok")
+        && e.statement
+            .as_ref()
+            .and_then(|s| s.text.as_deref())
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("end;"))
+}

@@ -62,6 +62,9 @@ fn session(user: &str, kind: PrincipalKind, groups: &[&str]) -> SessionInfo {
             groups: groups.iter().map(|g| g.to_string()).collect(),
             auth_method: AuthMethod::ScramSha256,
             role: None,
+            acting_for: None,
+            acting_for_groups: Vec::new(),
+            expires_at: None,
         }),
         database: "demo".into(),
         client_addr: SocketAddr::from(([127, 0, 0, 1], 50000)),
@@ -92,7 +95,7 @@ fn decide(gate: &dyn Gate, session: &SessionInfo, sql: &str) -> Decision {
 fn denial_message(d: &Decision) -> String {
     match d {
         Decision::Deny(d) => format!("[{}] {} ({})", d.sqlstate, d.message, d.policy),
-        Decision::Allow => panic!("expected a denial, got Allow"),
+        other => panic!("expected a denial, got {other:?}"),
     }
 }
 
@@ -410,7 +413,10 @@ fn assert_denied(chain: &PolicyChain, s: &SessionInfo, sql: &str) {
             assert_eq!(d.sqlstate, "42501", "{sql}");
             assert_eq!(d.policy, "guardrails", "{sql}");
         }
-        Decision::Allow => panic!("{} should be denied {sql:?}", s.identity.name),
+        other => panic!(
+            "{} should be denied {sql:?}, got {other:?}",
+            s.identity.name
+        ),
     }
 }
 

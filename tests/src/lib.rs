@@ -20,6 +20,7 @@
 //! environments are stopped at process exit.
 
 pub mod admin;
+pub mod idp;
 pub mod pg;
 pub mod policies;
 pub mod raw;

@@ -34,6 +34,12 @@ pub fn demo_guardrails() -> PolicyConfig {
         .unwrap_or_else(|e| panic!("the demo policy cannot be loaded: {e:#}"))
 }
 
+/// The standard approvals policy with the demo settings.
+pub fn demo_approvals() -> PolicyConfig {
+    portcullis::demo::demo_approvals_policy(Some(&policies_dir()))
+        .unwrap_or_else(|e| panic!("the demo approvals policy cannot be loaded: {e:#}"))
+}
+
 /// The hostile test component with `settings` (a TOML table body, e.g.
 /// `behaviour = "loop"`).
 pub fn hostile(settings: &str) -> PolicyConfig {
@@ -60,6 +66,9 @@ pub fn policies_toml(policies: &[PolicyConfig]) -> String {
             (p.max_calls_per_instance as i64).into(),
         );
         entry.insert("mode".into(), p.mode.as_str().into());
+        if let Some(m) = p.approval_mode {
+            entry.insert("approval_mode".into(), m.as_str().into());
+        }
         entry.insert("settings".into(), toml::Value::Table(p.settings.clone()));
         let mut doc = toml::Table::new();
         doc.insert(

@@ -869,3 +869,50 @@ async fn random_queries_never_leak() {
         queries.join("\n")
     );
 }
+
+/// `detect_values`: text columns nobody listed are scanned, and what looks like an
+/// email, a Luhn-valid card number or an SSN is masked in place, in the simple and
+/// the extended protocol (binary too); exempt identities see the value whole.
+#[tokio::test]
+async fn values_that_look_sensitive_are_detected_in_unlisted_columns() {
+    let env = env().await;
+    let table = portcullis_tests::unique("notes").replace('-', "_");
+    let body = "customer ada.l@example.com paid with 4111 1111 1111 1111, ssn 123-45-6789";
+    env.admin_sql(
+        "demo",
+        &format!(
+            "CREATE TABLE {table} (id int PRIMARY KEY, body text, tag varchar(40));
+             INSERT INTO {table} VALUES (1, '{body}', 'order 12345 ok')"
+        ),
+    );
+    let mut policy = portcullis::demo::demo_mask_policy(Some(&policies_dir())).unwrap();
+    policy.settings.insert(
+        "detect_values".into(),
+        toml::Value::Array(vec!["email".into(), "card".into(), "ssn".into()]),
+    );
+    let gw = env
+        .start_gateway(GatewayOptions {
+            policies: vec![policy],
+            ..GatewayOptions::default()
+        })
+        .await
+        .unwrap();
+    let masked = "customer ***@example.com paid with **** **** **** 1111, ssn ***-**-6789";
+    let sql = format!("SELECT body, tag FROM {table} WHERE id = 1");
+    let alice = gw.connect("alice", "demo").await.unwrap();
+    let rows = simple_rows(&alice, &sql).await.unwrap();
+    assert_eq!(
+        rows,
+        vec![vec![
+            Some(masked.to_owned()),
+            Some("order 12345 ok".to_owned())
+        ]]
+    );
+    let row = alice.query_one(sql.as_str(), &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), masked, "binary format too");
+    assert_eq!(row.get::<_, String>(1), "order 12345 ok");
+    let bob = gw.connect("bob", "demo").await.unwrap();
+    let row = bob.query_one(sql.as_str(), &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), body, "pii-readers see it whole");
+    gw.shutdown().await;
+}

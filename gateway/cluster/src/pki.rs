@@ -72,6 +72,24 @@ impl TestPki {
         write_leaf(&self.dir, file_stem, &client_params(cn), &issuer)
     }
 
+    /// Like [`issue_client_cert`](Self::issue_client_cert), valid only between the two
+    /// dates (year, month, day) — e.g. an already expired certificate.
+    pub fn issue_client_cert_valid(
+        &self,
+        cn: &str,
+        file_stem: &str,
+        not_before: (i32, u8, u8),
+        not_after: (i32, u8, u8),
+    ) -> Result<(PathBuf, PathBuf)> {
+        let ca_key_pem = fs::read_to_string(&self.ca_key)
+            .map_err(|e| ClusterError::io(format!("reading {}", self.ca_key.display()), e))?;
+        let issuer = Issuer::new(ca_params(), KeyPair::from_pem(&ca_key_pem)?);
+        let mut params = client_params(cn);
+        params.not_before = date_time_ymd(not_before.0, not_before.1, not_before.2);
+        params.not_after = date_time_ymd(not_after.0, not_after.1, not_after.2);
+        write_leaf(&self.dir, file_stem, &params, &issuer)
+    }
+
     /// Issues another server certificate signed by this CA for `names` (DNS
     /// names or IP addresses), written as `<file_stem>.pem` / `<file_stem>.key`.
     pub fn issue_server_cert(&self, names: &[&str], file_stem: &str) -> Result<TlsFiles> {

@@ -38,6 +38,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         )
         .route("/audit/stream", get(audit_stream))
         .route("/shadow", get(crate::policy::shadow::admin_status))
+        .merge(crate::approvals::http::routes())
         .with_state(shared);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {

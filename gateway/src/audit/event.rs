@@ -70,6 +70,12 @@ pub struct SessionRecord {
     /// The person an agent acts for, when the gateway knows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acting_for: Option<String>,
+    /// The groups of the person in `acting_for`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acting_for_groups: Vec<String>,
+    /// The upstream role the session runs as, when mapped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
     /// The client's address.
     pub client_addr: String,
     /// The client's `application_name`.
@@ -87,7 +93,9 @@ impl SessionRecord {
             groups: s.identity.groups.clone(),
             principal: s.identity.kind.as_str().to_owned(),
             auth: s.identity.auth_method.as_str().to_owned(),
-            acting_for: None,
+            acting_for: s.identity.acting_for.clone(),
+            acting_for_groups: s.identity.acting_for_groups.clone(),
+            role: s.identity.role.clone(),
             client_addr: s.client_addr.to_string(),
             application: s.application_name.clone(),
             database: s.database.clone(),
@@ -148,6 +156,9 @@ pub struct DecisionRecord {
     /// The denial SQLSTATE.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sqlstate: Option<String>,
+    /// The approval request the statement waited for, if it was held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalRecord>,
 }
 
 impl DecisionRecord {
@@ -158,8 +169,28 @@ impl DecisionRecord {
             policy: None,
             message: None,
             sqlstate: None,
+            approval: None,
         }
     }
+
+    /// The same decision, linked to an approval request.
+    pub fn with_approval(mut self, approval: Option<&ApprovalRecord>) -> Self {
+        self.approval = approval.cloned();
+        self
+    }
+}
+
+/// The approval request a held statement waited for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalRecord {
+    /// Request id (`apr-...`).
+    pub id: String,
+    /// How it ended: `approved`, `auto-approved`, `rejected`, `expired`, `withdrawn`,
+    /// or `pending` (defer mode: the client was told to come back).
+    pub status: String,
+    /// Who approved or rejected it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reviewers: Vec<String>,
 }
 
 /// What happened when the statement ran.

@@ -29,8 +29,8 @@ pub mod writer;
 mod tests;
 
 pub use event::{
-    AuditEvent, CheckpointRecord, DecisionRecord, EventKind, OutcomeRecord, PolicyRef,
-    SessionRecord, StatementRecord, TableAccess,
+    ApprovalRecord, AuditEvent, CheckpointRecord, DecisionRecord, EventKind, OutcomeRecord,
+    PolicyRef, SessionRecord, StatementRecord, TableAccess,
 };
 pub use record::{AuditContext, StatementFacts};
 pub use writer::{AuditLog, Durability};

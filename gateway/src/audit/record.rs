@@ -171,6 +171,7 @@ pub fn denied(d: &Denial) -> DecisionRecord {
         policy: Some(d.policy.clone()),
         message: Some(d.message.clone()),
         sqlstate: Some(d.sqlstate.clone()),
+        approval: None,
     }
 }
 

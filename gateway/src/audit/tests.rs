@@ -17,6 +17,8 @@ fn session(user: &str) -> Arc<SessionRecord> {
         principal: "person".into(),
         auth: "scram-sha-256".into(),
         acting_for: None,
+        acting_for_groups: Vec::new(),
+        role: None,
         client_addr: "127.0.0.1:5000".into(),
         application: "test".into(),
         database: "demo".into(),

@@ -94,6 +94,30 @@ fn resolve_paths(path: &Path, config: &mut Config) {
     {
         sh.path = base.join(&sh.path);
     }
+    if let Some(ap) = &mut config.approvals
+        && ap.path.is_relative()
+    {
+        ap.path = base.join(&ap.path);
+    }
+    let rel = |p: &mut std::path::PathBuf| {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    };
+    if let Some(j) = &mut config.auth.jwt {
+        if let Some(p) = &mut j.jwks_file {
+            rel(p);
+        }
+        if let Some(p) = &mut j.jwks_ca {
+            rel(p);
+        }
+    }
+    if let Some(m) = &mut config.auth.mtls {
+        rel(&mut m.ca);
+    }
+    if let Some(d) = &mut config.auth.directory {
+        rel(&mut d.path);
+    }
     if let Some(audit) = &mut config.audit {
         if audit.dir.is_relative() {
             audit.dir = base.join(&audit.dir);
@@ -192,7 +216,11 @@ fn validate(path: &Path, text: &str, c: &Config) -> Result<(), ConfigError> {
     let mut seen = std::collections::HashSet::new();
     for (i, id) in c.identities.iter().enumerate() {
         let line = find_line(text, "scram", i);
-        if let Err(e) = id.scram.parse::<portcullis_auth::ScramVerifier>() {
+        if let Some(Err(e)) = id
+            .scram
+            .as_ref()
+            .map(|s| s.parse::<portcullis_auth::ScramVerifier>())
+        {
             return Err(invalid(
                 line,
                 format!("identities[{i}].scram"),
@@ -215,6 +243,13 @@ fn validate(path: &Path, text: &str, c: &Config) -> Result<(), ConfigError> {
                 format!("identity {:?} is declared twice", id.name),
             ));
         }
+    }
+    if let Err((key, message)) = crate::identity::validate_auth(&c.auth) {
+        return Err(invalid(
+            find_line(text, key.rsplit('.').next().unwrap_or(&key), 0),
+            key,
+            message,
+        ));
     }
     if c.databases.is_empty() {
         return Err(invalid(
@@ -272,6 +307,50 @@ fn validate(path: &Path, text: &str, c: &Config) -> Result<(), ConfigError> {
                 "audit.checkpoint_interval_secs".into(),
                 "must be at least 1 when a signing key is configured".into(),
             ));
+        }
+    }
+    if let Some(a) = &c.approvals {
+        if a.store == super::ApprovalStoreKind::Postgres && a.resolved_postgres_url().is_none() {
+            return Err(invalid(
+                find_line(text, "store", 0),
+                "approvals.postgres_url".into(),
+                "the postgres store needs postgres_url (or postgres_url_env set in the environment)".into(),
+            ));
+        }
+        if !(10..=60_000).contains(&a.poll_ms) {
+            return Err(invalid(
+                find_line(text, "poll_ms", 0),
+                "approvals.poll_ms".into(),
+                "must be between 10 and 60000".into(),
+            ));
+        }
+        if a.hold_timeout_ms == 0 || a.default_ttl_seconds == 0 {
+            return Err(invalid(
+                find_line(text, "[approvals]", 0),
+                "approvals.hold_timeout_ms".into(),
+                "hold_timeout_ms and default_ttl_seconds must be positive".into(),
+            ));
+        }
+        if !a
+            .table
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+            || a.table.is_empty()
+        {
+            return Err(invalid(
+                find_line(text, "table", 0),
+                "approvals.table".into(),
+                "must be a plain identifier (letters, digits, _)".into(),
+            ));
+        }
+        for (i, w) in a.webhooks.iter().enumerate() {
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                return Err(invalid(
+                    find_line(text, &w.url, 0),
+                    format!("approvals.webhooks[{i}].url"),
+                    "must be an http:// or https:// URL".into(),
+                ));
+            }
         }
     }
     if c.upstream.tls == super::UpstreamTlsMode::VerifyFull && c.upstream.ca.is_none() {

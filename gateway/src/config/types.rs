@@ -42,6 +42,12 @@ pub struct Config {
     /// The tamper-evident audit trail; absent: no audit trail is written.
     #[serde(default)]
     pub audit: Option<AuditConfig>,
+    /// Approvals of held statements; absent: a statement that needs approval is denied.
+    #[serde(default)]
+    pub approvals: Option<super::ApprovalsConfig>,
+    /// Tokens, client certificates, groups directory, role mapping.
+    #[serde(default)]
+    pub auth: super::AuthConfig,
     /// Traffic recording for `portcullis policy replay`; absent: nothing is recorded.
     #[serde(default)]
     pub recording: Option<crate::recording::RecordingConfig>,
@@ -358,8 +364,10 @@ pub struct IdentityConfig {
     /// Groups, used by policies.
     #[serde(default)]
     pub groups: Vec<String>,
-    /// SCRAM-SHA-256 verifier (`portcullis passwd` prints one). Never a plaintext password.
-    pub scram: String,
+    /// SCRAM-SHA-256 verifier (`portcullis passwd` prints one). Never a plaintext
+    /// password. Absent: the identity logs in only with a token or a certificate.
+    #[serde(default)]
+    pub scram: Option<String>,
     /// Upstream role to `SET ROLE` to after connecting, if any.
     #[serde(default)]
     pub role: Option<String>,
@@ -450,6 +458,9 @@ pub struct PolicyConfig {
     /// `enforce` (default) or `monitor`.
     #[serde(default)]
     pub mode: PolicyMode,
+    /// `hold` or `defer` for statements this policy holds; default `[approvals] mode`.
+    #[serde(default)]
+    pub approval_mode: Option<super::ApprovalMode>,
 }
 
 /// Default per-call deadline of a policy.
@@ -481,6 +492,7 @@ impl PolicyConfig {
             memory_mb: DEFAULT_POLICY_MEMORY_MB,
             max_calls_per_instance: DEFAULT_POLICY_MAX_CALLS,
             mode: PolicyMode::Enforce,
+            approval_mode: None,
         }
     }
 

@@ -105,8 +105,12 @@ async fn login(
     );
     let mut input = BytesMut::with_capacity(1024);
     let mut out = BytesMut::new();
+    let mut next: Option<LoginEvent> = None;
     loop {
-        let event = login.input(&mut input, &mut out);
+        let event = match next.take() {
+            Some(e) => Some(e),
+            None => login.input(&mut input, &mut out),
+        };
         if !out.is_empty() {
             stream.write_all(&out).await.ok()?;
             stream.flush().await.ok()?;
@@ -124,20 +128,30 @@ async fn login(
                 };
                 let acceptor = shared.tls_acceptor.as_ref()?;
                 match acceptor.accept(tcp).await {
-                    Ok(tls) => stream = Stream::ServerTls(Box::new(tls)),
+                    Ok(tls) => {
+                        login.set_certificate_user(certificate_user(&tls, shared));
+                        stream = Stream::ServerTls(Box::new(tls));
+                    }
                     Err(e) => {
-                        tracing::debug!(%peer, error = %e, "client TLS handshake failed");
+                        tracing::info!(%peer, error = %e, "client TLS handshake failed");
                         return None;
                     }
                 }
                 login.tls_started();
             }
+            Some(LoginEvent::VerifyPassword { user, token }) => {
+                let result = shared.identities.verify_password(&user, &token).await;
+                next = Some(login.password_verified(result, &mut out));
+            }
             Some(LoginEvent::Cancel(key)) => {
-                if let Some(target) = shared.cancels.lookup(ClientKey(key))
-                    && let Err(e) =
+                if let Some(target) = shared.cancels.lookup(ClientKey(key)) {
+                    // A statement held for approval is canceled at the gateway.
+                    target.interrupt.send_modify(|n| *n += 1);
+                    if let Err(e) =
                         crate::backend::send_cancel(&target.host, target.port, target.key.0).await
-                {
-                    tracing::warn!(error = %e, "forwarding cancel request failed");
+                    {
+                        tracing::warn!(error = %e, "forwarding cancel request failed");
+                    }
                 }
                 return None;
             }
@@ -179,6 +193,16 @@ async fn login(
             }
         }
     }
+}
+
+/// The user name a verified client certificate maps to (`[auth.mtls]`).
+fn certificate_user(
+    tls: &tokio_rustls::server::TlsStream<TcpStream>,
+    shared: &Shared,
+) -> Option<String> {
+    let mapper = shared.identities.mtls()?;
+    let cert = tls.get_ref().1.peer_certificates()?.first()?;
+    mapper.user_of(cert.as_ref())
 }
 
 async fn fatal(stream: &mut Stream, code: &str, message: &str) {
@@ -282,6 +306,7 @@ async fn session(
         host: target.host.clone(),
         port: target.port,
         key: UpstreamKey(upstream.key),
+        interrupt: Arc::new(tokio::sync::watch::Sender::new(0)),
     });
     let mut hello = BytesMut::new();
     for (k, v) in &upstream.parameters {
@@ -312,6 +337,7 @@ async fn session(
         metrics: shared.metrics.clone(),
         limits: shared.limits,
         audit: shared.audit.clone(),
+        approvals: shared.approvals.is_some(),
     };
     let relay = Relay::new(info, deps);
     let started = std::time::Instant::now();
@@ -319,7 +345,7 @@ async fn session(
         a.log.record(AuditEvent::for_session(EventKind::Connect, s));
     }
     let audit_session = relay.audit_session().cloned();
-    let result = super::relay_io::run(client, upstream, relay, shared).await;
+    let result = super::relay_io::run(client, upstream, relay, shared, cancel.interrupts()).await;
     if let (Some(a), Some(s)) = (&shared.audit, audit_session) {
         let mut e = AuditEvent::for_session(EventKind::Disconnect, &s);
         e.detail = Some(serde_json::json!({

@@ -1,5 +1,7 @@
-//! The login state machine: startup packet, TLS negotiation, SCRAM-SHA-256. Socket-free:
-//! bytes in, bytes out, and an event when the caller must act.
+//! The login state machine: startup packet, TLS negotiation, then SCRAM-SHA-256, a
+//! client certificate, or an identity-provider token as a cleartext password (over TLS
+//! only). Socket-free: bytes in, bytes out, and an event when the caller must act (the
+//! caller verifies tokens, which may need the identity provider's keys).
 
 use std::sync::Arc;
 
@@ -11,7 +13,7 @@ use portcullis_wire::{
     CancelKey, FrameDecoder, Limits, StartupMessage, StartupPacket, WireError, decode_startup,
 };
 
-use crate::identity::{Identity, IdentityStore};
+use crate::identity::{Identity, IdentityStore, LoginFailure};
 
 /// What the caller must do next.
 #[derive(Debug)]
@@ -20,6 +22,15 @@ pub enum LoginEvent {
     StartTls,
     /// The connection is a CancelRequest for another session; close it afterwards.
     Cancel(CancelKey),
+    /// The client sent a cleartext password (a token, or a password): verify it with
+    /// [`IdentityStore::verify_password`] and call
+    /// [`Login::password_verified`].
+    VerifyPassword {
+        /// The user name the client gave.
+        user: String,
+        /// The password as sent.
+        token: String,
+    },
     /// Login succeeded: write the output (AuthenticationOk is in it) and connect upstream.
     Authenticated {
         /// Who logged in.
@@ -50,6 +61,14 @@ enum State {
         scram: ScramServer,
         identity: Option<Arc<Identity>>,
     },
+    AwaitPassword {
+        startup: StartupMessage,
+        user: String,
+    },
+    AwaitVerdict {
+        startup: StartupMessage,
+        user: String,
+    },
     Done,
 }
 
@@ -61,6 +80,7 @@ pub struct Login {
     tls_available: bool,
     tls_required: bool,
     tls_active: bool,
+    cert_user: Option<String>,
 }
 
 impl Login {
@@ -79,12 +99,52 @@ impl Login {
             tls_available,
             tls_required,
             tls_active: false,
+            cert_user: None,
         }
     }
 
     /// Tells the machine the TLS handshake completed.
     pub fn tls_started(&mut self) {
         self.tls_active = true;
+    }
+
+    /// The user name the client's verified certificate maps to, if any.
+    pub fn set_certificate_user(&mut self, user: Option<String>) {
+        self.cert_user = user;
+    }
+
+    /// Finishes a token login with the caller's verification result.
+    pub fn password_verified(
+        &mut self,
+        result: Result<Arc<Identity>, LoginFailure>,
+        out: &mut BytesMut,
+    ) -> LoginEvent {
+        let State::AwaitVerdict { startup, user } = std::mem::replace(&mut self.state, State::Done)
+        else {
+            return refuse(
+                out,
+                ErrorFields::new(Severity::Fatal, "08P01", "no token login in progress"),
+            );
+        };
+        match result {
+            Ok(identity) => {
+                backend::auth_ok(out);
+                LoginEvent::Authenticated { identity, startup }
+            }
+            Err(f) => {
+                let ev = refuse(
+                    out,
+                    ErrorFields::new(Severity::Fatal, f.sqlstate, f.message),
+                );
+                match ev {
+                    LoginEvent::Refused { sqlstate, .. } => LoginEvent::Refused {
+                        sqlstate,
+                        user: Some(user),
+                    },
+                    other => other,
+                }
+            }
+        }
     }
 
     /// Consumes bytes from the client; appends the answer to `out`. Returns an event when
@@ -105,6 +165,20 @@ impl Login {
                     scram,
                     identity,
                 } => self.on_sasl_response(input, out, startup, user, scram, identity),
+                State::AwaitPassword { startup, user } => {
+                    self.on_password(input, out, startup, user)
+                }
+                s @ State::AwaitVerdict { .. } => {
+                    self.state = s;
+                    return Some(refuse(
+                        out,
+                        ErrorFields::new(
+                            Severity::Fatal,
+                            "08P01",
+                            "unexpected data during authentication",
+                        ),
+                    ));
+                }
                 State::Done => {
                     return Some(refuse(
                         out,
@@ -194,11 +268,34 @@ impl Login {
                 .collect();
             backend::negotiate_protocol_version(out, 0, &unknown);
         }
-        let (scram, identity) = match self.identities.get(&user) {
-            Some(c) => (
-                ScramServer::new(c.verifier.clone()),
-                Some(Arc::clone(&c.identity)),
-            ),
+        if self.tls_active && self.cert_user.as_deref() == Some(user.as_str()) {
+            // A verified client certificate mapped to this user: like PostgreSQL's
+            // `cert` method, no password is asked.
+            backend::auth_ok(out);
+            let identity = self.identities.certificate_identity(&user);
+            return Step::Event(LoginEvent::Authenticated { identity, startup });
+        }
+        if self.identities.wants_cleartext(&user, self.tls_active) {
+            {
+                if !self.tls_active {
+                    return Step::Event(refuse(
+                        out,
+                        ErrorFields::new(
+                            Severity::Fatal,
+                            "28000",
+                            format!(
+                                "token authentication for user \"{user}\" requires TLS: connect with sslmode=require (the gateway never asks for a password in cleartext)"
+                            ),
+                        ),
+                    ));
+                }
+                backend::auth_cleartext(out);
+                self.state = State::AwaitPassword { startup, user };
+                return Step::Progress;
+            }
+        }
+        let (scram, identity) = match self.identities.scram(&user) {
+            Some((verifier, identity)) => (ScramServer::new(verifier), Some(identity)),
             None => (
                 ScramServer::mock(&user, self.identities.mock_secret()),
                 None,
@@ -286,6 +383,60 @@ impl Login {
             (Ok(_), None) => Step::Event(auth_failed(out, &user, &AuthError::InvalidPassword)),
             (Err(e), _) => Step::Event(auth_failed(out, &user, &e)),
         }
+    }
+
+    fn on_password(
+        &mut self,
+        input: &mut BytesMut,
+        out: &mut BytesMut,
+        startup: StartupMessage,
+        user: String,
+    ) -> Step {
+        let max = self.identities.max_password_bytes();
+        let decoder = FrameDecoder::new(Limits {
+            max_message: max + 5,
+            ..self.limits
+        });
+        let frame = match decoder.decode(input) {
+            Ok(Some(f)) if f.tag() == tag::PASSWORD => f,
+            Ok(Some(f)) => {
+                return Step::Event(protocol_error(
+                    out,
+                    &WireError::UnexpectedTag(f.tag() as char),
+                ));
+            }
+            Ok(None) => {
+                self.state = State::AwaitPassword { startup, user };
+                return Step::NeedMore;
+            }
+            Err(WireError::TooLarge { len, .. }) => {
+                return Step::Event(refuse(
+                    out,
+                    ErrorFields::new(
+                        Severity::Fatal,
+                        "08P01",
+                        format!(
+                            "password message of {len} bytes is larger than the {max} bytes allowed (auth.max_password_bytes)"
+                        ),
+                    ),
+                ));
+            }
+            Err(e) => return Step::Event(protocol_error(out, &e)),
+        };
+        let body = frame.body();
+        let body = body.strip_suffix(&[0]).unwrap_or(body);
+        let Ok(token) = std::str::from_utf8(body) else {
+            return Step::Event(refuse(
+                out,
+                ErrorFields::new(Severity::Fatal, "28000", "the password is not valid UTF-8"),
+            ));
+        };
+        let token = token.to_owned();
+        self.state = State::AwaitVerdict {
+            startup,
+            user: user.clone(),
+        };
+        Step::Event(LoginEvent::VerifyPassword { user, token })
     }
 
     /// Reads one `p` message; anything else during login is a protocol violation.
@@ -416,6 +567,56 @@ mod tests {
             Some(LoginEvent::Refused { sqlstate, .. }) => assert_eq!(sqlstate, "28000"),
             other => panic!("{other:?}"),
         }
+    }
+
+    fn token_store() -> Arc<IdentityStore> {
+        let text = "[upstream]\nuser = \"u\"\n[databases.demo]\n[auth]\nmax_password_bytes = 100\n[auth.jwt]\nissuer = \"i\"\naudience = [\"a\"]\njwks_file = \"/nonexistent/jwks.json\"\n";
+        let config = parse(std::path::Path::new("t.toml"), text).unwrap();
+        Arc::new(IdentityStore::from_config(&config).unwrap())
+    }
+
+    #[test]
+    fn token_users_are_refused_in_cleartext_and_asked_for_a_password_over_tls() {
+        let mut l = Login::new(token_store(), Limits::default(), true, false);
+        let mut out = BytesMut::new();
+        match l.input(&mut startup("carol"), &mut out) {
+            Some(LoginEvent::Refused { sqlstate, .. }) => assert_eq!(sqlstate, "28000"),
+            other => panic!("{other:?}"),
+        }
+        let mut l = Login::new(token_store(), Limits::default(), true, false);
+        l.tls_started();
+        let mut out = BytesMut::new();
+        assert!(l.input(&mut startup("carol"), &mut out).is_none());
+        assert_eq!(
+            &out[..],
+            &[b'R', 0, 0, 0, 8, 0, 0, 0, 3],
+            "AuthenticationCleartextPassword"
+        );
+        let mut p = BytesMut::new();
+        portcullis_wire::put_message(&mut p, tag::PASSWORD, |b| b.extend_from_slice(b"eyJ.x.y\0"));
+        match l.input(&mut p, &mut BytesMut::new()) {
+            Some(LoginEvent::VerifyPassword { user, token }) => {
+                assert_eq!((user.as_str(), token.as_str()), ("carol", "eyJ.x.y"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_oversized_password_is_refused_from_its_header() {
+        let mut l = Login::new(token_store(), Limits::default(), true, false);
+        l.tls_started();
+        let mut out = BytesMut::new();
+        assert!(l.input(&mut startup("carol"), &mut out).is_none());
+        // Only the header of a 1 MB password message.
+        let mut p = BytesMut::from(&[b'p', 0, 0x10, 0, 4][..]);
+        let mut out = BytesMut::new();
+        match l.input(&mut p, &mut out) {
+            Some(LoginEvent::Refused { sqlstate, .. }) => assert_eq!(sqlstate, "08P01"),
+            other => panic!("{other:?}"),
+        }
+        let e = ErrorFields::decode(out[0], &out[5..]).unwrap();
+        assert!(e.message().unwrap().contains("auth.max_password_bytes"));
     }
 
     #[test]

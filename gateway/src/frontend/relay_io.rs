@@ -1,6 +1,9 @@
 //! The relay loop: moves bytes between a client and its upstream connection, with
 //! backpressure in both directions and without ever blocking one direction on the other.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -10,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::audit::AuditLog;
 use crate::backend::Upstream;
 use crate::server::Shared;
-use crate::session::{Relay, RelayError};
+use crate::session::{HoldOutcome, Relay, RelayError};
 use crate::stream::Stream;
 
 /// Stop reading from one side while this much is still queued for the other.
@@ -54,12 +57,42 @@ fn submit_audit(
     }
 }
 
+/// The relay holds statements only when approvals are enabled; if it ever did
+/// otherwise, refuse (fail closed).
+fn unreachable_hold() -> HoldOutcome {
+    HoldOutcome::Refuse(
+        crate::pipeline::Denial {
+            sqlstate: "42501".into(),
+            message: "approval required, but approvals are not enabled on this gateway".into(),
+            policy: "portcullis:approvals".into(),
+        },
+        crate::audit::ApprovalRecord {
+            id: String::new(),
+            status: "error".into(),
+            reviewers: Vec::new(),
+        },
+    )
+}
+
+/// Time left until the session's token expires, when sessions end at expiry.
+fn token_expiry(relay: &Relay, shared: &Shared) -> Option<Duration> {
+    if shared.identities.on_expiry() != crate::config::OnExpiry::Disconnect {
+        return None;
+    }
+    let at = relay.session().identity.expires_at?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
+}
+
 /// Relays until either side closes, the client terminates, or the gateway shuts down.
 pub async fn run(
     client: &mut Stream,
     upstream: Upstream,
     mut relay: Relay,
     shared: &Shared,
+    interrupts: tokio::sync::watch::Receiver<u64>,
 ) -> anyhow::Result<()> {
     let Upstream {
         stream: mut server,
@@ -87,6 +120,10 @@ pub async fn run(
         idle_timeout
     });
     tokio::pin!(idle);
+    // `[auth.jwt] on_expiry = "disconnect"`: the session ends when its token expires.
+    let expiry = token_expiry(&relay, shared);
+    let expires = tokio::time::sleep(expiry.unwrap_or(Duration::from_secs(86_400 * 365)));
+    tokio::pin!(expires);
     let mut shutdown = shared.shutdown.clone();
     let mut draining = false;
     let mut server_open = true;
@@ -94,13 +131,27 @@ pub async fn run(
     let mut durable = audit.map(|l| l.durability());
     let fail_open = shared.audit.as_ref().is_some_and(|a| a.fail_open);
     let mut held = Held::default();
+    // The approval being resolved for a statement the relay holds.
+    let mut approval: Option<Pin<Box<dyn Future<Output = HoldOutcome> + Send>>> = None;
 
     if !from_server.is_empty() {
         relay.server_input(&mut from_server, &mut to_client, Instant::now())?;
         submit_audit(&mut relay, audit, &mut to_client, &mut held);
     }
     let outcome: Result<(), RelayError> = loop {
+        if approval.is_none()
+            && let Some(ticket) = relay.take_hold()
+        {
+            approval = Some(match shared.approvals.as_ref() {
+                Some(a) => {
+                    let (a, rx) = (Arc::clone(a), interrupts.clone());
+                    Box::pin(async move { a.resolve(ticket, rx).await })
+                }
+                None => Box::pin(std::future::ready(unreachable_hold())),
+            });
+        }
         if draining
+            && !relay.holding()
             && relay.is_idle()
             && relay.transaction() == TransactionStatus::Idle
             && to_client.is_empty()
@@ -119,7 +170,18 @@ pub async fn run(
             break Ok(());
         }
         tokio::select! {
-            r = client_rd.read_buf(&mut from_client), if to_server.len() < HIGH_WATER && !relay.terminated() => {
+            outcome = async { approval.as_mut().expect("guarded").await }, if approval.is_some() => {
+                approval = None;
+                if let Err(e) = relay.resume(outcome, &mut to_server, Instant::now()) {
+                    break Err(e);
+                }
+                // Client messages that arrived while the statement was held.
+                if let Err(e) = relay.client_input(&mut from_client, &mut to_server, Instant::now()) {
+                    break Err(e);
+                }
+                submit_audit(&mut relay, audit, &mut to_client, &mut held);
+            }
+            r = client_rd.read_buf(&mut from_client), if to_server.len() < HIGH_WATER && !relay.terminated() && (!relay.holding() || from_client.len() < HIGH_WATER) => {
                 let n = r?;
                 if n == 0 {
                     break Ok(());
@@ -176,8 +238,15 @@ pub async fn run(
                     client_wr.flush().await?;
                 }
             }
-            _ = &mut idle, if !idle_timeout.is_zero() && relay.is_idle() && relay.transaction() == TransactionStatus::Idle && held.ticket.is_none() => {
+            _ = &mut idle, if !idle_timeout.is_zero() && !relay.holding() && relay.is_idle() && relay.transaction() == TransactionStatus::Idle && held.ticket.is_none() => {
                 ErrorFields::new(Severity::Fatal, "57P05", "terminating connection due to idle-session timeout")
+                    .encode_error(&mut to_client);
+                let _ = client_wr.write_all(&to_client).await;
+                let _ = client_wr.flush().await;
+                break Ok(());
+            }
+            _ = &mut expires, if expiry.is_some() => {
+                ErrorFields::new(Severity::Fatal, "28000", format!("terminating connection because the identity token of \"{}\" expired", relay.session().identity.name))
                     .encode_error(&mut to_client);
                 let _ = client_wr.write_all(&to_client).await;
                 let _ = client_wr.flush().await;

@@ -5,8 +5,12 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::ServerTlsConfig;
 
-/// Builds the acceptor for client TLS from PEM files.
-pub fn server_tls_acceptor(cfg: &ServerTlsConfig) -> anyhow::Result<TlsAcceptor> {
+/// Builds the acceptor for client TLS from PEM files; with `client_certs`, clients may
+/// (or must, as the verifier says) present certificates it verifies.
+pub fn server_tls_acceptor(
+    cfg: &ServerTlsConfig,
+    client_certs: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+) -> anyhow::Result<TlsAcceptor> {
     let cert_pem = std::fs::read(&cfg.cert)
         .with_context(|| format!("server.tls.cert: {}", cfg.cert.display()))?;
     let key_pem = std::fs::read(&cfg.key)
@@ -33,9 +37,13 @@ pub fn server_tls_acceptor(cfg: &ServerTlsConfig) -> anyhow::Result<TlsAcceptor>
             )
         })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?;
+    let builder = match client_certs {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder
         .with_single_cert(certs, key)
         .context("server.tls: certificate and key do not match")?;
     Ok(TlsAcceptor::from(Arc::new(config)))

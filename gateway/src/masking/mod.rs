@@ -35,12 +35,31 @@ pub use catalog::Catalog;
 pub use functions::{ColumnType, CompiledMask, NativeMask, PseudonymKey, TypeClass};
 use rewriter::{MaskRewriter, Refuse, Step};
 
+/// Where the masking seams find their policies.
+#[derive(Clone)]
+pub enum Policies {
+    /// A chain loaded once (`[[policies]]`).
+    Fixed(Arc<PolicyChain>),
+    /// The live set of a hot-reloaded policy directory: each statement and each result
+    /// set uses the set in force when it starts.
+    Live(Arc<crate::policy::reload::PolicySets>),
+}
+
+impl Policies {
+    fn with_chain<R>(&self, f: impl FnOnce(&PolicyChain) -> R) -> R {
+        match self {
+            Policies::Fixed(c) => f(c),
+            Policies::Live(s) => f(&s.current().chain),
+        }
+    }
+}
+
 /// Rows per `mask-rows` call by default.
 pub const DEFAULT_BATCH_ROWS: usize = 1024;
 
 /// The masking [`ResultFilter`].
 pub struct MaskingFilter {
-    policies: Vec<Arc<LoadedPolicy>>,
+    policies: MaskPolicies,
     catalog: Arc<Catalog>,
     key: Arc<PseudonymKey>,
     batch_rows: usize,
@@ -51,6 +70,26 @@ impl MaskingFilter {
     /// cache and the pseudonym key.
     pub fn new(
         policies: Vec<Arc<LoadedPolicy>>,
+        catalog: Arc<Catalog>,
+        key: PseudonymKey,
+        batch_rows: usize,
+    ) -> Self {
+        Self::with_source(MaskPolicies::Fixed(policies), catalog, key, batch_rows)
+    }
+
+    /// A filter over the mask policies of a policy directory's live set: a reload that
+    /// adds, changes or removes a masking policy applies from the next result set.
+    pub fn live(
+        sets: Arc<crate::policy::reload::PolicySets>,
+        catalog: Arc<Catalog>,
+        key: PseudonymKey,
+        batch_rows: usize,
+    ) -> Self {
+        Self::with_source(MaskPolicies::Live(sets), catalog, key, batch_rows)
+    }
+
+    fn with_source(
+        policies: MaskPolicies,
         catalog: Arc<Catalog>,
         key: PseudonymKey,
         batch_rows: usize,
@@ -189,6 +228,17 @@ impl MaskingFilter {
         ctx: &ResultContext<'_>,
         mut obs: Option<&mut MaskObservation>,
     ) -> Option<Box<dyn RowRewriter>> {
+        let live;
+        let policies: &[Arc<LoadedPolicy>] = match &self.policies {
+            MaskPolicies::Fixed(v) => v,
+            MaskPolicies::Live(sets) => {
+                live = sets.current().chain.mask_policies();
+                &live
+            }
+        };
+        if policies.is_empty() {
+            return None;
+        }
         let db = &ctx.session.database;
         let cat = self.catalog.get(db);
         let mut missed = false;
@@ -221,7 +271,7 @@ impl MaskingFilter {
         }
         let mut steps: Vec<Vec<Step>> = vec![Vec::new(); n];
         let mut customs: Vec<(Arc<LoadedPolicy>, Vec<usize>)> = Vec::new();
-        for p in &self.policies {
+        for p in policies {
             let plan = match off_runtime(|| p.plan_masks(&wctx)) {
                 Ok(plan) => plan,
                 Err(f) => {
@@ -292,15 +342,32 @@ impl MaskingFilter {
 /// view `v` of `customers`. After DDL the catalog of the session's database is
 /// reloaded (in the background, shortly after the statement is allowed).
 pub struct MaskingGate {
-    chain: Arc<PolicyChain>,
+    chain: Policies,
     catalog: Arc<Catalog>,
 }
 
 impl MaskingGate {
     /// Wraps `chain`.
     pub fn new(chain: Arc<PolicyChain>, catalog: Arc<Catalog>) -> Self {
-        MaskingGate { chain, catalog }
+        MaskingGate {
+            chain: Policies::Fixed(chain),
+            catalog,
+        }
     }
+
+    /// Wraps the live set of a policy directory.
+    pub fn live(sets: Arc<crate::policy::reload::PolicySets>, catalog: Arc<Catalog>) -> Self {
+        MaskingGate {
+            chain: Policies::Live(sets),
+            catalog,
+        }
+    }
+}
+
+/// The mask policies a [`MaskingFilter`] asks.
+enum MaskPolicies {
+    Fixed(Vec<Arc<LoadedPolicy>>),
+    Live(Arc<crate::policy::reload::PolicySets>),
 }
 
 impl Gate for MaskingGate {
@@ -308,7 +375,7 @@ impl Gate for MaskingGate {
         let mut req = crate::policy::request::request(ctx);
         let cat = self.catalog.get(&ctx.session.database);
         provenance::expand_view_columns(&mut req.statement.columns, &cat);
-        let d = self.chain.decide_request(&req);
+        let d = self.chain.with_chain(|c| c.decide_request(&req));
         if d == Decision::Allow
             && matches!(
                 ctx.statement.kind,
@@ -326,8 +393,17 @@ impl Gate for MaskingGate {
         d
     }
 
+    fn route_approval(
+        &self,
+        ctx: &StatementContext<'_>,
+        ask: &crate::pipeline::ApprovalAsk<'_>,
+    ) -> crate::pipeline::ApprovalRoute {
+        self.chain.with_chain(|c| c.route_approval(ctx, ask))
+    }
+
     fn decide_function_call(&self, session: &SessionInfo, function_oid: u32) -> Decision {
-        self.chain.decide_function_call(session, function_oid)
+        self.chain
+            .with_chain(|c| c.decide_function_call(session, function_oid))
     }
 }
 

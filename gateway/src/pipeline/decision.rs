@@ -58,6 +58,20 @@ pub struct Denial {
     pub policy: String,
 }
 
+/// Why a statement must wait for a reviewer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalNeed {
+    /// The reasons the policies gave, joined.
+    pub reason: String,
+    /// Who may approve, as the policies suggested (`group:dba`, `user:bob`).
+    pub approvers: Vec<String>,
+    /// The policies that asked, comma-separated.
+    pub policy: String,
+    /// Hold or defer, as the (first) asking policy's entry says; `None`: the
+    /// gateway's `[approvals] mode`.
+    pub mode: Option<crate::config::ApprovalMode>,
+}
+
 /// The outcome of a gate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -65,6 +79,8 @@ pub enum Decision {
     Allow,
     /// Refuse it with an error; the session goes on.
     Deny(Denial),
+    /// Run it only once a reviewer approves (see [`crate::approvals`]).
+    Hold(ApprovalNeed),
 }
 
 impl Decision {
@@ -77,9 +93,54 @@ impl Decision {
     pub fn denial(&self) -> Option<&Denial> {
         match self {
             Decision::Deny(d) => Some(d),
-            Decision::Allow => None,
+            Decision::Allow | Decision::Hold(_) => None,
         }
     }
+}
+
+/// How an approval request is routed (what `approve-hook` decides).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApprovalRoute {
+    /// Wait for reviewers.
+    Route {
+        /// Groups (`group:x`) or users (`user:y`) who may approve.
+        approvers: Vec<String>,
+        /// Approvals needed (at least 1).
+        required: u32,
+        /// Seconds the request and its approval stay valid; the gateway default when
+        /// `None`.
+        ttl_seconds: Option<u32>,
+        /// Notification channel name from the gateway config.
+        channel: Option<String>,
+    },
+    /// Approved at once, with the reason.
+    AutoApprove(String),
+    /// Rejected at once, with the reason.
+    AutoReject(String),
+}
+
+impl ApprovalRoute {
+    /// The routing used when no policy implements `approve-hook`: the approvers
+    /// `authorize` suggested, one approval, the default TTL.
+    pub fn default_for(need: &ApprovalNeed) -> Self {
+        ApprovalRoute::Route {
+            approvers: need.approvers.clone(),
+            required: 1,
+            ttl_seconds: None,
+            channel: None,
+        }
+    }
+}
+
+/// What `approve-hook` is told about a request, besides the statement itself.
+#[derive(Debug, Clone, Copy)]
+pub struct ApprovalAsk<'a> {
+    /// The request id.
+    pub id: &'a str,
+    /// What `authorize` said.
+    pub need: &'a ApprovalNeed,
+    /// When the request was made, in milliseconds since the Unix epoch.
+    pub requested_at_ms: u64,
 }
 
 /// Decides statements before they run.
@@ -90,6 +151,12 @@ pub trait Gate: Send + Sync {
     /// Decides a FunctionCall (the fast-path interface), which names a function by OID
     /// and carries no SQL a policy could inspect.
     fn decide_function_call(&self, session: &SessionInfo, function_oid: u32) -> Decision;
+
+    /// Routes an approval request for a statement this gate held. The default routes
+    /// to the approvers `authorize` suggested.
+    fn route_approval(&self, _ctx: &StatementContext<'_>, ask: &ApprovalAsk<'_>) -> ApprovalRoute {
+        ApprovalRoute::default_for(ask.need)
+    }
 }
 
 /// Allows everything. The gateway core's default until policies are loaded.

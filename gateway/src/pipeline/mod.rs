@@ -9,6 +9,9 @@ mod decision;
 mod filter;
 mod role_lock;
 
-pub use decision::{Decision, Denial, Gate, PassThrough, Protocol, SessionInfo, StatementContext};
+pub use decision::{
+    ApprovalAsk, ApprovalNeed, ApprovalRoute, Decision, Denial, Gate, PassThrough, Protocol,
+    SessionInfo, StatementContext,
+};
 pub use filter::{NoMasking, Refusal, ResultContext, ResultFilter, RowRewriter};
 pub use role_lock::RoleLock;

@@ -60,6 +60,14 @@ impl Gate for RoleLock {
         self.inner.decide(ctx)
     }
 
+    fn route_approval(
+        &self,
+        ctx: &StatementContext<'_>,
+        ask: &crate::pipeline::ApprovalAsk<'_>,
+    ) -> crate::pipeline::ApprovalRoute {
+        self.inner.route_approval(ctx, ask)
+    }
+
     fn decide_function_call(&self, session: &SessionInfo, function_oid: u32) -> Decision {
         self.inner.decide_function_call(session, function_oid)
     }

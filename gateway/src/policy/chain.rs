@@ -6,8 +6,9 @@
 //!   itself; later policies are not called;
 //! - a failure (trap, timeout, memory cap, oversized result) of an enforcing policy
 //!   denies with SQLSTATE 42501 (fail closed); the connection stays usable;
-//! - `require-approval` results accumulate; approvals are not implemented yet, so a
-//!   statement that needs one is denied (42501) with the reasons;
+//! - `require-approval` results accumulate: when no policy denies, the statement is held
+//!   ([`Decision::Hold`]) with every reason and suggested approver; `approve-hook`
+//!   policies then route the request (the first enforcing one decides);
 //! - `monitor` policies are called and their decisions logged and counted, never
 //!   enforced (their failures neither).
 
@@ -20,8 +21,10 @@ use super::caps;
 use super::engine::truncate;
 use super::instance::{CallFailure, InstancePool};
 use super::metrics::PolicyMetrics;
-use crate::config::PolicyMode;
-use crate::pipeline::{Decision, Denial, Gate, SessionInfo, StatementContext};
+use crate::config::{ApprovalMode, PolicyMode};
+use crate::pipeline::{
+    ApprovalAsk, ApprovalNeed, ApprovalRoute, Decision, Denial, Gate, SessionInfo, StatementContext,
+};
 
 /// SQLSTATE of every policy denial unless the policy names another.
 pub const DEFAULT_SQLSTATE: &str = "42501";
@@ -94,6 +97,7 @@ pub enum Verdict {
 pub struct LoadedPolicy {
     id: Arc<str>,
     mode: PolicyMode,
+    approval_mode: Option<ApprovalMode>,
     metadata: PolicyMetadata,
     sha256: String,
     cache: CacheOutcome,
@@ -125,6 +129,7 @@ impl LoadedPolicy {
         LoadedPolicy {
             id,
             mode,
+            approval_mode: None,
             metadata,
             sha256,
             cache,
@@ -143,6 +148,17 @@ impl LoadedPolicy {
     /// Enforce or monitor.
     pub fn mode(&self) -> PolicyMode {
         self.mode
+    }
+
+    /// Hold or defer for statements this policy holds (`None`: the gateway default).
+    pub fn approval_mode(&self) -> Option<ApprovalMode> {
+        self.approval_mode
+    }
+
+    /// Sets [`LoadedPolicy::approval_mode`].
+    pub(crate) fn with_approval_mode(mut self, mode: Option<ApprovalMode>) -> Self {
+        self.approval_mode = mode;
+        self
     }
 
     /// What the policy said about itself.
@@ -208,6 +224,20 @@ impl LoadedPolicy {
 }
 
 impl LoadedPolicy {
+    /// Calls `approve-hook` for one approval request. The route is checked against
+    /// the caps (approver count and length, message sizes).
+    pub fn approve(&self, req: &wit::ApprovalRequest) -> Result<wit::ApprovalRoute, CallFailure> {
+        let started = Instant::now();
+        let result = self
+            .pool
+            .call(|p, store| p.call_approve_hook(store, req), check_route);
+        self.call_us.observe(started.elapsed().as_secs_f64() * 1e6);
+        if result.is_err() {
+            self.decisions[3].inc();
+        }
+        result
+    }
+
     /// Calls `plan-masks` for one result set. The plan is checked against the caps
     /// (a column index outside the result, an oversized refusal message).
     pub fn plan_masks(&self, ctx: &wit::ResultContext) -> Result<wit::MaskPlan, CallFailure> {
@@ -299,6 +329,36 @@ fn check_rows(r: &Result<Vec<wit::Row>, String>, count: usize, width: usize) -> 
                 .sum();
             if bytes > caps::MAX_MASK_BATCH_BYTES {
                 return Err(format!("mask-rows returned {bytes} bytes"));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Size caps on an approval route.
+fn check_route(r: &wit::ApprovalRoute) -> Result<(), String> {
+    match r {
+        wit::ApprovalRoute::Route(r) => {
+            if r.approvers.len() > caps::MAX_APPROVERS
+                || r.approvers.iter().any(|a| a.len() > caps::MAX_NAME_BYTES)
+            {
+                return Err(format!(
+                    "more than {} approvers or an approver longer than {} bytes",
+                    caps::MAX_APPROVERS,
+                    caps::MAX_NAME_BYTES
+                ));
+            }
+            if r.channel
+                .as_ref()
+                .is_some_and(|c| c.len() > caps::MAX_NAME_BYTES)
+            {
+                return Err("channel name too long".into());
+            }
+            Ok(())
+        }
+        wit::ApprovalRoute::AutoApprove(m) | wit::ApprovalRoute::AutoReject(m) => {
+            if m.len() > caps::MAX_MESSAGE_BYTES {
+                return Err(format!("route reason of {} bytes", m.len()));
             }
             Ok(())
         }
@@ -411,7 +471,8 @@ impl PolicyChain {
 
     /// Decides a ready-made request (the [`Gate`] builds it from the statement).
     pub fn decide_request(&self, req: &wit::Request) -> Decision {
-        let mut approvals: Vec<(&str, String)> = Vec::new();
+        let mut approvals: Vec<(&str, String, Vec<String>)> = Vec::new();
+        let mut approval_mode = None;
         for p in self.policies.iter().filter(|p| p.metadata.authorize) {
             let verdict = p.authorize(req);
             if p.mode == PolicyMode::Monitor {
@@ -428,7 +489,12 @@ impl PolicyChain {
                         policy: p.id().to_owned(),
                     });
                 }
-                Verdict::RequireApproval { reason, .. } => approvals.push((p.id(), reason)),
+                Verdict::RequireApproval { reason, approvers } => {
+                    if approvals.is_empty() {
+                        approval_mode = p.approval_mode;
+                    }
+                    approvals.push((p.id(), reason, approvers))
+                }
                 Verdict::Failed(f) => {
                     return Decision::Deny(Denial {
                         sqlstate: DEFAULT_SQLSTATE.to_owned(),
@@ -441,16 +507,59 @@ impl PolicyChain {
         if approvals.is_empty() {
             return Decision::Allow;
         }
-        let reasons: Vec<&str> = approvals.iter().map(|(_, r)| r.as_str()).collect();
-        let ids: Vec<&str> = approvals.iter().map(|(id, _)| *id).collect();
-        Decision::Deny(Denial {
-            sqlstate: DEFAULT_SQLSTATE.to_owned(),
-            message: format!(
-                "approval required: {} (approvals are not enabled on this gateway)",
-                reasons.join("; ")
-            ),
+        let reasons: Vec<&str> = approvals.iter().map(|(_, r, _)| r.as_str()).collect();
+        let ids: Vec<&str> = approvals.iter().map(|(id, _, _)| *id).collect();
+        let mut approvers: Vec<String> = Vec::new();
+        for a in approvals.iter().flat_map(|(_, _, a)| a) {
+            if !approvers.contains(a) {
+                approvers.push(a.clone());
+            }
+        }
+        Decision::Hold(ApprovalNeed {
+            reason: reasons.join("; "),
+            approvers,
             policy: ids.join(", "),
+            mode: approval_mode,
         })
+    }
+
+    /// Routes an approval request: the first enforcing policy that implements
+    /// `approve-hook` decides. A routing policy that fails rejects the request (fail
+    /// closed); with none, the request goes to the approvers `authorize` suggested.
+    pub fn route_request(&self, req: &wit::Request, ask: &ApprovalAsk<'_>) -> ApprovalRoute {
+        let Some(p) = self
+            .policies
+            .iter()
+            .find(|p| p.metadata.approve && p.mode == PolicyMode::Enforce)
+        else {
+            return ApprovalRoute::default_for(ask.need);
+        };
+        let areq = wit::ApprovalRequest {
+            id: ask.id.to_owned(),
+            request: req.clone(),
+            reason: ask.need.reason.clone(),
+            approvers: ask.need.approvers.clone(),
+            requested_at_ms: ask.requested_at_ms,
+        };
+        match p.approve(&areq) {
+            Ok(wit::ApprovalRoute::Route(r)) => ApprovalRoute::Route {
+                approvers: r.approvers,
+                required: r.required_approvals.max(1),
+                ttl_seconds: (r.ttl_seconds > 0).then_some(r.ttl_seconds),
+                channel: r.channel,
+            },
+            Ok(wit::ApprovalRoute::AutoApprove(reason)) => ApprovalRoute::AutoApprove(format!(
+                "auto-approved by policy \"{}\": {reason}",
+                p.id()
+            )),
+            Ok(wit::ApprovalRoute::AutoReject(reason)) => {
+                ApprovalRoute::AutoReject(format!("rejected by policy \"{}\": {reason}", p.id()))
+            }
+            Err(f) => ApprovalRoute::AutoReject(format!(
+                "approval routing policy \"{}\" failed ({f}); request rejected",
+                p.id()
+            )),
+        }
     }
 }
 
@@ -477,6 +586,10 @@ impl Gate for PolicyChain {
             return Decision::Allow;
         }
         self.decide_request(&super::request::request(ctx))
+    }
+
+    fn route_approval(&self, ctx: &StatementContext<'_>, ask: &ApprovalAsk<'_>) -> ApprovalRoute {
+        self.route_request(&super::request::request(ctx), ask)
     }
 
     fn decide_function_call(&self, session: &SessionInfo, function_oid: u32) -> Decision {

@@ -34,6 +34,8 @@ pub struct Who {
     pub kind: PrincipalKind,
     /// Groups.
     pub groups: Vec<String>,
+    /// For an agent acting for a person: that person.
+    pub acting_for: Option<String>,
 }
 
 impl Who {
@@ -48,6 +50,15 @@ impl Who {
             user: user.to_owned(),
             kind,
             groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            acting_for: None,
+        }
+    }
+
+    /// An agent acting for `person`.
+    pub fn agent_for(user: &str, person: &str, groups: &[&str]) -> Who {
+        Who {
+            acting_for: Some(person.to_owned()),
+            ..Who::new(user, PrincipalKind::Agent, groups)
         }
     }
 }
@@ -118,6 +129,9 @@ pub(crate) fn offline_session(who: &Who, database: &str, application: &str) -> S
             groups: who.groups.clone(),
             auth_method: AuthMethod::ScramSha256,
             role: None,
+            acting_for: who.acting_for.clone(),
+            acting_for_groups: Vec::new(),
+            expires_at: None,
         }),
         database: database.to_owned(),
         client_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -134,6 +148,7 @@ pub(crate) fn decide_sql<E>(
     mut decide: impl FnMut(&StatementContext<'_>) -> Result<Decision, E>,
 ) -> Result<Decision, E> {
     let analysis = analyzer.analyze(sql);
+    let mut held = None;
     for statement in &analysis.statements {
         let ctx = StatementContext {
             session,
@@ -143,10 +158,13 @@ pub(crate) fn decide_sql<E>(
             protocol: Protocol::Simple,
             transaction: TransactionStatus::Idle,
         };
-        let d = decide(&ctx)?;
-        if d.is_deny() {
-            return Ok(d);
+        match decide(&ctx)? {
+            d @ Decision::Deny(_) => return Ok(d),
+            d @ Decision::Hold(_) => {
+                held.get_or_insert(d);
+            }
+            Decision::Allow => {}
         }
     }
-    Ok(Decision::Allow)
+    Ok(held.unwrap_or(Decision::Allow))
 }

@@ -163,5 +163,6 @@ pub fn load_policy(
         load_time,
         pool,
         metrics,
-    ))
+    )
+    .with_approval_mode(config.approval_mode))
 }

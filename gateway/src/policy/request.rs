@@ -46,8 +46,10 @@ pub fn identity(session: &SessionInfo) -> wit::Identity {
         },
         auth_method: match id.auth_method {
             AuthMethod::ScramSha256 => wit::AuthMethod::Scram,
+            AuthMethod::Token => wit::AuthMethod::Token,
+            AuthMethod::Certificate => wit::AuthMethod::Certificate,
         },
-        acting_for: None,
+        acting_for: id.acting_for.clone(),
         client_addr: session.client_addr.to_string(),
         application_name: session.application_name.clone(),
     }

@@ -198,7 +198,6 @@ pub async fn admin_status(
 /// `allow`, `deny` or `hold` (anything that is neither allowed nor denied), and the
 /// deciding policy.
 fn live_outcome(d: &Decision) -> (&'static str, Option<String>) {
-    #[allow(unreachable_patterns)]
     match d {
         Decision::Allow => ("allow", None),
         // Until approvals are enabled, a statement needing one is denied saying so.
@@ -206,7 +205,7 @@ fn live_outcome(d: &Decision) -> (&'static str, Option<String>) {
             ("hold", Some(d.policy.clone()))
         }
         Decision::Deny(d) => ("deny", Some(d.policy.clone())),
-        _ => ("hold", None),
+        Decision::Hold(h) => ("hold", Some(h.policy.clone())),
     }
 }
 
@@ -239,5 +238,13 @@ impl Gate for ShadowGate {
 
     fn decide_function_call(&self, session: &SessionInfo, function_oid: u32) -> Decision {
         self.inner.decide_function_call(session, function_oid)
+    }
+
+    fn route_approval(
+        &self,
+        ctx: &StatementContext<'_>,
+        ask: &crate::pipeline::ApprovalAsk<'_>,
+    ) -> crate::pipeline::ApprovalRoute {
+        self.inner.route_approval(ctx, ask)
     }
 }

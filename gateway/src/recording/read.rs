@@ -266,7 +266,11 @@ impl Reader {
             statement: summary,
             params: st.params.as_ref().map(|p| p.to_vec()),
             decision: DecisionRec {
-                outcome: if decision.verdict == "deny" {
+                // A statement that waited for an approval was held by the gate,
+                // whatever the reviewer then decided.
+                outcome: if decision.approval.is_some() {
+                    "hold"
+                } else if decision.verdict == "deny" {
                     "deny"
                 } else {
                     "allow"

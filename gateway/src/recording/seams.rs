@@ -20,10 +20,8 @@ use crate::policy::bindings::portcullis::policy::types as wit;
 /// Longest sampled value kept, in bytes.
 const MAX_VALUE_BYTES: usize = 1024;
 
-/// The recorded form of a live decision. A decision that is neither an allow nor a
-/// denial (a hold for approval) is recorded as `hold`.
+/// The recorded form of a live decision.
 pub fn decision_rec(d: &Decision) -> DecisionRec {
-    #[allow(unreachable_patterns)]
     match d {
         Decision::Allow => DecisionRec {
             outcome: "allow".into(),
@@ -37,10 +35,10 @@ pub fn decision_rec(d: &Decision) -> DecisionRec {
             message: Some(d.message.clone()),
             sqlstate: Some(d.sqlstate.clone()),
         },
-        _ => DecisionRec {
+        Decision::Hold(h) => DecisionRec {
             outcome: "hold".into(),
-            policy: None,
-            message: None,
+            policy: Some(h.policy.clone()),
+            message: Some(h.reason.clone()),
             sqlstate: None,
         },
     }
@@ -110,6 +108,14 @@ impl Gate for RecordingGate {
 
     fn decide_function_call(&self, session: &SessionInfo, function_oid: u32) -> Decision {
         self.inner.decide_function_call(session, function_oid)
+    }
+
+    fn route_approval(
+        &self,
+        ctx: &StatementContext<'_>,
+        ask: &crate::pipeline::ApprovalAsk<'_>,
+    ) -> crate::pipeline::ApprovalRoute {
+        self.inner.route_approval(ctx, ask)
     }
 }
 

@@ -9,9 +9,12 @@ use portcullis_wire::Frame;
 use portcullis_wire::backend::ErrorFields;
 
 use super::Relay;
+use super::hold::HoldTicket;
 use super::pending::Pending;
 use crate::audit::record::{StatementFacts, changes_data, denied, rows_from_tag};
-use crate::audit::{AuditEvent, DecisionRecord, EventKind, OutcomeRecord, StatementRecord};
+use crate::audit::{
+    ApprovalRecord, AuditEvent, DecisionRecord, EventKind, OutcomeRecord, StatementRecord,
+};
 use crate::pipeline::Denial;
 
 /// The statement a response answers.
@@ -22,6 +25,7 @@ struct Current<'a> {
     sql: Option<&'a str>,
     params: Option<&'a Arc<[Option<String>]>>,
     sent_at: Instant,
+    approval: Option<&'a ApprovalRecord>,
 }
 
 fn micros(from: Instant, to: Instant) -> u64 {
@@ -45,6 +49,27 @@ impl Relay {
         self.audit_out.events.push(event);
     }
 
+    /// Records a held statement that was not approved.
+    pub(super) fn audit_denied_approval(
+        &mut self,
+        protocol: &'static str,
+        ticket: &HoldTicket,
+        sql: Option<&str>,
+        params: Option<&Arc<[Option<String>]>>,
+        d: &Denial,
+        approval: ApprovalRecord,
+    ) {
+        self.audit_denied_with(
+            protocol,
+            &ticket.analysis,
+            ticket.index,
+            sql,
+            params,
+            d,
+            Some(approval),
+        );
+    }
+
     /// Records a statement denied before it reached the server.
     pub(super) fn audit_denied(
         &mut self,
@@ -54,6 +79,20 @@ impl Relay {
         sql: Option<&str>,
         params: Option<&Arc<[Option<String>]>>,
         d: &Denial,
+    ) {
+        self.audit_denied_with(protocol, analysis, index, sql, params, d, None);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn audit_denied_with(
+        &mut self,
+        protocol: &'static str,
+        analysis: &Analysis,
+        index: usize,
+        sql: Option<&str>,
+        params: Option<&Arc<[Option<String>]>>,
+        d: &Denial,
+        approval: Option<ApprovalRecord>,
     ) {
         let (Some(a), Some(s)) = (&self.deps.audit, &self.audit_session) else {
             return;
@@ -66,7 +105,10 @@ impl Relay {
                 index,
                 sql,
                 params,
-                decision: denied(d),
+                decision: DecisionRecord {
+                    approval,
+                    ..denied(d)
+                },
                 outcome: OutcomeRecord {
                     status: "denied".into(),
                     command: None,
@@ -128,6 +170,7 @@ impl Relay {
                 denial: None,
                 sent_at,
                 sql,
+                approval,
                 ..
             } => Some(Current {
                 protocol: "simple",
@@ -136,6 +179,7 @@ impl Relay {
                 sql: sql.as_deref(),
                 params: None,
                 sent_at: *sent_at,
+                approval: approval.as_ref(),
             }),
             Pending::Execute {
                 portal, sent_at, ..
@@ -149,6 +193,7 @@ impl Relay {
                     sql: s.sql.as_deref(),
                     params: p.params.as_ref(),
                     sent_at: *sent_at,
+                    approval: p.approval.as_ref(),
                 })
             }
             Pending::Parse {
@@ -163,6 +208,7 @@ impl Relay {
                 sql: statement.sql.as_deref(),
                 params: None,
                 sent_at: *sent_at,
+                approval: None,
             }),
             _ => None,
         }
@@ -245,7 +291,7 @@ impl Relay {
                 index: cur.index,
                 sql: cur.sql,
                 params: cur.params,
-                decision,
+                decision: decision.with_approval(cur.approval),
                 outcome,
             },
         )

@@ -1,15 +1,19 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use portcullis_sql::Analysis;
 use portcullis_wire::backend::{ErrorFields, Severity};
-use portcullis_wire::frontend::{Bind, Close, Describe, Execute, FunctionCall, Parse, Query, tag};
+use portcullis_wire::frontend::{
+    Bind, Close, Describe, Execute, FunctionCall, Parse, Query, Target, tag,
+};
 use portcullis_wire::{Frame, WireError};
 
+use super::hold::{Awaiting, HoldTicket, Parked, ParkedKind};
 use super::pending::Pending;
 use super::{Relay, RelayError, StatementInfo};
-use crate::pipeline::{Decision, Denial, Protocol, StatementContext};
+use crate::identity::introspect;
+use crate::pipeline::{ApprovalNeed, Decision, Denial, Protocol, StatementContext};
 
 impl Relay {
     /// Consumes complete messages from `input` (bytes read from the client) and appends
@@ -20,7 +24,9 @@ impl Relay {
         to_server: &mut BytesMut,
         now: Instant,
     ) -> Result<(), RelayError> {
-        while let Some(frame) = self.decoder.decode(input).map_err(RelayError::Client)? {
+        while self.parked.is_none()
+            && let Some(frame) = self.decoder.decode(input).map_err(RelayError::Client)?
+        {
             self.client_message(frame, to_server, now)?;
             if self.terminated {
                 break;
@@ -41,13 +47,48 @@ impl Relay {
         match frame.tag() {
             tag::QUERY => {
                 let q = Query::decode(body).map_err(RelayError::Client)?;
+                if let Some(sql) = introspect::answer(q.sql, &self.session.identity) {
+                    // Answered by the gateway (see identity::introspect); no policy.
+                    Query::encode(&sql, out);
+                    let analysis = self.deps.analyzer.analyze(&sql);
+                    self.pending.push_back(Pending::Query {
+                        seq,
+                        analysis,
+                        denial: None,
+                        sent_at: now,
+                        sql: None,
+                        approval: None,
+                    });
+                    return Ok(());
+                }
                 let analysis = self.deps.analyzer.analyze(q.sql);
                 let sql = self.audit_sql(q.sql);
-                let denial = self.decide_all(&analysis, q.sql, Protocol::Simple, now);
-                let denial = denial.map(|(index, d)| {
-                    self.audit_denied("simple", &analysis, index, sql.as_deref(), None, &d);
-                    denial_fields(&d)
-                });
+                let denial = match self.decide_all(&analysis, q.sql, Protocol::Simple, now) {
+                    Gated::Allow => None,
+                    Gated::Deny(index, d) => {
+                        self.audit_denied("simple", &analysis, index, sql.as_deref(), None, &d);
+                        Some(denial_fields(&d))
+                    }
+                    Gated::Hold(index, need) => {
+                        self.parked = Some(Parked {
+                            raw: Bytes::copy_from_slice(frame.raw()),
+                            seq,
+                            taken: false,
+                            ticket: HoldTicket {
+                                session: Arc::clone(&self.session),
+                                analysis,
+                                index,
+                                sql: Arc::from(q.sql),
+                                protocol: Protocol::Simple,
+                                transaction: self.transaction,
+                                params: Vec::new(),
+                                need,
+                            },
+                            kind: ParkedKind::Query { audit_sql: sql },
+                        });
+                        return Ok(());
+                    }
+                };
                 if denial.is_some() {
                     Query::encode(&self.poison_name, out);
                 } else {
@@ -59,17 +100,49 @@ impl Relay {
                     denial,
                     sent_at: now,
                     sql,
+                    approval: None,
                 });
             }
             tag::PARSE => {
                 let p = Parse::decode(body).map_err(RelayError::Client)?;
+                self.awaiting.remove(p.name);
+                if let Some(sql) = introspect::answer(p.sql, &self.session.identity) {
+                    Parse::encode(p.name, &sql, &[], out);
+                    let statement = StatementInfo {
+                        analysis: self.deps.analyzer.analyze(&sql),
+                        columns: None,
+                        sql: None,
+                    };
+                    self.pending.push_back(Pending::Parse {
+                        name: p.name.to_owned(),
+                        statement,
+                        denial: None,
+                        sent_at: now,
+                    });
+                    return Ok(());
+                }
                 let analysis = self.deps.analyzer.analyze(p.sql);
                 let sql = self.audit_sql(p.sql);
-                let denial = self.decide_all(&analysis, p.sql, Protocol::ExtendedParse, now);
-                let denial = denial.map(|(index, d)| {
-                    self.audit_denied("extended", &analysis, index, sql.as_deref(), None, &d);
-                    denial_fields(&d)
-                });
+                let denial = match self.decide_all(&analysis, p.sql, Protocol::ExtendedParse, now) {
+                    Gated::Allow => None,
+                    Gated::Deny(index, d) => {
+                        self.audit_denied("extended", &analysis, index, sql.as_deref(), None, &d);
+                        Some(denial_fields(&d))
+                    }
+                    Gated::Hold(_, need) => {
+                        // Parsing runs nothing: the Bind (with the parameters) is held.
+                        self.awaiting.insert(
+                            p.name.to_owned(),
+                            Awaiting {
+                                need,
+                                analysis: Arc::clone(&analysis),
+                                sql: Arc::from(p.sql),
+                                audit_sql: sql.clone(),
+                            },
+                        );
+                        None
+                    }
+                };
                 if denial.is_some() {
                     self.poison_extended(out);
                 } else {
@@ -95,11 +168,39 @@ impl Relay {
                     .as_ref()
                     .filter(|a| a.wants_params())
                     .map(|_| crate::audit::record::params_record(&b.param_formats, &b.params));
+                if let Some(aw) = self.awaiting.get(b.statement) {
+                    let values = crate::audit::record::params_record(&b.param_formats, &b.params);
+                    self.parked = Some(Parked {
+                        raw: Bytes::copy_from_slice(frame.raw()),
+                        seq,
+                        taken: false,
+                        ticket: HoldTicket {
+                            session: Arc::clone(&self.session),
+                            analysis: Arc::clone(&aw.analysis),
+                            index: 0,
+                            sql: Arc::clone(&aw.sql),
+                            protocol: Protocol::ExtendedParse,
+                            transaction: self.transaction,
+                            params: values.to_vec(),
+                            need: aw.need.clone(),
+                        },
+                        kind: ParkedKind::Bind {
+                            portal: b.portal.to_owned(),
+                            statement: b.statement.to_owned(),
+                            result_formats: b.result_formats,
+                            audit_params: params,
+                            audit_sql: aw.audit_sql.clone(),
+                        },
+                    });
+                    return Ok(());
+                }
                 self.pending.push_back(Pending::Bind {
                     portal: b.portal.to_owned(),
                     statement: b.statement.to_owned(),
                     result_formats: b.result_formats,
                     params,
+                    denial: None,
+                    approval: None,
                 });
                 out.extend_from_slice(frame.raw());
             }
@@ -122,6 +223,9 @@ impl Relay {
             }
             tag::CLOSE => {
                 let c = Close::decode(body).map_err(RelayError::Client)?;
+                if c.target == Target::Statement {
+                    self.awaiting.remove(c.name);
+                }
                 self.pending.push_back(Pending::Close {
                     target: c.target,
                     name: c.name.to_owned(),
@@ -160,12 +264,24 @@ impl Relay {
                 };
                 let denial = match decision {
                     Decision::Allow => None,
+                    Decision::Hold(need) => {
+                        let d = Denial {
+                            sqlstate: "42501".into(),
+                            message: format!(
+                                "approval required ({}), but a fast-path function call cannot be held; call the function with SELECT",
+                                need.reason
+                            ),
+                            policy: need.policy,
+                        };
+                        self.audit_function_call(f.function_oid, Some(&d), now, now, 0);
+                        Some(denial_fields(&d))
+                    }
                     Decision::Deny(d) => {
                         self.audit_function_call(f.function_oid, Some(&d), now, now, 0);
                         Some(denial_fields(&d))
                     }
                 };
-                self.count_decision(denial.is_none());
+                self.count_decision(if denial.is_none() { "allow" } else { "deny" });
                 if denial.is_some() {
                     Query::encode(&self.poison_name, out);
                 } else {
@@ -190,17 +306,18 @@ impl Relay {
     }
 
     /// Decides every statement of a string. The first denial wins (with the index of
-    /// the statement it denied) and none of the statements runs. While the audit trail
-    /// cannot be written, statements are denied before any policy sees them (fail
-    /// closed).
+    /// the statement it denied) and none of the statements runs; otherwise the first
+    /// hold holds the whole string. While the audit trail cannot be written,
+    /// statements are denied before any policy sees them (fail closed). Without
+    /// `[approvals]`, a hold is a denial.
     fn decide_all(
         &mut self,
         analysis: &Arc<Analysis>,
         sql: &str,
         protocol: Protocol,
         now: Instant,
-    ) -> Option<(usize, Denial)> {
-        let mut denial = None;
+    ) -> Gated {
+        let mut gated = Gated::Allow;
         for (i, statement) in analysis.statements.iter().enumerate() {
             if let Some(d) = self
                 .deps
@@ -208,7 +325,7 @@ impl Relay {
                 .as_ref()
                 .and_then(|a| a.sink_denial(statement))
             {
-                denial = Some((i, d));
+                gated = Gated::Deny(i, d);
                 break;
             }
             let ctx = StatementContext {
@@ -219,21 +336,46 @@ impl Relay {
                 protocol,
                 transaction: self.transaction,
             };
-            if let Decision::Deny(d) = self.deps.gate.decide(&ctx) {
-                denial = Some((i, d));
-                break;
+            match self.deps.gate.decide(&ctx) {
+                Decision::Allow => {}
+                Decision::Deny(d) => {
+                    gated = Gated::Deny(i, d);
+                    break;
+                }
+                Decision::Hold(need) if !self.deps.approvals => {
+                    gated = Gated::Deny(
+                        i,
+                        Denial {
+                            sqlstate: "42501".to_owned(),
+                            message: format!(
+                                "approval required: {} (approvals are not enabled on this gateway)",
+                                need.reason
+                            ),
+                            policy: need.policy,
+                        },
+                    );
+                    break;
+                }
+                Decision::Hold(need) => {
+                    if !matches!(gated, Gated::Hold(..)) {
+                        gated = Gated::Hold(i, need);
+                    }
+                }
             }
         }
-        self.count_decision(denial.is_none());
+        self.count_decision(match gated {
+            Gated::Allow => "allow",
+            Gated::Deny(..) => "deny",
+            Gated::Hold(..) => "hold",
+        });
         self.deps
             .metrics
             .decision_latency_us
             .observe(now.elapsed().as_secs_f64() * 1e6);
-        denial
+        gated
     }
 
-    fn count_decision(&self, allowed: bool) {
-        let label = if allowed { "allow" } else { "deny" };
+    fn count_decision(&self, label: &str) {
         self.deps
             .metrics
             .statements
@@ -243,9 +385,18 @@ impl Relay {
 
     /// Sends upstream a Bind of a statement that cannot exist, so the server fails at
     /// this point of the pipeline and discards until Sync.
-    fn poison_extended(&self, out: &mut BytesMut) {
+    pub(super) fn poison_extended(&self, out: &mut BytesMut) {
         Bind::encode("", &self.poison_name, &[], out);
     }
+}
+
+/// What the gate decided for a whole string.
+enum Gated {
+    Allow,
+    /// Denied at statement `.0`.
+    Deny(usize, Denial),
+    /// Held at statement `.0` (no statement was denied).
+    Hold(usize, ApprovalNeed),
 }
 
 /// CopyDone/CopyFail numbers remembered while no COPY IN is known to be running.

@@ -16,6 +16,7 @@
 
 mod audit;
 mod client;
+mod hold;
 mod pending;
 mod server;
 #[cfg(test)]
@@ -32,6 +33,8 @@ use crate::audit::{AuditContext, AuditEvent, SessionRecord};
 use crate::metrics::Metrics;
 use crate::pipeline::{Gate, ResultFilter, RowRewriter, SessionInfo};
 use pending::Pending;
+
+pub use hold::{HoldOutcome, HoldTicket};
 
 /// Why a relay gave up on a connection.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +67,8 @@ struct PortalInfo {
     result_formats: Vec<i16>,
     /// Bound parameters, kept only when the audit trail records them.
     params: Option<Arc<[Option<String>]>>,
+    /// The approval its statement runs under, if it was held.
+    approval: Option<crate::audit::ApprovalRecord>,
 }
 
 /// The shared, per-gateway parts a relay uses.
@@ -81,6 +86,9 @@ pub struct RelayDeps {
     pub limits: Limits,
     /// The audit trail, if enabled.
     pub audit: Option<Arc<AuditContext>>,
+    /// Whether held statements wait for approval (`[approvals]` is configured); if
+    /// not, a statement that needs approval is denied.
+    pub approvals: bool,
 }
 
 /// Audit events the relay produced since the last [`Relay::take_audit`].
@@ -137,6 +145,11 @@ pub struct Relay {
     audit_session: Option<Arc<SessionRecord>>,
     /// Audit events not yet taken by the I/O layer.
     audit_out: AuditOutput,
+    /// The client message held for approval; no client message is read meanwhile.
+    parked: Option<hold::Parked>,
+    /// Prepared statements (by name, in client order) whose Parse the gate held:
+    /// binding one parks the Bind.
+    awaiting: HashMap<String, hold::Awaiting>,
 }
 
 impl Relay {
@@ -167,6 +180,8 @@ impl Relay {
             terminated: false,
             track_results,
             discarding: false,
+            parked: None,
+            awaiting: HashMap::new(),
         }
     }
 

@@ -6,6 +6,7 @@ use portcullis_wire::backend::ErrorFields;
 use portcullis_wire::frontend::Target;
 
 use super::StatementInfo;
+use crate::audit::ApprovalRecord;
 
 /// A response the server owes for a request already forwarded. `seq` numbers the
 /// client's messages in order, so the relay can tell which Syncs arrived at the server
@@ -20,6 +21,8 @@ pub(super) enum Pending {
         sent_at: Instant,
         /// The SQL as sent, kept only when the audit trail records it.
         sql: Option<Arc<str>>,
+        /// The approval it ran under, if it was held.
+        approval: Option<ApprovalRecord>,
     },
     /// A Parse: ParseComplete.
     Parse {
@@ -35,6 +38,10 @@ pub(super) enum Pending {
         result_formats: Vec<i16>,
         /// Bound parameters, kept only when the audit trail records them.
         params: Option<Arc<[Option<String>]>>,
+        /// Set when the Bind was refused (a held statement not approved).
+        denial: Option<ErrorFields>,
+        /// The approval it runs under, if it was held.
+        approval: Option<ApprovalRecord>,
     },
     /// A Describe: ParameterDescription and RowDescription/NoData.
     Describe { target: Target, name: String },
@@ -70,6 +77,7 @@ impl Pending {
         match self {
             Pending::Query { denial, .. }
             | Pending::Parse { denial, .. }
+            | Pending::Bind { denial, .. }
             | Pending::FunctionCall { denial, .. } => denial.as_ref(),
             _ => None,
         }

@@ -148,6 +148,8 @@ impl Relay {
                     statement,
                     result_formats,
                     params,
+                    approval,
+                    ..
                 }) = self.pending.pop_front()
                 {
                     let statement = self.statements.get(&statement).cloned();
@@ -157,6 +159,7 @@ impl Relay {
                             statement,
                             result_formats,
                             params,
+                            approval,
                         },
                     );
                 }

@@ -15,12 +15,20 @@ use crate::identity::{AuthMethod, Identity};
 use crate::metrics::Metrics;
 use crate::pipeline::{Decision, Denial, Gate, NoMasking, SessionInfo, StatementContext};
 
-/// Denies DROP and anything touching `secrets`.
+/// Denies DROP and anything touching `secrets`; holds anything touching `held`.
 struct TestGate;
 
 impl Gate for TestGate {
     fn decide(&self, ctx: &StatementContext<'_>) -> Decision {
         let s = ctx.statement;
+        if s.tables.iter().any(|t| t.name == "held") {
+            return Decision::Hold(crate::pipeline::ApprovalNeed {
+                reason: "held for review".into(),
+                approvers: vec!["group:dba".into()],
+                policy: "test".into(),
+                mode: None,
+            });
+        }
         if s.kind == StatementKind::Drop || s.tables.iter().any(|t| t.name == "secrets") {
             return Decision::Deny(Denial {
                 sqlstate: "42501".into(),
@@ -49,6 +57,9 @@ fn relay_with(limits: Limits) -> Relay {
             groups: vec!["analysts".into()],
             auth_method: AuthMethod::ScramSha256,
             role: None,
+            acting_for: None,
+            acting_for_groups: Vec::new(),
+            expires_at: None,
         }),
         database: "demo".into(),
         client_addr: "127.0.0.1:1".parse().unwrap(),
@@ -61,6 +72,7 @@ fn relay_with(limits: Limits) -> Relay {
         metrics: Metrics::new(),
         limits,
         audit: None,
+        approvals: true,
     };
     Relay::new(session, deps)
 }
@@ -593,4 +605,163 @@ fn a_refused_result_in_the_extended_protocol_errors_until_sync() {
     // instead of rows; nothing more until ReadyForQuery.
     assert_eq!(tags(&out), "12TEZ");
     assert!(r.is_idle());
+}
+
+fn refused() -> super::HoldOutcome {
+    super::HoldOutcome::Refuse(
+        Denial {
+            sqlstate: "42501".into(),
+            message: "request apr-1 was rejected".into(),
+            policy: "test".into(),
+        },
+        crate::audit::ApprovalRecord {
+            id: "apr-1".into(),
+            status: "rejected".into(),
+            reviewers: vec!["bob".into()],
+        },
+    )
+}
+
+fn approved() -> super::HoldOutcome {
+    super::HoldOutcome::Run(crate::audit::ApprovalRecord {
+        id: "apr-1".into(),
+        status: "approved".into(),
+        reviewers: vec!["bob".into()],
+    })
+}
+
+#[test]
+fn a_held_query_parks_everything_after_it_until_resumed() {
+    let mut r = relay();
+    let mut c = BytesMut::new();
+    Query::encode("update held set a = 1", &mut c);
+    Query::encode("select 2", &mut c);
+    let mut to_server = BytesMut::new();
+    r.client_input(&mut c, &mut to_server, Instant::now())
+        .unwrap();
+    assert!(
+        to_server.is_empty(),
+        "nothing reaches the server while held"
+    );
+    assert!(r.holding());
+    assert!(!c.is_empty(), "later messages wait unread");
+    let ticket = r.take_hold().expect("a ticket");
+    assert_eq!(ticket.need.reason, "held for review");
+    assert_eq!(&*ticket.sql, "update held set a = 1");
+    assert!(r.take_hold().is_none(), "the ticket is handed out once");
+    // More input changes nothing while held.
+    r.client_input(&mut c, &mut to_server, Instant::now())
+        .unwrap();
+    assert!(to_server.is_empty());
+
+    r.resume(approved(), &mut to_server, Instant::now())
+        .unwrap();
+    r.client_input(&mut c, &mut to_server, Instant::now())
+        .unwrap();
+    let mut expected = BytesMut::new();
+    Query::encode("update held set a = 1", &mut expected);
+    Query::encode("select 2", &mut expected);
+    assert_eq!(to_server, expected, "forwarded in order, byte for byte");
+    assert!(!r.holding());
+}
+
+#[test]
+fn a_refused_hold_gets_the_denial_in_place_of_the_poison_error() {
+    let mut r = relay();
+    let mut c = BytesMut::new();
+    Query::encode("delete from held", &mut c);
+    let mut to_server = BytesMut::new();
+    r.client_input(&mut c, &mut to_server, Instant::now())
+        .unwrap();
+    r.take_hold().unwrap();
+    r.resume(refused(), &mut to_server, Instant::now()).unwrap();
+    assert!(
+        frames(to_server.clone())[0]
+            .body()
+            .starts_with(b"portcullis_denied_")
+    );
+    let mut resp = server_error("26000", "prepared statement does not exist");
+    ready(&mut resp, TransactionStatus::Idle);
+    let out = server(&mut r, resp);
+    let f = frames(out);
+    let e = ErrorFields::decode(f[0].tag(), f[0].body()).unwrap();
+    assert_eq!(e.code(), Some("42501"));
+    assert!(e.message().unwrap().contains("apr-1"));
+    assert_eq!(f[1].tag(), b'Z');
+}
+
+#[test]
+fn an_extended_statement_is_held_at_its_bind_with_the_parameters() {
+    let mut r = relay();
+    let mut c = BytesMut::new();
+    Parse::encode("s1", "update held set a = $1", &[], &mut c);
+    Bind::encode("", "s1", &[Some(b"7")], &mut c);
+    Execute::encode("", 0, &mut c);
+    frontend::sync(&mut c);
+    let mut to_server = BytesMut::new();
+    r.client_input(&mut c, &mut to_server, Instant::now())
+        .unwrap();
+    assert_eq!(tags(&to_server), "P", "the Parse runs nothing and goes on");
+    let ticket = r.take_hold().unwrap();
+    assert_eq!(ticket.params, vec![Some("7".to_owned())]);
+    r.resume(refused(), &mut to_server, Instant::now()).unwrap();
+    r.client_input(&mut c, &mut to_server, Instant::now())
+        .unwrap();
+    assert_eq!(tags(&to_server), "PBES");
+    // ParseComplete, then the poisoned Bind's error becomes the denial.
+    let mut resp = BytesMut::new();
+    portcullis_wire::put_message(&mut resp, b'1', |_| {});
+    resp.extend_from_slice(&server_error("26000", "prepared statement does not exist"));
+    ready(&mut resp, TransactionStatus::Idle);
+    let f = frames(server(&mut r, resp));
+    assert_eq!(f[0].tag(), b'1');
+    let e = ErrorFields::decode(f[1].tag(), f[1].body()).unwrap();
+    assert_eq!(e.code(), Some("42501"));
+    assert_eq!(f[2].tag(), b'Z');
+
+    // Closing the statement forgets that it needs approval; a new Parse decides anew.
+    let mut c = BytesMut::new();
+    Parse::encode("s1", "select 1", &[], &mut c);
+    Bind::encode("", "s1", &[], &mut c);
+    frontend::sync(&mut c);
+    let mut to_server = BytesMut::new();
+    r.client_input(&mut c, &mut to_server, Instant::now())
+        .unwrap();
+    assert_eq!(tags(&to_server), "PBS");
+    assert!(!r.holding());
+}
+
+#[test]
+fn show_portcullis_identity_is_answered_from_the_gateway_in_both_protocols() {
+    let mut r = relay();
+    // Pipelined with another query: responses stay in order.
+    let mut c = BytesMut::new();
+    Query::encode("SHOW portcullis.identity;", &mut c);
+    Query::encode("select 1", &mut c);
+    let sent = frames(client(&mut r, c));
+    let sql = Query::decode(sent[0].body()).unwrap().sql.to_owned();
+    assert!(sql.starts_with("SELECT E'alice' AS \"user\""), "{sql}");
+    assert!(sql.contains("E'analysts' AS groups"), "{sql}");
+    assert_eq!(Query::decode(sent[1].body()).unwrap().sql, "select 1");
+    let mut resp = BytesMut::new();
+    backend::data_row(&mut resp, &[Some(b"alice")]);
+    backend::command_complete(&mut resp, "SELECT 1");
+    ready(&mut resp, TransactionStatus::Idle);
+    assert_eq!(tags(&server(&mut r, resp)), "DCZ");
+    assert!(!r.is_idle(), "the second query is still owed");
+
+    let mut c = BytesMut::new();
+    Parse::encode("who", "show portcullis.identity", &[], &mut c);
+    Bind::encode("", "who", &[], &mut c);
+    Execute::encode("", 0, &mut c);
+    frontend::sync(&mut c);
+    let sent = frames(client(&mut r, c));
+    let p = Parse::decode(sent[0].body()).unwrap();
+    assert_eq!(p.name, "who");
+    assert!(
+        p.sql.contains("E'scram-sha-256' AS auth_method"),
+        "{}",
+        p.sql
+    );
+    assert_eq!(sent.len(), 4);
 }

@@ -44,6 +44,12 @@
 //!
 //! sqlstate = "42501"        # default 42501 (insufficient_privilege)
 //! message = "..."           # replaces the generated message
+//!
+//! acting_for = ["alice"]    # only agents acting for these people ("*": for anyone);
+//!                           # absent or empty: regardless of delegation
+//! action = "require-approval"   # instead of denying, hold for approval (default "deny");
+//!                           # any denying rule still wins over approvals
+//! approvers = ["group:dba"] # who may approve (with action = "require-approval")
 //! ```
 //!
 //! ## Matching
@@ -140,6 +146,23 @@ pub struct RuleSettings {
     pub sqlstate: Option<String>,
     /// Message of the denial (default: generated).
     pub message: Option<String>,
+    /// Only agents acting for these users (`*`: anyone); empty: regardless.
+    pub acting_for: Vec<String>,
+    /// `deny` (default) or `require-approval`.
+    pub action: Action,
+    /// Approvers, with `action = "require-approval"`.
+    pub approvers: Vec<String>,
+}
+
+/// What a matching rule does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Deny the statement.
+    #[default]
+    Deny,
+    /// Hold it for approval.
+    RequireApproval,
 }
 
 /// The configured policy.
@@ -188,10 +211,18 @@ impl Policy for Guardrails {
             };
             return Decision::deny(message);
         }
-        self.rules
-            .iter()
-            .find_map(|r| r.check(req))
-            .map_or(Decision::Allow, Decision::Deny)
+        // Any denial wins; else the first approval requirement.
+        let mut approval = None;
+        for r in &self.rules {
+            match r.check(req) {
+                Some(d @ Decision::Deny(_)) => return d,
+                Some(a) => {
+                    approval.get_or_insert(a);
+                }
+                None => {}
+            }
+        }
+        approval.unwrap_or(Decision::Allow)
     }
 }
 

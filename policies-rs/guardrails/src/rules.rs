@@ -1,11 +1,11 @@
 //! Compiled rules: validation at configure time, matching per statement, messages.
 
 use portcullis_sdk::{
-    Access, CopyInfo, CopyTarget, Denial, PrincipalKind, Request, Statement, StatementKind,
-    TablePattern, TableRef, function_matches,
+    Access, CopyInfo, CopyTarget, Decision, Denial, PrincipalKind, Request, Statement,
+    StatementKind, TablePattern, TableRef, function_matches,
 };
 
-use crate::RuleSettings;
+use crate::{Action, RuleSettings};
 
 /// Longest denial message (the gateway refuses messages over 8 KiB).
 pub(crate) const MAX_MESSAGE_BYTES: usize = 2048;
@@ -31,6 +31,9 @@ pub(crate) struct Rule {
     deny_statements_matching: Vec<String>,
     sqlstate: String,
     message: Option<String>,
+    acting_for: Vec<String>,
+    action: Action,
+    approvers: Vec<String>,
 }
 
 impl Rule {
@@ -56,6 +59,9 @@ impl Rule {
                     .into(),
             );
         }
+        if !s.approvers.is_empty() && s.action != Action::RequireApproval {
+            return err(r#"approvers needs action = "require-approval""#.into());
+        }
         if !s.deny_access.is_empty() && s.tables.is_empty() {
             return err(r#"deny_access needs tables (use tables = ["*"] for every table)"#.into());
         }
@@ -65,6 +71,8 @@ impl Rule {
             ("groups", &s.groups),
             ("except_users", &s.except_users),
             ("except_groups", &s.except_groups),
+            ("acting_for", &s.acting_for),
+            ("approvers", &s.approvers),
         ] {
             if list.iter().any(|v| v.is_empty()) {
                 return err(format!("{key} holds an empty name"));
@@ -136,11 +144,15 @@ impl Rule {
             deny_statements_matching,
             sqlstate,
             message: s.message,
+            acting_for: s.acting_for,
+            action: s.action,
+            approvers: s.approvers,
         })
     }
 
-    /// The denial this rule issues for `req`, if any.
-    pub(crate) fn check(&self, req: &Request) -> Option<Denial> {
+    /// The decision this rule makes for `req` (a denial or an approval requirement),
+    /// if it matches.
+    pub(crate) fn check(&self, req: &Request) -> Option<Decision> {
         if !self.applies_to(req) {
             return None;
         }
@@ -159,7 +171,16 @@ impl Rule {
                 )
             }
         };
-        Some(Denial::with_sqlstate(self.sqlstate.clone(), message))
+        Some(match self.action {
+            Action::Deny => Decision::Deny(Denial::with_sqlstate(self.sqlstate.clone(), message)),
+            Action::RequireApproval => {
+                let reason = match &self.message {
+                    Some(m) => m.clone(),
+                    None => what_needs_approval(&what, req, &self.label),
+                };
+                Decision::require_approval(reason, self.approvers.iter().cloned())
+            }
+        })
     }
 
     /// Database and identity scope, minus the exemptions.
@@ -175,6 +196,14 @@ impl Rule {
         }
         if !self.principal_kinds.is_empty() && !self.principal_kinds.contains(&id.kind) {
             return false;
+        }
+        if !self.acting_for.is_empty() {
+            let Some(person) = &id.acting_for else {
+                return false;
+            };
+            if !self.acting_for.iter().any(|p| p == "*" || p == person) {
+                return false;
+            }
         }
         let exempt = self.except_users.contains(&id.user)
             || id.in_any_group(&self.except_groups)
@@ -254,6 +283,18 @@ impl Rule {
         }
         None
     }
+}
+
+/// The reason of an approval requirement.
+fn what_needs_approval(what: &str, req: &Request, label: &str) -> String {
+    let who = match &req.identity.acting_for {
+        Some(p) => format!("{} acting for {}", req.identity.user, p),
+        None => req.identity.user.clone(),
+    };
+    crate::truncate(
+        &format!("{what} by {who} needs approval ({label})"),
+        MAX_MESSAGE_BYTES,
+    )
 }
 
 /// Lower-cases, drops double quotes (so `SET "role"` reads as `set role`), collapses

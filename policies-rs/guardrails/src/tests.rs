@@ -862,3 +862,34 @@ fn demo_settings_do_what_the_demo_promises() {
             .build(),
     );
 }
+
+#[test]
+fn demo_agent_acting_for_a_person_reads_but_its_writes_need_approval() {
+    let h = demo();
+    let for_alice = || etl().agent_for("alice");
+    allowed(
+        &h,
+        &for_alice().kind(K::Select).table("orders", Read).build(),
+    );
+    match h.authorize(&for_alice().kind(K::Insert).table("orders", Write).build()) {
+        Decision::RequireApproval(a) => {
+            assert!(
+                a.reason.contains("etl-agent acting for alice"),
+                "{}",
+                a.reason
+            );
+            assert_eq!(a.approvers, vec!["group:dba".to_owned()]);
+        }
+        other => panic!("expected require-approval, got {other:?}"),
+    }
+    // A denial still wins over the approval (DDL by agents).
+    denied(&h, &for_alice().kind(K::Drop).table("orders", Ddl).build());
+    // The same agent on its own credentials writes as before.
+    allowed(&h, &etl().kind(K::Insert).table("orders", Write).build());
+}
+
+#[test]
+fn approvers_need_the_approval_action() {
+    let e = config_error(r#"{"rules":[{"deny_kinds":["drop"],"approvers":["group:dba"]}]}"#);
+    assert!(e.contains("require-approval"), "{e}");
+}

@@ -42,6 +42,13 @@
 //!
 //! [name_patterns]                   # optional: columns nobody listed, by name glob
 //! "*ssn*" = "partial(last 4)"
+//!
+//! detect_values = ["email", "card", "ssn"]   # optional: scan the values of text
+//!                                   # columns nobody listed (not constants) and mask
+//!                                   # what looks like an email (keeps the domain), a
+//!                                   # Luhn-valid card number or an SSN (keep the last
+//!                                   # 4 digits), anywhere in the value; runs as
+//!                                   # `mask-rows` batches, so it costs per row
 //! ```
 //!
 //! Masks: `null`, `redact` / `redact(TEXT)`, `partial(first N)`, `partial(last N)`,
@@ -59,6 +66,7 @@
 //!   the gateway could name no table (fail closed);
 //! - `constant`: never masked.
 
+mod detect;
 mod settings;
 #[cfg(test)]
 mod tests;
@@ -72,6 +80,7 @@ pub use settings::{MaskSpec, Settings};
 
 /// The policy.
 pub struct PiiMask {
+    detector: detect::Detector,
     settings: Settings,
     columns: Vec<(ColumnName, MaskSpec)>,
     patterns: Vec<(String, MaskSpec)>,
@@ -222,6 +231,46 @@ impl PiiMask {
     }
 }
 
+/// What a `custom` column of the plan is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Custom {
+    /// The settings asked for `custom`: initials.
+    Initials,
+    /// An unlisted text column scanned for value patterns.
+    Detect,
+}
+
+/// The `custom` mask: the first letter of each word, then `.`.
+fn initials(s: &str) -> String {
+    s.split_whitespace()
+        .map(|w| match w.chars().next() {
+            Some(f) => format!("{f}."),
+            None => String::new(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl PiiMask {
+    /// The mask of one result column for `audience`, and what a `custom` one is for.
+    fn planned(&self, audience: Audience, col: &ResultColumn) -> Option<(MaskFunction, Custom)> {
+        if audience == Audience::Plain {
+            return None;
+        }
+        if let Some(spec) = self.plan_column(col) {
+            let f = match audience {
+                Audience::Pseudonyms => MaskFunction::Pseudonym,
+                _ => spec.function(),
+            };
+            return Some((f, Custom::Initials));
+        }
+        (self.detector.enabled()
+            && !matches!(col.provenance, Provenance::Constant)
+            && detect::TEXT_TYPES.contains(&col.type_oid))
+        .then_some((MaskFunction::Custom, Custom::Detect))
+    }
+}
+
 impl Policy for PiiMask {
     type Settings = Settings;
 
@@ -245,7 +294,21 @@ impl Policy for PiiMask {
         ) {
             return Err("derived_mask: must hide the whole value (null, redact, pseudonym, digits(0), custom)".into());
         }
+        let mut detector = detect::Detector::default();
+        for d in &settings.detect_values {
+            match d.as_str() {
+                "email" => detector.email = true,
+                "card" => detector.card = true,
+                "ssn" => detector.ssn = true,
+                other => {
+                    return Err(format!(
+                        "detect_values: unknown pattern \"{other}\" (email, card, ssn)"
+                    ));
+                }
+            }
+        }
         Ok(PiiMask {
+            detector,
             settings,
             columns,
             patterns,
@@ -377,35 +440,33 @@ impl Policy for PiiMask {
         }
         let mut plan = MaskPlan::none();
         for col in &ctx.columns {
-            if let Some(spec) = self.plan_column(col) {
-                let f = match audience {
-                    Audience::Pseudonyms => MaskFunction::Pseudonym,
-                    _ => spec.function(),
-                };
+            if let Some((f, _)) = self.planned(audience, col) {
                 plan = plan.mask(col.index, f);
             }
         }
         plan
     }
 
-    fn mask_rows(&self, _ctx: &ResultContext, rows: Vec<Row>) -> Result<Vec<Row>, String> {
-        // The `custom` mask: the first letter of each word, the rest as `.`.
+    fn mask_rows(&self, ctx: &ResultContext, rows: Vec<Row>) -> Result<Vec<Row>, String> {
+        // The custom columns, in plan order, and what each one is.
+        let audience = self.audience(&ctx.identity);
+        let roles: Vec<Custom> = ctx
+            .columns
+            .iter()
+            .filter_map(|c| match self.planned(audience, c) {
+                Some((MaskFunction::Custom, role)) => Some(role),
+                _ => None,
+            })
+            .collect();
         Ok(rows
             .into_iter()
             .map(|row| {
                 row.into_iter()
-                    .map(|v| {
-                        v.map(|s| {
-                            s.split_whitespace()
-                                .map(|w| {
-                                    let mut c = w.chars();
-                                    match c.next() {
-                                        Some(f) => format!("{f}."),
-                                        None => String::new(),
-                                    }
-                                })
-                                .collect::<Vec<_>>()
-                                .join(" ")
+                    .enumerate()
+                    .map(|(i, v)| {
+                        v.map(|s| match roles.get(i) {
+                            Some(Custom::Detect) => self.detector.mask(&s),
+                            _ => initials(&s),
                         })
                     })
                     .collect()

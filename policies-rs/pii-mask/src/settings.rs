@@ -39,6 +39,9 @@ pub struct Settings {
     /// Deny statements the gateway could not analyse (`DO` blocks, unknown syntax) to
     /// masked identities: nobody can tell what they read or where it goes.
     pub deny_unparsed: bool,
+    /// Value patterns to detect in text columns nobody listed (`email`, `card`,
+    /// `ssn`).
+    pub detect_values: Vec<String>,
 }
 
 impl Default for Settings {
@@ -75,6 +78,7 @@ impl Default for Settings {
             .map(String::from)
             .to_vec(),
             deny_unparsed: true,
+            detect_values: Vec::new(),
         }
     }
 }

@@ -58,6 +58,9 @@ pub struct ManifestPolicy {
     /// `enforce` or `monitor`.
     #[serde(default)]
     pub mode: PolicyMode,
+    /// `hold` or `defer` for statements this policy holds.
+    #[serde(default)]
+    pub approval_mode: Option<crate::config::ApprovalMode>,
     /// CPU per call.
     #[serde(default = "default_deadline")]
     pub deadline_ms: u64,
@@ -124,6 +127,7 @@ impl Manifest {
                 c.memory_mb = p.memory_mb;
                 c.max_calls_per_instance = p.max_calls_per_instance;
                 c.mode = p.mode;
+                c.approval_mode = p.approval_mode;
                 c
             })
             .collect()
@@ -151,12 +155,15 @@ pub struct Fixture {
     /// Its kind.
     #[serde(default)]
     pub kind: crate::config::PrincipalKind,
+    /// For an agent acting for a person: that person.
+    #[serde(default)]
+    pub acting_for: Option<String>,
     /// Database.
     #[serde(default = "default_database")]
     pub database: String,
     /// The SQL string.
     pub sql: String,
-    /// `allow` or `deny`.
+    /// `allow`, `deny` or `require-approval`.
     pub expect: Expect,
 }
 
@@ -172,4 +179,7 @@ pub enum Expect {
     Allow,
     /// Denied.
     Deny,
+    /// Held for approval.
+    #[serde(alias = "hold")]
+    RequireApproval,
 }

@@ -258,6 +258,14 @@ impl Gate for ReloadableGate {
         self.0.current().chain.decide(ctx)
     }
 
+    fn route_approval(
+        &self,
+        ctx: &StatementContext<'_>,
+        ask: &crate::pipeline::ApprovalAsk<'_>,
+    ) -> crate::pipeline::ApprovalRoute {
+        self.0.current().chain.route_approval(ctx, ask)
+    }
+
     fn decide_function_call(&self, session: &SessionInfo, function_oid: u32) -> Decision {
         self.0
             .current()
@@ -309,14 +317,6 @@ fn load_set(
     let chain =
         load_chain_with(runtime, &configs, allow_function_call).map_err(|e| e.to_string())?;
     for (entry, p) in manifest.policies.iter().zip(chain.policies()) {
-        if p.metadata().mask {
-            // The masking filter is built once at start; a mask policy shipped here
-            // would decide statements but never mask (fail open). Refuse it.
-            return Err(format!(
-                "policy \"{}\" implements the mask hook, which a [policy_dir] cannot hot-reload yet: load masking policies with [[policies]]",
-                entry.id
-            ));
-        }
         if p.metadata().version != entry.version {
             return Err(format!(
                 "policy \"{}\": the manifest says version {}, the component reports {}",
@@ -354,16 +354,17 @@ pub fn run_fixtures(chain: &PolicyChain, path: &Path) -> Result<usize, String> {
             user: case.user.clone(),
             kind: case.kind,
             groups: case.groups.clone(),
+            acting_for: case.acting_for.clone(),
         };
         let session = offline_session(&who, &case.database, "portcullis-fixtures");
         let decision = decide_sql(&analyzer, &session, &case.sql, |ctx| {
             chain.decide_checked(ctx)
         })
         .map_err(|e| format!("fixtures {} case {}: {e}", path.display(), i + 1))?;
-        let got = if decision.is_deny() {
-            Expect::Deny
-        } else {
-            Expect::Allow
+        let got = match decision {
+            Decision::Allow => Expect::Allow,
+            Decision::Deny(_) => Expect::Deny,
+            Decision::Hold(_) => Expect::RequireApproval,
         };
         if got != case.expect {
             return Err(format!(

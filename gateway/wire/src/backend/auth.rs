@@ -72,6 +72,11 @@ pub fn auth_ok(out: &mut BytesMut) {
     auth(out, 0, |_| {});
 }
 
+/// Appends AuthenticationCleartextPassword.
+pub fn auth_cleartext(out: &mut BytesMut) {
+    auth(out, 3, |_| {});
+}
+
 /// Appends AuthenticationSASL offering `mechanisms`.
 pub fn auth_sasl(out: &mut BytesMut, mechanisms: &[&str]) {
     auth(out, 10, |b| {

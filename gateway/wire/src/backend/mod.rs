@@ -5,7 +5,9 @@ mod error;
 mod rows;
 mod status;
 
-pub use auth::{AuthRequest, auth_ok, auth_sasl, auth_sasl_continue, auth_sasl_final};
+pub use auth::{
+    AuthRequest, auth_cleartext, auth_ok, auth_sasl, auth_sasl_continue, auth_sasl_final,
+};
 pub use error::{ErrorFields, Severity};
 pub use rows::{
     DataRowCells, FieldDescription, RowDescription, command_complete, data_row, row_description,
