@@ -759,3 +759,29 @@ async fn a_redacted_audit_trail_replays_from_its_redacted_text() {
         "{report:#}"
     );
 }
+
+#[tokio::test]
+async fn a_rule_asking_for_approval_shows_newly_held_statements() {
+    let env = env().await;
+    let r = recorded().await;
+    let mut g = demo_guardrails();
+    let rule: toml::Table = toml::from_str(
+        "description = \"agents reading orders need a DBA's approval\"\nprincipal_kinds = [\"agent\"]\ntables = [\"orders\"]\ndeny_access = [\"read\"]\naction = \"require-approval\"\napprovers = [\"group:dba\"]\n",
+    )
+    .unwrap();
+    g.settings
+        .get_mut("rules")
+        .and_then(|r| r.as_array_mut())
+        .unwrap()
+        .push(toml::Value::Table(rule));
+    let dir = policy_dir(env, "approval", &[g, demo_mask()]);
+    let (code, report, _) = replay_cli(&r.recording, &dir, &[]);
+    assert_ne!(code, 0);
+    let diffs = report["differences"].as_array().unwrap();
+    assert_eq!(diffs.len(), 3, "{report:#}");
+    for d in diffs {
+        assert_eq!(d["kind"], "allow_to_hold", "{d}");
+        assert_eq!(d["user"], "etl-agent");
+        assert_eq!(d["policy"], "guardrails");
+    }
+}

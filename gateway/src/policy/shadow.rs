@@ -195,8 +195,7 @@ pub async fn admin_status(
     .into_response()
 }
 
-/// `allow`, `deny` or `hold` (anything that is neither allowed nor denied), and the
-/// deciding policy.
+/// `allow`, `deny` or `hold`, and the deciding policy.
 fn live_outcome(d: &Decision) -> (&'static str, Option<String>) {
     match d {
         Decision::Allow => ("allow", None),
