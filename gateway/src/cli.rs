@@ -141,6 +141,42 @@ pub enum PolicyCommand {
         #[arg(long)]
         settings: Option<PathBuf>,
     },
+    /// Evaluate a candidate policy directory against recorded traffic (a recording
+    /// or an audit file) and report the differences; fails when some are not
+    /// declared expected.
+    Replay {
+        /// The recording (`[recording]`) or an audit trail file.
+        #[arg(long)]
+        recording: PathBuf,
+        /// The candidate policy directory (policies.toml + artifacts).
+        #[arg(long)]
+        policies: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Differences the change is expected to make (TOML `[[accept]]` entries).
+        #[arg(long)]
+        expect: Option<PathBuf>,
+        /// Worker threads (default: the available cores, at most 8).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Per-policy latency (p50/p99) and instance cost of a policy directory over a
+    /// recording.
+    Bench {
+        /// The recording (or an audit trail file).
+        #[arg(long)]
+        recording: PathBuf,
+        /// The policy directory.
+        #[arg(long)]
+        policies: PathBuf,
+        /// Passes over the recording.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Ask a running gateway to reload its policy directory.
     Reload {
         /// The gateway's admin address.

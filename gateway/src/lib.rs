@@ -20,6 +20,7 @@ pub mod masking;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
+pub mod recording;
 pub mod server;
 pub mod session;
 pub mod stream;

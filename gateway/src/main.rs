@@ -74,6 +74,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
             }
+            if let Some(shadow) = &config.shadow {
+                let runtime = portcullis::policy::PolicyRuntime::new(
+                    config.policy_runtime.cache_dir.clone(),
+                    portcullis::policy::PolicyMetrics::unregistered(),
+                )?;
+                let set = portcullis::policy::candidate::load_candidate(&shadow.path, &runtime)
+                    .map_err(|e| anyhow::anyhow!("[shadow] {}: {e}", shadow.path.display()))?;
+                println!(
+                    "shadow policy set {} ({} policies) from {}",
+                    set.version,
+                    set.chain.policies().len(),
+                    shadow.path.display()
+                );
+            }
             if let Some(audit) = &config.audit
                 && let Some(key) = &audit.signing_key
             {

@@ -54,6 +54,10 @@ pub struct Shared {
     pub audit: Option<Arc<AuditContext>>,
     /// Approvals of held statements, when `[approvals]` is configured.
     pub approvals: Option<Arc<crate::approvals::Approvals>>,
+    /// The traffic recording, when `[recording]` is configured.
+    pub recorder: Option<Arc<crate::recording::Recorder>>,
+    /// The shadow policy set, when `[shadow]` is configured.
+    pub shadow: Option<Arc<crate::policy::shadow::Shadow>>,
 }
 
 /// Extension points chosen by the caller (policies, masking); defaults pass everything.
@@ -155,19 +159,67 @@ pub async fn start(config: Config) -> anyhow::Result<GatewayHandle> {
     let metrics = Metrics::new();
     let mut sets = None;
     let mut policies = Vec::new();
+    let mut masking = None;
     let plugins = if let Some(dir) = &config.policy_dir {
         let s = load_policy_dir(&config, dir.clone(), &metrics).await?;
         policies = policy_refs(&s.current().chain);
         sets = Some(Arc::clone(&s));
-        live_policy_plugins(&config, s)
+        let (p, m) = live_policy_plugins_with_masking(&config, s);
+        masking = m;
+        p
     } else if config.policies.is_empty() {
         Plugins::default()
     } else {
         let chain = Arc::new(load_policies(&config, &metrics).await?);
         policies = policy_refs(&chain);
-        policy_plugins(&config, chain)
+        let (p, m) = policy_plugins_with_masking(&config, chain);
+        masking = m;
+        p
     };
-    start_inner(config, plugins, metrics, sets, policies).await
+    start_inner(config, plugins, metrics, sets, policies, masking).await
+}
+
+/// Wraps the gate and filter with the shadow set and the traffic recording, when
+/// configured. Both observe; neither changes a decision or a row.
+async fn observe(
+    config: &Config,
+    plugins: Plugins,
+    masking: Option<Arc<crate::masking::MaskingFilter>>,
+    metrics: &Metrics,
+) -> anyhow::Result<(
+    Plugins,
+    Option<Arc<crate::recording::Recorder>>,
+    Option<Arc<crate::policy::shadow::Shadow>>,
+)> {
+    let Plugins {
+        mut gate,
+        mut filter,
+    } = plugins;
+    let catalog = filter.catalog().cloned();
+    let mut shadow = None;
+    if let Some(sc) = &config.shadow {
+        let sc = sc.clone();
+        let cache = config.policy_runtime.cache_dir.clone();
+        let registry = metrics.registry.clone();
+        let s = tokio::task::spawn_blocking(move || {
+            crate::policy::shadow::Shadow::start(&sc, cache, Some(&registry))
+        })
+        .await
+        .context("loading the shadow policy set panicked")??;
+        gate = Arc::new(crate::policy::shadow::ShadowGate::new(
+            gate,
+            Arc::clone(&s),
+            catalog.clone(),
+        ));
+        shadow = Some(s);
+    }
+    let mut recorder = None;
+    if let Some(rc) = &config.recording {
+        let r = crate::recording::Recorder::start(rc.clone(), Some(&metrics.registry))?;
+        (gate, filter) = crate::recording::wrap(&r, gate, filter, masking);
+        recorder = Some(r);
+    }
+    Ok((Plugins { gate, filter }, recorder, shadow))
 }
 
 /// Loads a policy directory's first set (off the runtime's worker threads).
@@ -211,44 +263,69 @@ fn masking_parts(config: &Config) -> (Arc<crate::masking::Catalog>, crate::maski
 /// statement and result set. Results are tracked even while no set masks (a later
 /// one may).
 pub fn live_policy_plugins(config: &Config, sets: Arc<PolicySets>) -> Plugins {
+    live_policy_plugins_with_masking(config, sets).0
+}
+
+/// [`live_policy_plugins`], also returning the masking filter itself.
+fn live_policy_plugins_with_masking(
+    config: &Config,
+    sets: Arc<PolicySets>,
+) -> (Plugins, Option<Arc<crate::masking::MaskingFilter>>) {
     let (catalog, key) = masking_parts(config);
-    let filter = crate::masking::MaskingFilter::live(
+    let filter = Arc::new(crate::masking::MaskingFilter::live(
         Arc::clone(&sets),
         Arc::clone(&catalog),
         key,
         config.masking.batch_rows,
-    );
-    Plugins {
-        gate: Arc::new(crate::masking::MaskingGate::live(sets, catalog)),
-        filter: Arc::new(filter),
-    }
+    ));
+    (
+        Plugins {
+            gate: Arc::new(crate::masking::MaskingGate::live(sets, catalog)),
+            filter: Arc::clone(&filter) as Arc<dyn ResultFilter>,
+        },
+        Some(filter),
+    )
 }
 
 /// The gate and filter of a loaded policy chain: the chain decides statements; when a
 /// policy implements the `mask` hook, a [`MaskingFilter`](crate::masking::MaskingFilter)
 /// masks results, with a catalog cache reloaded after DDL.
 pub fn policy_plugins(config: &Config, chain: Arc<crate::policy::PolicyChain>) -> Plugins {
+    policy_plugins_with_masking(config, chain).0
+}
+
+/// [`policy_plugins`], also returning the masking filter itself when there is one.
+fn policy_plugins_with_masking(
+    config: &Config,
+    chain: Arc<crate::policy::PolicyChain>,
+) -> (Plugins, Option<Arc<crate::masking::MaskingFilter>>) {
     let mask_policies = chain.mask_policies();
     if mask_policies.is_empty() {
-        return Plugins {
-            gate: chain,
-            filter: Arc::new(NoMasking),
-        };
+        return (
+            Plugins {
+                gate: chain,
+                filter: Arc::new(NoMasking),
+            },
+            None,
+        );
     }
     let (catalog, key) = masking_parts(config);
-    let filter = crate::masking::MaskingFilter::new(
+    let filter = Arc::new(crate::masking::MaskingFilter::new(
         mask_policies,
         Arc::clone(&catalog),
         key,
         config.masking.batch_rows,
-    );
-    Plugins {
-        gate: Arc::new(crate::masking::MaskingGate::new(
-            chain,
-            Arc::clone(&catalog),
-        )),
-        filter: Arc::new(filter),
-    }
+    ));
+    (
+        Plugins {
+            gate: Arc::new(crate::masking::MaskingGate::new(
+                chain,
+                Arc::clone(&catalog),
+            )),
+            filter: Arc::clone(&filter) as Arc<dyn ResultFilter>,
+        },
+        Some(filter),
+    )
 }
 
 /// Loads the configured policies (compiling can take seconds: done off the runtime's
@@ -280,7 +357,7 @@ pub async fn start_with(config: Config, plugins: Plugins) -> anyhow::Result<Gate
         "the configuration declares {} [[policies]], which server::start_with would not enforce; use server::start",
         config.policies.len()
     );
-    start_inner(config, plugins, Metrics::new(), None, Vec::new()).await
+    start_inner(config, plugins, Metrics::new(), None, Vec::new(), None).await
 }
 
 async fn start_inner(
@@ -289,7 +366,9 @@ async fn start_inner(
     metrics: Metrics,
     policy_sets: Option<Arc<PolicySets>>,
     policies: Vec<PolicyRef>,
+    masking: Option<Arc<crate::masking::MaskingFilter>>,
 ) -> anyhow::Result<GatewayHandle> {
+    let (plugins, recorder, shadow) = observe(&config, plugins, masking, &metrics).await?;
     let identities = Arc::new(IdentityStore::from_config(&config)?);
     identities.prime().await;
     anyhow::ensure!(
@@ -383,6 +462,8 @@ async fn start_inner(
         policy_reload,
         audit,
         approvals,
+        recorder,
+        shadow,
     });
     let mut admin_addr = None;
     if let Some(admin_listen) = shared.config.admin.listen {

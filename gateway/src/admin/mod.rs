@@ -1,7 +1,8 @@
 //! The admin HTTP endpoint: `/metrics`, `/healthz`, `/readyz`, `/audit/stream`
 //! (server-sent events: one `audit` event per audit-trail line as it is written), and
 //! with a policy directory `/policies` (GET), `/policies/reload` and
-//! `/policies/rollback` (POST, with the control token as `Authorization: Bearer ...`).
+//! `/policies/rollback` (POST, with the control token as `Authorization: Bearer ...`);
+//! with `[shadow]`, `/shadow` (the shadow set's version and counters).
 
 use std::sync::Arc;
 
@@ -36,6 +37,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             post(|s, h| control(s, h, Action::Rollback)),
         )
         .route("/audit/stream", get(audit_stream))
+        .route("/shadow", get(crate::policy::shadow::admin_status))
         .merge(crate::approvals::http::routes())
         .with_state(shared);
     let result = axum::serve(listener, app)

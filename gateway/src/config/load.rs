@@ -84,6 +84,16 @@ fn resolve_paths(path: &Path, config: &mut Config) {
             }
         }
     }
+    if let Some(r) = &mut config.recording
+        && r.path.is_relative()
+    {
+        r.path = base.join(&r.path);
+    }
+    if let Some(sh) = &mut config.shadow
+        && sh.path.is_relative()
+    {
+        sh.path = base.join(&sh.path);
+    }
     if let Some(ap) = &mut config.approvals
         && ap.path.is_relative()
     {
@@ -369,6 +379,15 @@ fn validate(path: &Path, text: &str, c: &Config) -> Result<(), ConfigError> {
             find_line(text, "tls", 0),
             "upstream.ca".into(),
             "verify-full needs a CA file".into(),
+        ));
+    }
+    if let Some(r) = &c.recording
+        && let Err((key, message)) = r.validate()
+    {
+        return Err(invalid(
+            find_line(text, key.rsplit('.').next().unwrap_or(&key), 0),
+            key,
+            message,
         ));
     }
     Ok(())

@@ -48,6 +48,12 @@ pub struct Config {
     /// Tokens, client certificates, groups directory, role mapping.
     #[serde(default)]
     pub auth: super::AuthConfig,
+    /// Traffic recording for `portcullis policy replay`; absent: nothing is recorded.
+    #[serde(default)]
+    pub recording: Option<crate::recording::RecordingConfig>,
+    /// A candidate policy set evaluated alongside the live one (never enforced).
+    #[serde(default)]
+    pub shadow: Option<crate::policy::shadow::ShadowConfig>,
 }
 
 /// A policy directory the gateway loads and hot-reloads: `[policy_dir]`.

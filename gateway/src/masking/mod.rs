@@ -206,6 +206,28 @@ impl ResultFilter for MaskingFilter {
     }
 
     fn begin(&self, ctx: &ResultContext<'_>) -> Option<Box<dyn RowRewriter>> {
+        self.begin_observed(ctx, None)
+    }
+}
+
+/// What a mask plan did to one result set, for the traffic recording.
+#[derive(Debug, Default)]
+pub struct MaskObservation {
+    /// The masking context the policies saw (columns with provenance).
+    pub context: Option<Arc<wit::ResultContext>>,
+    /// `(column, policy, mask)` in plan order.
+    pub masks: Vec<(u32, String, wit::MaskFunction)>,
+    /// `(policy, message)` when a plan refused the result or a policy failed.
+    pub refused: Option<(String, String)>,
+}
+
+impl MaskingFilter {
+    /// [`ResultFilter::begin`], also reporting what was planned to `obs`.
+    pub fn begin_observed(
+        &self,
+        ctx: &ResultContext<'_>,
+        mut obs: Option<&mut MaskObservation>,
+    ) -> Option<Box<dyn RowRewriter>> {
         let live;
         let policies: &[Arc<LoadedPolicy>] = match &self.policies {
             MaskPolicies::Fixed(v) => v,
@@ -244,12 +266,18 @@ impl ResultFilter for MaskingFilter {
                 .map(|s| crate::policy::request::statement(s, &s.fingerprint, false, 0)),
             columns,
         });
+        if let Some(o) = obs.as_deref_mut() {
+            o.context = Some(Arc::clone(&wctx));
+        }
         let mut steps: Vec<Vec<Step>> = vec![Vec::new(); n];
         let mut customs: Vec<(Arc<LoadedPolicy>, Vec<usize>)> = Vec::new();
         for p in policies {
             let plan = match off_runtime(|| p.plan_masks(&wctx)) {
                 Ok(plan) => plan,
                 Err(f) => {
+                    if let Some(o) = obs.as_deref_mut() {
+                        o.refused = Some((p.id().to_owned(), format!("policy failed: {f}")));
+                    }
                     return Self::refuse(
                         p.id(),
                         format!(
@@ -260,6 +288,9 @@ impl ResultFilter for MaskingFilter {
                 }
             };
             if let Some(r) = plan.refuse {
+                if let Some(o) = obs.as_deref_mut() {
+                    o.refused = Some((p.id().to_owned(), r.message.clone()));
+                }
                 let sqlstate = r
                     .sqlstate
                     .filter(|s| s.len() == 5 && !s.starts_with("00"))
@@ -273,6 +304,9 @@ impl ResultFilter for MaskingFilter {
             let mut mine = Vec::new();
             for cm in plan.columns {
                 let i = cm.index as usize;
+                if let Some(o) = obs.as_deref_mut() {
+                    o.masks.push((cm.index, p.id().to_owned(), cm.mask.clone()));
+                }
                 match native(&cm.mask) {
                     Some(m) => steps[i].push(Step::Native(CompiledMask::new(m, types[i]))),
                     None => {

@@ -187,6 +187,8 @@ impl PolicyImports for HostState {
 pub(crate) struct MemoryLimiter {
     max_memory: usize,
     pub(crate) denied: bool,
+    /// Largest linear memory granted so far, bytes (for `portcullis policy bench`).
+    pub(crate) peak: usize,
 }
 
 /// Most elements in one table of a policy instance.
@@ -197,6 +199,7 @@ impl MemoryLimiter {
         MemoryLimiter {
             max_memory,
             denied: false,
+            peak: 0,
         }
     }
 }
@@ -212,6 +215,7 @@ impl ResourceLimiter for MemoryLimiter {
             self.denied = true;
             return Ok(false);
         }
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
 

@@ -283,6 +283,14 @@ impl InstancePool {
             .max(1)
     }
 
+    /// What one fresh instance costs: the time to instantiate and configure it, and
+    /// the linear memory it holds afterwards (bytes). The instance is discarded.
+    pub fn instance_cost(&self) -> Result<(std::time::Duration, usize), String> {
+        let started = Instant::now();
+        let warm = self.start().map_err(|e| e.into_failure().to_string())?;
+        Ok((started.elapsed(), warm.store.data().limiter.peak))
+    }
+
     /// Instantiates and configures a fresh instance.
     fn start(&self) -> Result<Warm, StartError> {
         let started = Instant::now();

@@ -17,16 +17,21 @@
 //!
 //! [`Gate`]: crate::pipeline::Gate
 
+pub mod bench;
 pub mod cache;
+pub mod candidate;
 pub mod chain;
 pub mod engine;
+pub mod evaluate;
 pub mod harness;
 pub mod instance;
 pub mod load;
 pub mod metrics;
 pub mod reload;
+pub mod replay;
 pub mod request;
 pub mod scaffold;
+pub mod shadow;
 
 use std::path::PathBuf;
 

@@ -84,6 +84,28 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
             fixtures,
             settings,
         } => test_fixtures(&file, &fixtures, settings.as_deref()),
+        PolicyCommand::Replay {
+            recording,
+            policies,
+            json,
+            expect,
+            threads,
+        } => replay(recording, policies, json, expect.as_deref(), threads),
+        PolicyCommand::Bench {
+            recording,
+            policies,
+            rounds,
+            json,
+        } => {
+            let r = crate::policy::bench::bench(&recording, &policies, rounds)
+                .map_err(anyhow::Error::msg)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", crate::policy::bench::render(&r));
+            }
+            Ok(())
+        }
         PolicyCommand::Reload { admin, token_env } => control(admin, &token_env, "reload"),
         PolicyCommand::Rollback { admin, token_env } => control(admin, &token_env, "rollback"),
     }
@@ -160,6 +182,41 @@ pub fn test_fixtures(file: &Path, fixtures: &Path, settings: Option<&Path>) -> a
     let h = crate::policy::harness::Harness::load(&[file.to_owned()], &[&settings])?;
     let n = super::run_fixtures(h.chain(), fixtures).map_err(anyhow::Error::msg)?;
     println!("{}: {n} fixture(s) passed", file.display());
+    Ok(())
+}
+
+/// `portcullis policy replay`: prints the report; an error when differences were
+/// not declared expected (exit status 1).
+fn replay(
+    recording: std::path::PathBuf,
+    policies: std::path::PathBuf,
+    json: bool,
+    expect: Option<&Path>,
+    threads: Option<usize>,
+) -> anyhow::Result<()> {
+    use crate::policy::replay;
+    let expectations = match expect {
+        Some(p) => replay::read_expectations(p).map_err(anyhow::Error::msg)?,
+        None => replay::Expectations::default(),
+    };
+    let report = replay::replay(&replay::ReplayOptions {
+        recording,
+        policies,
+        expectations,
+        progress: !json,
+        threads: threads.unwrap_or_else(replay::default_threads),
+    })
+    .map_err(anyhow::Error::msg)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", replay::render(&report));
+    }
+    anyhow::ensure!(
+        report.unexpected == 0,
+        "{} difference(s) not declared expected (see the report; declare accepted ones with --expect FILE)",
+        report.unexpected
+    );
     Ok(())
 }
 

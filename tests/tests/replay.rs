@@ -1,0 +1,787 @@
+//! Recorded traffic, replay, shadow mode: the demo traffic (alice, bob, etl-agent
+//! through tokio-postgres and psql) is recorded by a real gateway enforcing the demo
+//! policy set (guardrails + pii-mask), then replayed offline with
+//! `portcullis policy replay` against the unchanged set (no difference, exit 0) and
+//! against a deliberately changed one (exactly the expected differences, non-zero
+//! exit unless declared expected). The audit trail of the same traffic replays too.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use portcullis::config::PolicyConfig;
+use portcullis_tests::policies::{demo_guardrails, policies_dir};
+use portcullis_tests::{EnvOptions, Gateway, GatewayOptions, TestEnv, admin, eventually, psql_c};
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+
+static ENV: OnceCell<TestEnv> = OnceCell::const_new();
+
+async fn env() -> &'static TestEnv {
+    portcullis_tests::shared(&ENV, EnvOptions::default).await
+}
+
+fn demo_mask() -> PolicyConfig {
+    portcullis::demo::demo_mask_policy(Some(&policies_dir())).expect("pii-mask component")
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The `portcullis` binary (built by `cargo build -p portcullis`).
+fn portcullis_bin() -> PathBuf {
+    let p = std::env::var("CARGO_BIN_EXE_portcullis")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/portcullis")
+        });
+    assert!(
+        p.is_file(),
+        "{} is missing: cargo build -p portcullis",
+        p.display()
+    );
+    p
+}
+
+/// A policy directory holding `policies` (artifacts copied, digests and versions
+/// pinned), as CI would publish it.
+fn policy_dir(env: &TestEnv, name: &str, policies: &[PolicyConfig]) -> PathBuf {
+    let dir = env.scratch_dir().join(portcullis_tests::unique(name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut manifest = toml::Table::new();
+    manifest.insert("version".into(), name.into());
+    let mut entries = Vec::new();
+    for (i, p) in policies.iter().enumerate() {
+        let bytes = std::fs::read(&p.path).unwrap();
+        let artifact = format!("{}.wasm", p.id);
+        std::fs::write(dir.join(&artifact), &bytes).unwrap();
+        let settings = p.settings_json().unwrap();
+        let h =
+            portcullis::policy::harness::Harness::load(std::slice::from_ref(&p.path), &[&settings])
+                .expect("policy loads");
+        let version = h.chain().policies()[0].metadata().version.clone();
+        let mut e = toml::Table::new();
+        e.insert("id".into(), p.id.clone().into());
+        e.insert("artifact".into(), artifact.into());
+        e.insert("version".into(), version.into());
+        e.insert("sha256".into(), sha256_hex(&bytes).into());
+        e.insert("order".into(), (i as i64 * 10).into());
+        e.insert("settings".into(), toml::Value::Table(p.settings.clone()));
+        entries.push(toml::Value::Table(e));
+    }
+    manifest.insert("policies".into(), toml::Value::Array(entries));
+    std::fs::write(
+        dir.join("policies.toml"),
+        toml::to_string(&manifest).unwrap(),
+    )
+    .unwrap();
+    dir
+}
+
+/// The demo guardrails with one more rule: agents may not read `orders`.
+fn stricter_guardrails() -> PolicyConfig {
+    let mut g = demo_guardrails();
+    let rule: toml::Table = toml::from_str(
+        "description = \"agents do not read orders\"\nprincipal_kinds = [\"agent\"]\ntables = [\"orders\"]\ndeny_access = [\"read\"]\n",
+    )
+    .unwrap();
+    g.settings
+        .get_mut("rules")
+        .and_then(|r| r.as_array_mut())
+        .expect("demo guardrails have rules")
+        .push(toml::Value::Table(rule));
+    g
+}
+
+/// The demo pii-mask with phone numbers redacted instead of showing 4 digits.
+fn stricter_mask() -> PolicyConfig {
+    let mut m = demo_mask();
+    m.settings
+        .get_mut("columns")
+        .and_then(|c| c.as_table_mut())
+        .expect("pii-mask has columns")
+        .insert("customers.phone".into(), "redact(***)".into());
+    m
+}
+
+/// `portcullis policy replay ... --json [extra]`: (exit code, report, stderr).
+fn replay_cli(recording: &Path, dir: &Path, extra: &[&str]) -> (i32, serde_json::Value, String) {
+    let out = std::process::Command::new(portcullis_bin())
+        .args(["policy", "replay", "--recording"])
+        .arg(recording)
+        .arg("--policies")
+        .arg(dir)
+        .arg("--json")
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("replay printed no JSON report ({e}): {stdout}\n{stderr}"));
+    (out.status.code().unwrap_or(-1), report, stderr)
+}
+
+/// Lines of `path` with `"type":"statement"` / `"type":"result"`.
+fn lines_of(path: &Path, kind: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == kind)
+        .collect()
+}
+
+/// Waits until the recording holds `n` statement lines.
+async fn wait_statements(path: &Path, n: usize) {
+    eventually(Duration::from_secs(10), "recorded statements", || async {
+        let got = lines_of(path, "statement").len();
+        anyhow::ensure!(got >= n, "{got} of {n} statements recorded");
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+/// The demo traffic; returns the number of statements the gates decided.
+async fn demo_traffic(gw: &Gateway) -> usize {
+    let alice = gw.connect("alice", "demo").await.unwrap();
+    let rows = alice
+        .simple_query("SELECT id, email, phone FROM customers ORDER BY id LIMIT 3")
+        .await
+        .unwrap();
+    assert!(!rows.is_empty());
+    assert!(alice.simple_query("DROP TABLE customers").await.is_err());
+    alice
+        .simple_query("SELECT count(*) FROM orders")
+        .await
+        .unwrap();
+    let bob = gw.connect("bob", "demo").await.unwrap();
+    bob.simple_query("SELECT email FROM customers ORDER BY id LIMIT 2")
+        .await
+        .unwrap();
+    bob.simple_query("SELECT * FROM secrets").await.unwrap();
+    let etl = gw.connect("etl-agent", "demo").await.unwrap();
+    for _ in 0..3 {
+        let r = etl
+            .query(
+                "SELECT id, customer_id FROM orders ORDER BY id LIMIT $1",
+                &[&5i64],
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.len(), 5);
+    }
+    assert!(etl.simple_query("DELETE FROM orders").await.is_err());
+    let out = psql_c(
+        &gw.uri("alice", "demo"),
+        "SELECT name FROM customers ORDER BY id LIMIT 1",
+    )
+    .await;
+    out.assert_success("psql as alice");
+    10
+}
+
+struct Recorded {
+    recording: PathBuf,
+    audit_dir: PathBuf,
+    unchanged: PathBuf,
+}
+
+static RECORDED: OnceCell<Recorded> = OnceCell::const_new();
+
+/// Records the demo traffic once (recording + full-text audit trail).
+async fn recorded() -> &'static Recorded {
+    RECORDED
+        .get_or_init(|| async {
+            let env = env().await;
+            let recording = env.scratch_dir().join(portcullis_tests::unique("demo")).join("traffic.jsonl");
+            let audit_dir = env.scratch_dir().join(portcullis_tests::unique("audit"));
+            let gw = env
+                .start_gateway(GatewayOptions {
+                    policies: vec![demo_guardrails(), demo_mask()],
+                    extra_toml: format!(
+                        "[recording]\npath = {:?}\nsample_rows = 2\n\n[audit]\ndir = {:?}\nstatement_text = \"full\"\n",
+                        recording.display().to_string(),
+                        audit_dir.display().to_string()
+                    ),
+                    ..GatewayOptions::default()
+                })
+                .await
+                .expect("recording gateway");
+            let n = demo_traffic(&gw).await;
+            wait_statements(&recording, n).await;
+            gw.shutdown().await;
+            let unchanged = policy_dir(env, "unchanged", &[demo_guardrails(), demo_mask()]);
+            Recorded {
+                recording,
+                audit_dir,
+                unchanged,
+            }
+        })
+        .await
+}
+
+#[tokio::test]
+async fn the_recording_holds_what_the_policies_saw_and_the_client_got() {
+    let r = recorded().await;
+    let text = std::fs::read_to_string(&r.recording).unwrap();
+    let header: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(header["format"], "portcullis-recording");
+    assert_eq!(header["version"], 1);
+    let statements = lines_of(&r.recording, "statement");
+    assert_eq!(statements.len(), 10, "{statements:#?}");
+    let drop = statements
+        .iter()
+        .find(|s| s["sql"] == "DROP TABLE customers")
+        .expect("the DROP is recorded");
+    assert_eq!(drop["identity"]["user"], "alice");
+    assert_eq!(drop["identity"]["kind"], "person");
+    assert_eq!(drop["identity"]["groups"], serde_json::json!(["analysts"]));
+    assert_eq!(drop["database"], "demo");
+    assert_eq!(drop["decision"]["outcome"], "deny");
+    assert_eq!(drop["decision"]["policy"], "guardrails");
+    assert_eq!(drop["statement"]["kind"], "drop");
+    let etl: Vec<_> = statements
+        .iter()
+        .filter(|s| s["identity"]["user"] == "etl-agent" && s["statement"]["kind"] == "select")
+        .collect();
+    assert_eq!(etl.len(), 3);
+    assert!(etl.iter().all(|s| s["protocol"] == "extended"));
+    assert!(
+        etl[0]["statement"]["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "orders.customer_id"),
+        "{:?}",
+        etl[0]
+    );
+
+    let results = lines_of(&r.recording, "result");
+    let alice = results
+        .iter()
+        .find(|r| r["identity"]["user"] == "alice" && r["columns"].as_array().unwrap().len() == 3)
+        .expect("alice's customers result is recorded");
+    assert_eq!(alice["columns"][1]["name"], "email");
+    assert_eq!(alice["columns"][1]["provenance"]["kind"], "direct");
+    assert_eq!(
+        alice["columns"][1]["provenance"]["source"]["column"],
+        "email"
+    );
+    let masked: Vec<&str> = alice["masks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["mask"].as_str().unwrap())
+        .collect();
+    assert_eq!(masked, ["email", "digits:4"], "{alice}");
+    let rows = alice["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "sample_rows = 2");
+    let email = rows[0][1].as_str().unwrap();
+    assert!(
+        email.starts_with('*'),
+        "the sample is masked as alice saw it: {email}"
+    );
+    let bob = results
+        .iter()
+        .find(|r| r["identity"]["user"] == "bob" && r["columns"][0]["name"] == "email")
+        .expect("bob's result is recorded");
+    assert_eq!(bob["masks"], serde_json::json!([]));
+    assert!(bob["rows"][0][0].as_str().unwrap().contains('@'));
+}
+
+#[tokio::test]
+async fn replaying_the_unchanged_set_finds_no_difference() {
+    let r = recorded().await;
+    let (code, report, stderr) = replay_cli(&r.recording, &r.unchanged, &[]);
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    assert_eq!(report["statements"], 10);
+    assert!(report["results"].as_u64().unwrap() >= 5, "{report:#}");
+    assert_eq!(report["differences"], serde_json::json!([]), "{report:#}");
+    let latency = report["latency"].as_array().unwrap();
+    assert!(
+        latency
+            .iter()
+            .any(|l| l["policy"] == "guardrails" && l["hook"] == "authorize")
+    );
+    assert!(
+        latency
+            .iter()
+            .any(|l| l["policy"] == "pii-mask" && l["hook"] == "plan-masks")
+    );
+}
+
+#[tokio::test]
+async fn a_stricter_guardrail_shows_exactly_the_new_denials() {
+    let env = env().await;
+    let r = recorded().await;
+    let dir = policy_dir(env, "stricter", &[stricter_guardrails(), demo_mask()]);
+    let (code, report, _) = replay_cli(&r.recording, &dir, &[]);
+    assert_ne!(
+        code, 0,
+        "undeclared differences fail the replay: {report:#}"
+    );
+    let diffs = report["differences"].as_array().unwrap();
+    assert_eq!(diffs.len(), 3, "{report:#}");
+    for d in diffs {
+        assert_eq!(d["kind"], "allow_to_deny");
+        assert_eq!(d["user"], "etl-agent");
+        assert_eq!(d["policy"], "guardrails");
+        assert_eq!(d["expected"], false);
+        let verdicts: Vec<(&str, &str)> = d["verdicts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v["policy"].as_str().unwrap(),
+                    v["verdict"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            verdicts,
+            [("guardrails", "deny"), ("pii-mask", "allow")],
+            "{d}"
+        );
+    }
+    assert_eq!(report["unexpected"], 3);
+
+    let expect = env
+        .scratch_dir()
+        .join(portcullis_tests::unique("expect"))
+        .with_extension("toml");
+    std::fs::write(
+        &expect,
+        "[[accept]]\nkind = \"allow_to_deny\"\nuser = \"etl-agent\"\npolicy = \"guardrails\"\n",
+    )
+    .unwrap();
+    let (code, report, stderr) =
+        replay_cli(&r.recording, &dir, &["--expect", expect.to_str().unwrap()]);
+    assert_eq!(code, 0, "declared differences pass: {report:#}\n{stderr}");
+    assert_eq!(report["expected"], 3);
+
+    // A budget smaller than the differences fails again.
+    std::fs::write(&expect, "[[accept]]\nkind = \"allow_to_deny\"\nmax = 2\n").unwrap();
+    let (code, report, _) = replay_cli(&r.recording, &dir, &["--expect", expect.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert_eq!(report["unexpected"], 1);
+}
+
+#[tokio::test]
+async fn a_changed_mask_shows_per_column_differences() {
+    let env = env().await;
+    let r = recorded().await;
+    let dir = policy_dir(env, "phone", &[demo_guardrails(), stricter_mask()]);
+    let (code, report, _) = replay_cli(&r.recording, &dir, &[]);
+    assert_ne!(code, 0);
+    let diffs = report["differences"].as_array().unwrap();
+    assert!(!diffs.is_empty(), "{report:#}");
+    for d in diffs {
+        assert_eq!(d["kind"], "mask_changed", "{d}");
+        assert_eq!(d["column"], "phone", "{d}");
+    }
+    let alice = diffs
+        .iter()
+        .find(|d| d["user"] == "alice")
+        .expect("alice's phone column");
+    assert_eq!(alice["before"], "digits:4");
+    assert_eq!(alice["after"], "redact:***");
+}
+
+#[tokio::test]
+async fn the_audit_trail_replays_too() {
+    let env = env().await;
+    let r = recorded().await;
+    let files: Vec<PathBuf> = std::fs::read_dir(&r.audit_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let (code, report, stderr) = replay_cli(&files[0], &r.unchanged, &[]);
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    assert_eq!(report["statements"], 10, "{report:#}");
+    assert_eq!(report["fidelity"]["audit_full"], 10, "{report:#}");
+    let dir = policy_dir(env, "stricter-audit", &[stricter_guardrails(), demo_mask()]);
+    let (code, report, _) = replay_cli(&files[0], &dir, &[]);
+    assert_ne!(code, 0);
+    let diffs = report["differences"].as_array().unwrap();
+    assert_eq!(diffs.len(), 3, "{report:#}");
+    assert!(
+        diffs
+            .iter()
+            .all(|d| d["kind"] == "allow_to_deny" && d["user"] == "etl-agent")
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_or_truncated_recording_names_the_line() {
+    let env = env().await;
+    let r = recorded().await;
+    let text = std::fs::read_to_string(&r.recording).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[2] = "{\"type\": \"statement\", garbage";
+    let bad = env
+        .scratch_dir()
+        .join(portcullis_tests::unique("corrupt"))
+        .with_extension("jsonl");
+    std::fs::write(&bad, lines.join("\n")).unwrap();
+    let opts = |rec: &Path| portcullis::policy::replay::ReplayOptions {
+        recording: rec.to_owned(),
+        policies: r.unchanged.clone(),
+        expectations: Default::default(),
+        progress: false,
+        threads: 2,
+    };
+    let e = portcullis::policy::replay::replay(&opts(&bad)).unwrap_err();
+    assert!(e.contains(&format!("{}:3:", bad.display())), "{e}");
+    assert!(e.contains("not valid JSON"), "{e}");
+
+    let last = text.trim_end().len();
+    let truncated = env
+        .scratch_dir()
+        .join(portcullis_tests::unique("truncated"))
+        .with_extension("jsonl");
+    std::fs::write(&truncated, &text[..last - 20]).unwrap();
+    let n = text.trim_end().lines().count();
+    let e = portcullis::policy::replay::replay(&opts(&truncated)).unwrap_err();
+    assert!(e.contains(&format!(":{n}: truncated line")), "{e}");
+
+    let other = env
+        .scratch_dir()
+        .join(portcullis_tests::unique("other"))
+        .with_extension("jsonl");
+    std::fs::write(&other, "{\"hello\": 1}\n").unwrap();
+    let e = portcullis::policy::replay::replay(&opts(&other)).unwrap_err();
+    assert!(e.contains(":1: neither a recording"), "{e}");
+}
+
+#[tokio::test]
+async fn recording_filters_select_identity_database_and_sample() {
+    let env = env().await;
+    let dir = env.scratch_dir().join(portcullis_tests::unique("filters"));
+    let only_alice = dir.join("alice.jsonl");
+    let gw = env
+        .start_gateway(GatewayOptions {
+            policies: vec![demo_guardrails()],
+            extra_toml: format!(
+                "[recording]\npath = {:?}\nidentities = [\"alice\"]\ndatabases = [\"demo\"]\n",
+                only_alice.display().to_string()
+            ),
+            ..GatewayOptions::default()
+        })
+        .await
+        .unwrap();
+    let a = gw.connect("alice", "demo").await.unwrap();
+    a.simple_query("SELECT 1 AS recorded").await.unwrap();
+    let a2 = gw.connect("alice", "postgres").await.unwrap();
+    a2.simple_query("SELECT 2 AS other_database").await.unwrap();
+    let b = gw.connect("bob", "demo").await.unwrap();
+    b.simple_query("SELECT 3 AS other_identity").await.unwrap();
+    a.simple_query("SELECT 4 AS recorded_too").await.unwrap();
+    wait_statements(&only_alice, 2).await;
+    gw.shutdown().await;
+    let sql: Vec<String> = lines_of(&only_alice, "statement")
+        .iter()
+        .map(|s| s["sql"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(sql, ["SELECT 1 AS recorded", "SELECT 4 AS recorded_too"]);
+
+    let none = dir.join("none.jsonl");
+    let gw = env
+        .start_gateway(GatewayOptions {
+            extra_toml: format!(
+                "[recording]\npath = {:?}\nsample_rate = 0.0\n",
+                none.display().to_string()
+            ),
+            ..GatewayOptions::default()
+        })
+        .await
+        .unwrap();
+    let c = gw.connect("alice", "demo").await.unwrap();
+    for _ in 0..20 {
+        c.simple_query("SELECT 5 AS sampled_out").await.unwrap();
+    }
+    // A statement recorded by a second gateway on the same file proves the writer is
+    // not merely behind: sample_rate = 1 records, 0 never does.
+    let all = env
+        .start_gateway(GatewayOptions {
+            extra_toml: format!("[recording]\npath = {:?}\n", none.display().to_string()),
+            ..GatewayOptions::default()
+        })
+        .await
+        .unwrap();
+    let d = all.connect("alice", "demo").await.unwrap();
+    d.simple_query("SELECT 6 AS sampled_in").await.unwrap();
+    wait_statements(&none, 1).await;
+    drop(c);
+    gw.shutdown().await;
+    all.shutdown().await;
+    let sql: Vec<String> = lines_of(&none, "statement")
+        .iter()
+        .map(|s| s["sql"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(sql, ["SELECT 6 AS sampled_in"]);
+    let err = env
+        .start_gateway(GatewayOptions {
+            extra_toml: format!(
+                "[recording]\npath = {:?}\nsample_rate = 2\n",
+                none.display().to_string()
+            ),
+            ..GatewayOptions::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("recording.sample_rate"),
+        "{err:#}"
+    );
+}
+
+#[tokio::test]
+async fn shadow_mode_counts_differences_while_clients_get_live_decisions() {
+    let env = env().await;
+    let candidate = policy_dir(env, "shadow", &[stricter_guardrails()]);
+    let gw = env
+        .start_gateway(GatewayOptions {
+            policies: vec![demo_guardrails()],
+            extra_toml: format!("[shadow]\npath = {:?}\n", candidate.display().to_string()),
+            ..GatewayOptions::default()
+        })
+        .await
+        .expect("gateway with a shadow set");
+    let etl = gw.connect("etl-agent", "demo").await.unwrap();
+    for _ in 0..4 {
+        let rows = etl
+            .query("SELECT id FROM orders ORDER BY id LIMIT 2", &[])
+            .await
+            .expect("the live set allows it; the shadow set's denial is not enforced");
+        assert_eq!(rows.len(), 2);
+    }
+    let alice = gw.connect("alice", "demo").await.unwrap();
+    alice
+        .simple_query("SELECT count(*) FROM orders")
+        .await
+        .unwrap();
+    assert!(
+        alice.simple_query("DROP TABLE customers").await.is_err(),
+        "live denials stay"
+    );
+    let addr = gw.admin_addr().unwrap();
+    eventually(Duration::from_secs(10), "shadow evaluations", || async {
+        let m = admin::get(addr, "/metrics").await?.body;
+        let evaluated =
+            admin::metric_value(&m, "portcullis_shadow_evaluations_total").unwrap_or(0.0);
+        anyhow::ensure!(evaluated >= 6.0, "{evaluated} evaluated");
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let m = admin::get(addr, "/metrics").await.unwrap().body;
+    assert_eq!(
+        admin::metric_value(
+            &m,
+            "portcullis_shadow_differences_total{kind=\"allow_to_deny\"}"
+        ),
+        Some(4.0),
+        "{m}"
+    );
+    assert_eq!(
+        admin::metric_value(&m, "portcullis_shadow_dropped_total"),
+        Some(0.0)
+    );
+    assert!(
+        !m.contains("shadow_differences_total{kind=\"deny_to_allow\"}"),
+        "{m}"
+    );
+    let status = admin::get(addr, "/shadow").await.unwrap();
+    assert_eq!(status.status, 200, "{}", status.body);
+    let status: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+    assert_eq!(status["version"], "shadow");
+    assert_eq!(status["differences"]["allow_to_deny"], 4, "{status}");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn bench_reports_latency_and_instance_cost_per_policy() {
+    let r = recorded().await;
+    let out = std::process::Command::new(portcullis_bin())
+        .args(["policy", "bench", "--rounds", "2", "--json", "--recording"])
+        .arg(&r.recording)
+        .arg("--policies")
+        .arg(&r.unchanged)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["statements"], 10);
+    let latency = report["latency"].as_array().unwrap();
+    let guardrails = latency
+        .iter()
+        .find(|l| l["policy"] == "guardrails" && l["hook"] == "authorize")
+        .expect("guardrails latency");
+    assert_eq!(guardrails["calls"], 20, "10 statements, 2 rounds");
+    let instances = report["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 2, "{report:#}");
+    for i in instances {
+        assert!(i["memory_kib"].as_u64().unwrap() > 0, "{i}");
+        assert!(i["artifact_bytes"].as_u64().unwrap() > 0, "{i}");
+    }
+}
+
+#[tokio::test]
+async fn a_trapping_shadow_candidate_is_only_counted() {
+    let env = env().await;
+    let candidate = policy_dir(
+        env,
+        "shadow-hostile",
+        &[portcullis_tests::policies::hostile("behaviour = \"loop\"")],
+    );
+    let gw = env
+        .start_gateway(GatewayOptions {
+            policies: vec![demo_guardrails()],
+            extra_toml: format!("[shadow]\npath = {:?}\n", candidate.display().to_string()),
+            ..GatewayOptions::default()
+        })
+        .await
+        .expect("gateway with a hostile shadow set");
+    let c = gw.connect("alice", "demo").await.unwrap();
+    for i in 0..3 {
+        let rows = c
+            .simple_query(&format!("SELECT {i} AS live"))
+            .await
+            .expect("the client gets the live decision");
+        assert!(!rows.is_empty());
+    }
+    let addr = gw.admin_addr().unwrap();
+    eventually(Duration::from_secs(20), "shadow errors", || async {
+        let m = admin::get(addr, "/metrics").await?.body;
+        let errors = admin::metric_value(&m, "portcullis_shadow_differences_total{kind=\"error\"}")
+            .unwrap_or(0.0);
+        anyhow::ensure!(errors >= 3.0, "{errors} errors counted");
+        Ok(())
+    })
+    .await
+    .unwrap();
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_recording_stops_at_its_size_cap() {
+    let env = env().await;
+    let path = env
+        .scratch_dir()
+        .join(portcullis_tests::unique("capped"))
+        .join("capped.jsonl");
+    let gw = env
+        .start_gateway(GatewayOptions {
+            extra_toml: format!(
+                "[recording]\npath = {:?}\nmax_file_bytes = 3000\n",
+                path.display().to_string()
+            ),
+            ..GatewayOptions::default()
+        })
+        .await
+        .unwrap();
+    let c = gw.connect("alice", "demo").await.unwrap();
+    for i in 0..30 {
+        c.simple_query(&format!("SELECT {i} AS capped"))
+            .await
+            .unwrap();
+    }
+    let addr = gw.admin_addr().unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "lines written or dropped",
+        || async {
+            let m = admin::get(addr, "/metrics").await?.body;
+            let written =
+                admin::metric_value(&m, "portcullis_recording_lines_total").unwrap_or(0.0);
+            let dropped =
+                admin::metric_value(&m, "portcullis_recording_dropped_total").unwrap_or(0.0);
+            anyhow::ensure!(
+                written + dropped >= 30.0,
+                "{written} written, {dropped} dropped"
+            );
+            anyhow::ensure!(dropped > 0.0, "nothing dropped");
+            Ok(())
+        },
+    )
+    .await
+    .unwrap();
+    gw.shutdown().await;
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(size <= 3000, "{size} bytes");
+    assert!(!lines_of(&path, "statement").is_empty());
+}
+
+#[tokio::test]
+async fn a_redacted_audit_trail_replays_from_its_redacted_text() {
+    let env = env().await;
+    let r = recorded().await;
+    let audit_dir = env.scratch_dir().join(portcullis_tests::unique("redacted"));
+    let gw = env
+        .start_gateway(GatewayOptions {
+            policies: vec![demo_guardrails(), demo_mask()],
+            extra_toml: format!(
+                "[audit]\ndir = {:?}\nstatement_text = \"redacted\"\n",
+                audit_dir.display().to_string()
+            ),
+            ..GatewayOptions::default()
+        })
+        .await
+        .unwrap();
+    demo_traffic(&gw).await;
+    gw.shutdown().await;
+    let file = std::fs::read_dir(&audit_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .expect("an audit file");
+    let (code, report, stderr) = replay_cli(&file, &r.unchanged, &[]);
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    assert_eq!(report["statements"], 10, "{report:#}");
+    // Redacted text without literals parses as is; the rest with NULL for each `?`.
+    let f = &report["fidelity"];
+    assert!(f["audit_redacted"].as_u64().unwrap_or(0) >= 3, "{report:#}");
+    assert_eq!(
+        f["audit_redacted"].as_u64().unwrap_or(0) + f["audit_full"].as_u64().unwrap_or(0),
+        10,
+        "{report:#}"
+    );
+}
+
+#[tokio::test]
+async fn a_rule_asking_for_approval_shows_newly_held_statements() {
+    let env = env().await;
+    let r = recorded().await;
+    let mut g = demo_guardrails();
+    let rule: toml::Table = toml::from_str(
+        "description = \"agents reading orders need a DBA's approval\"\nprincipal_kinds = [\"agent\"]\ntables = [\"orders\"]\ndeny_access = [\"read\"]\naction = \"require-approval\"\napprovers = [\"group:dba\"]\n",
+    )
+    .unwrap();
+    g.settings
+        .get_mut("rules")
+        .and_then(|r| r.as_array_mut())
+        .unwrap()
+        .push(toml::Value::Table(rule));
+    let dir = policy_dir(env, "approval", &[g, demo_mask()]);
+    let (code, report, _) = replay_cli(&r.recording, &dir, &[]);
+    assert_ne!(code, 0);
+    let diffs = report["differences"].as_array().unwrap();
+    assert_eq!(diffs.len(), 3, "{report:#}");
+    for d in diffs {
+        assert_eq!(d["kind"], "allow_to_hold", "{d}");
+        assert_eq!(d["user"], "etl-agent");
+        assert_eq!(d["policy"], "guardrails");
+    }
+}
