@@ -916,3 +916,54 @@ async fn values_that_look_sensitive_are_detected_in_unlisted_columns() {
     assert_eq!(row.get::<_, String>(0), body, "pii-readers see it whole");
     gw.shutdown().await;
 }
+
+/// The audit trail names the columns a result had masked, with mask and policy.
+#[tokio::test]
+async fn audit_events_name_the_masked_columns() {
+    let env = env().await;
+    let dir = env
+        .scratch_dir()
+        .join(portcullis_tests::unique("masked-audit"));
+    let gw = env
+        .start_gateway(GatewayOptions {
+            policies: demo_policies().split_off(1),
+            extra_toml: format!(
+                "[audit]\ndir = {:?}\nstatement_text = \"full\"\n",
+                dir.display().to_string()
+            ),
+            ..GatewayOptions::default()
+        })
+        .await
+        .unwrap();
+    let alice = gw.connect("alice", "demo").await.unwrap();
+    alice
+        .simple_query("SELECT name, email AS contact, ssn FROM customers LIMIT 2 /*masked audit*/")
+        .await
+        .unwrap();
+    drop(alice);
+    gw.shutdown().await;
+    let mut events = Vec::new();
+    let files = portcullis::audit::writer::trail_files(&dir).unwrap();
+    portcullis::audit::search::read_events(&files, |_, e| events.push(e)).unwrap();
+    let e = events
+        .iter()
+        .find(|e| {
+            e.statement
+                .as_ref()
+                .and_then(|s| s.text.as_deref())
+                .is_some_and(|t| t.contains("/*masked audit*/"))
+        })
+        .expect("the statement's event");
+    let masked: Vec<(&str, &str)> = e
+        .masked
+        .iter()
+        .map(|m| (m.column.as_str(), m.policy.as_str()))
+        .collect();
+    assert_eq!(
+        masked,
+        [("contact", "pii-mask"), ("ssn", "pii-mask")],
+        "{:?}",
+        e.masked
+    );
+    assert_eq!(e.masked[0].mask, "email");
+}

@@ -274,6 +274,9 @@ pub struct AuditEvent {
     /// What happened, for statement events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<OutcomeRecord>,
+    /// Result columns the gateway masked, with the mask and the policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub masked: Vec<crate::pipeline::MaskedColumn>,
     /// Free-form details of gateway events (start, rotate, auth failure, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<serde_json::Value>,
@@ -295,6 +298,7 @@ impl AuditEvent {
             statement: None,
             decision: None,
             policies: None,
+            masked: Vec::new(),
             outcome: None,
             detail: None,
             checkpoint: None,

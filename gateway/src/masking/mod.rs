@@ -208,6 +208,36 @@ impl ResultFilter for MaskingFilter {
     fn begin(&self, ctx: &ResultContext<'_>) -> Option<Box<dyn RowRewriter>> {
         self.begin_observed(ctx, None)
     }
+
+    fn begin_masked(
+        &self,
+        ctx: &ResultContext<'_>,
+        masked: &mut Vec<crate::pipeline::MaskedColumn>,
+    ) -> Option<Box<dyn RowRewriter>> {
+        let mut obs = MaskObservation::default();
+        let rw = self.begin_observed(ctx, Some(&mut obs));
+        masked.extend(masked_columns(ctx, &obs));
+        rw
+    }
+}
+
+/// The masked columns of an observed plan, named as the client sees them.
+pub fn masked_columns(
+    ctx: &ResultContext<'_>,
+    obs: &MaskObservation,
+) -> Vec<crate::pipeline::MaskedColumn> {
+    obs.masks
+        .iter()
+        .map(|(i, policy, m)| crate::pipeline::MaskedColumn {
+            column: ctx
+                .columns
+                .fields
+                .get(*i as usize)
+                .map_or_else(|| format!("#{i}"), |f| f.name.clone()),
+            mask: crate::recording::format::mask_name(m),
+            policy: policy.clone(),
+        })
+        .collect()
 }
 
 /// What a mask plan did to one result set, for the traffic recording.

@@ -63,10 +63,32 @@ pub trait RowRewriter: Send {
     }
 }
 
+/// One masked result column, as the audit trail records it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MaskedColumn {
+    /// The column's name in the result (the alias, if any).
+    pub column: String,
+    /// The mask function (`email`, `partial(0,4,*)`, `custom`, ...).
+    pub mask: String,
+    /// The policy that asked for it.
+    pub policy: String,
+}
+
 /// Chooses a row rewriter for each result set, or none for pass-through.
 pub trait ResultFilter: Send + Sync {
     /// Called when a result set starts. `None` forwards rows untouched at no cost.
     fn begin(&self, ctx: &ResultContext<'_>) -> Option<Box<dyn RowRewriter>>;
+
+    /// [`ResultFilter::begin`], also saying which columns the rewriter masks (for the
+    /// audit trail). The default reports nothing.
+    fn begin_masked(
+        &self,
+        ctx: &ResultContext<'_>,
+        masked: &mut Vec<MaskedColumn>,
+    ) -> Option<Box<dyn RowRewriter>> {
+        let _ = masked;
+        self.begin(ctx)
+    }
 
     /// True if [`ResultFilter::begin`] never returns a rewriter, so the relay can skip
     /// tracking result sets altogether.

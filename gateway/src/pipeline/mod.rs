@@ -13,5 +13,5 @@ pub use decision::{
     ApprovalAsk, ApprovalNeed, ApprovalRoute, Decision, Denial, Gate, PassThrough, Protocol,
     SessionInfo, StatementContext,
 };
-pub use filter::{NoMasking, Refusal, ResultContext, ResultFilter, RowRewriter};
+pub use filter::{MaskedColumn, NoMasking, Refusal, ResultContext, ResultFilter, RowRewriter};
 pub use role_lock::RoleLock;

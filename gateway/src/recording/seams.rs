@@ -145,15 +145,24 @@ impl RecordingFilter {
 
 impl ResultFilter for RecordingFilter {
     fn begin(&self, ctx: &ResultContext<'_>) -> Option<Box<dyn RowRewriter>> {
+        self.begin_masked(ctx, &mut Vec::new())
+    }
+
+    fn begin_masked(
+        &self,
+        ctx: &ResultContext<'_>,
+        masked: &mut Vec<crate::pipeline::MaskedColumn>,
+    ) -> Option<Box<dyn RowRewriter>> {
         let config = self.recorder.config();
         if !(config.selects(ctx.session) && config.sampled()) {
-            return self.inner.begin(ctx);
+            return self.inner.begin_masked(ctx, masked);
         }
         let mut obs = MaskObservation::default();
         let rewriter = match &self.masking {
             Some(m) => m.begin_observed(ctx, Some(&mut obs)),
-            None => self.inner.begin(ctx),
+            None => self.inner.begin_masked(ctx, masked),
         };
+        masked.extend(crate::masking::masked_columns(ctx, &obs));
         let columns: Vec<ColumnRec> = match &obs.context {
             Some(c) => c.columns.iter().map(ColumnRec::from_wit).collect(),
             None => {

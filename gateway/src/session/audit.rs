@@ -251,7 +251,8 @@ impl Relay {
             error: None,
             duration_us: micros(cur.sent_at, now),
         };
-        let event = self.statement_event(&cur, DecisionRecord::allow(), outcome);
+        let mut event = self.statement_event(&cur, DecisionRecord::allow(), outcome);
+        event.masked = std::mem::take(&mut self.result_masks);
         self.push_audit(event, writes.then_some(at));
     }
 

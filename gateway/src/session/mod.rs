@@ -145,6 +145,8 @@ pub struct Relay {
     audit_session: Option<Arc<SessionRecord>>,
     /// Audit events not yet taken by the I/O layer.
     audit_out: AuditOutput,
+    /// Columns masked in the result set streaming now (for its audit event).
+    result_masks: Vec<crate::pipeline::MaskedColumn>,
     /// The client message held for approval; no client message is read meanwhile.
     parked: Option<hold::Parked>,
     /// Prepared statements (by name, in client order) whose Parse the gate held:
@@ -182,6 +184,7 @@ impl Relay {
             discarding: false,
             parked: None,
             awaiting: HashMap::new(),
+            result_masks: Vec::new(),
         }
     }
 

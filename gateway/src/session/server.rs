@@ -348,7 +348,12 @@ impl Relay {
             statement: statement.as_ref(),
             columns: &columns,
         };
-        self.rewriter = self.deps.filter.begin(&ctx);
+        self.result_masks.clear();
+        self.rewriter = if self.deps.audit.is_some() {
+            self.deps.filter.begin_masked(&ctx, &mut self.result_masks)
+        } else {
+            self.deps.filter.begin(&ctx)
+        };
         if let Some(r) = self.rewriter.as_ref().and_then(|rw| rw.refusal()) {
             self.refuse(anyhow::Error::new(r), out);
         }
