@@ -386,10 +386,9 @@ async fn start_inner(
         max_message: config.server.max_message_bytes,
         ..Limits::default()
     };
-    let listener = TcpListener::bind(config.server.listen)
-        .await
+    let listeners = bind_listeners(config.server.listen, config.server.session_threads)
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-    let addr = listener.local_addr()?;
+    let addr = listeners[0].local_addr()?;
     let audit = match &config.audit {
         Some(a) => {
             let log = AuditLog::open(a, Some(&metrics.registry))
@@ -476,7 +475,43 @@ async fn start_inner(
             Arc::clone(&shared),
         )));
     }
-    tasks.push(tokio::spawn(accept_loop(listener, Arc::clone(&shared))));
+    let slots = Arc::new(Semaphore::new(shared.config.server.max_connections));
+    if shared.config.server.session_threads == 0 {
+        let listener = listeners.into_iter().next().expect("one listener");
+        tasks.push(tokio::spawn(accept_loop(
+            TcpListener::from_std(listener)?,
+            Arc::clone(&shared),
+            slots,
+        )));
+    } else {
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let (shared, slots) = (Arc::clone(&shared), Arc::clone(&slots));
+            let thread = std::thread::Builder::new()
+                .name(format!("portcullis-sessions-{i}"))
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot start a session thread");
+                            return;
+                        }
+                    };
+                    rt.block_on(async move {
+                        match TcpListener::from_std(listener) {
+                            Ok(l) => accept_loop(l, shared, slots).await,
+                            Err(e) => tracing::error!(error = %e, "cannot register a listener"),
+                        }
+                    });
+                })
+                .context("cannot start a session thread")?;
+            tasks.push(tokio::task::spawn_blocking(move || {
+                let _ = thread.join();
+            }));
+        }
+    }
     tracing::info!(%addr, ?admin_addr, "portcullis listening");
     Ok(GatewayHandle {
         addr,
@@ -496,8 +531,34 @@ async fn close_audit(shared: &Arc<Shared>) {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let slots = Arc::new(Semaphore::new(shared.config.server.max_connections));
+/// The client listeners: one, or with `session_threads` that many `SO_REUSEPORT`
+/// sockets on the same address (the first chooses the port when it is 0). They are
+/// registered with a runtime by the thread that accepts on them.
+fn bind_listeners(addr: SocketAddr, threads: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    if threads == 0 {
+        let l = std::net::TcpListener::bind(addr)?;
+        l.set_nonblocking(true)?;
+        return Ok(vec![l]);
+    }
+    let mut out: Vec<std::net::TcpListener> = Vec::with_capacity(threads);
+    let mut at = addr;
+    for _ in 0..threads {
+        let socket = if at.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.bind(at)?;
+        let std: std::net::TcpListener = socket.listen(1024)?.into_std()?;
+        at = std.local_addr()?;
+        out.push(std);
+    }
+    Ok(out)
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, slots: Arc<Semaphore>) {
     let mut shutdown = shared.shutdown.clone();
     let mut sessions = tokio::task::JoinSet::new();
     loop {

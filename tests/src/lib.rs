@@ -99,6 +99,8 @@ pub struct GatewayOptions {
     pub extra_toml: String,
     /// `[admin] control_token`, enabling the reload/rollback endpoints.
     pub admin_control_token: Option<String>,
+    /// `server.session_threads`.
+    pub session_threads: usize,
 }
 
 impl Default for GatewayOptions {
@@ -114,6 +116,7 @@ impl Default for GatewayOptions {
             policies: Vec::new(),
             extra_toml: String::new(),
             admin_control_token: None,
+            session_threads: 0,
         }
     }
 }
@@ -584,8 +587,12 @@ pub fn gateway_config_text(
     let mut t = String::new();
     t.push_str(&format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nmax_connections = {}\nmax_message_bytes = {}\n\
-         startup_timeout_ms = {}\nidle_timeout_ms = {}\n",
-        opts.max_connections, opts.max_message_bytes, opts.startup_timeout_ms, opts.idle_timeout_ms
+         startup_timeout_ms = {}\nidle_timeout_ms = {}\nsession_threads = {}\n",
+        opts.max_connections,
+        opts.max_message_bytes,
+        opts.startup_timeout_ms,
+        opts.idle_timeout_ms,
+        opts.session_threads
     ));
     if opts.client_tls != ClientTls::Off {
         t.push_str(&format!(

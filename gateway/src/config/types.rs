@@ -161,6 +161,12 @@ pub struct ServerConfig {
     /// TLS for clients; without it SSLRequest is declined.
     #[serde(default)]
     pub tls: Option<ServerTlsConfig>,
+    /// `0` (default): sessions run on the shared multi-threaded runtime. `N`: N threads,
+    /// each with its own single-threaded runtime and its own `SO_REUSEPORT` listener on
+    /// `listen`; a session stays on the thread that accepted it (no work-stealing
+    /// wakeups between threads).
+    #[serde(default)]
+    pub session_threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -173,6 +179,7 @@ impl Default for ServerConfig {
             idle_timeout_ms: 0,
             shutdown_grace_ms: default_shutdown_grace_ms(),
             tls: None,
+            session_threads: 0,
         }
     }
 }
