@@ -73,6 +73,7 @@ fn request_for(user: &str, kind: PrincipalKind, groups: &[&str], sql: &str) -> w
         sql,
         protocol: Protocol::Simple,
         transaction: TransactionStatus::Idle,
+        verdicts: None,
     })
 }
 

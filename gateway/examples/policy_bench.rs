@@ -112,6 +112,7 @@ fn main() -> anyhow::Result<()> {
             sql,
             protocol: Protocol::Simple,
             transaction: TransactionStatus::Idle,
+            verdicts: None,
         };
         request::request(&ctx)
     };
@@ -149,6 +150,7 @@ fn main() -> anyhow::Result<()> {
                 sql,
                 protocol: Protocol::Simple,
                 transaction: TransactionStatus::Idle,
+                verdicts: None,
             };
             if let Decision::Deny(_) = chain.decide(&ctx) {
                 denied += 1;

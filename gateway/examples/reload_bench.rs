@@ -139,6 +139,7 @@ fn main() -> anyhow::Result<()> {
                     sql: &sql,
                     protocol: Protocol::Simple,
                     transaction: TransactionStatus::Idle,
+                    verdicts: None,
                 };
                 std::hint::black_box(gate.decide(&ctx));
                 samples.push(t.elapsed());

@@ -136,6 +136,7 @@ fn main() -> anyhow::Result<()> {
             sql,
             protocol: Protocol::Simple,
             transaction: TransactionStatus::Idle,
+            verdicts: None,
         };
         let req = portcullis::recording::live_request(&ctx, None);
         let decision = set.chain.decide_request(&req);

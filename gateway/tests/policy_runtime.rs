@@ -84,6 +84,7 @@ fn decide(gate: &dyn Gate, session: &SessionInfo, sql: &str) -> Decision {
             sql,
             protocol: Protocol::Simple,
             transaction: TransactionStatus::Idle,
+            verdicts: None,
         };
         if let d @ Decision::Deny(_) = gate.decide(&ctx) {
             return d;

@@ -615,8 +615,24 @@ async fn decisions_name_the_policy_and_record_the_loaded_set() {
     assert_eq!(d.verdict, "deny");
     assert_eq!(d.policy.as_deref(), Some("guardrails"));
     assert_eq!(denied[0].policies.as_ref().unwrap()[..], set[..]);
+    // Every called policy's verdict, in chain order.
+    let verdicts: Vec<(&str, &str)> = d
+        .verdicts
+        .iter()
+        .map(|v| (v.policy.as_str(), v.verdict.as_str()))
+        .collect();
+    assert_eq!(verdicts, [("guardrails", "deny")]);
     let allowed = statements(&events, "select count(*) from customers")[0];
     assert_eq!(allowed.decision.as_ref().unwrap().verdict, "allow");
+    let verdicts: Vec<(&str, &str)> = allowed
+        .decision
+        .as_ref()
+        .unwrap()
+        .verdicts
+        .iter()
+        .map(|v| (v.policy.as_str(), v.verdict.as_str()))
+        .collect();
+    assert_eq!(verdicts, [("guardrails", "allow")]);
     assert_eq!(allowed.policies.as_ref().unwrap()[0].sha256, digest);
     assert!(!events.iter().any(|e| {
         e.statement

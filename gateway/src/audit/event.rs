@@ -159,6 +159,9 @@ pub struct DecisionRecord {
     /// The approval request the statement waited for, if it was held.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalRecord>,
+    /// Each called policy's verdict, in chain order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verdicts: Vec<crate::pipeline::PolicyVerdictRecord>,
 }
 
 impl DecisionRecord {
@@ -170,12 +173,19 @@ impl DecisionRecord {
             message: None,
             sqlstate: None,
             approval: None,
+            verdicts: Vec::new(),
         }
     }
 
     /// The same decision, linked to an approval request.
     pub fn with_approval(mut self, approval: Option<&ApprovalRecord>) -> Self {
         self.approval = approval.cloned();
+        self
+    }
+
+    /// The same decision, with each policy's verdict.
+    pub fn with_verdicts(mut self, verdicts: &[crate::pipeline::PolicyVerdictRecord]) -> Self {
+        self.verdicts = verdicts.to_vec();
         self
     }
 }

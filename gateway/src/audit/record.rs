@@ -172,6 +172,7 @@ pub fn denied(d: &Denial) -> DecisionRecord {
         message: Some(d.message.clone()),
         sqlstate: Some(d.sqlstate.clone()),
         approval: None,
+        verdicts: Vec::new(),
     }
 }
 

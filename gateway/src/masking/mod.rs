@@ -405,7 +405,9 @@ impl Gate for MaskingGate {
         let mut req = crate::policy::request::request(ctx);
         let cat = self.catalog.get(&ctx.session.database);
         provenance::expand_view_columns(&mut req.statement.columns, &cat);
-        let d = self.chain.with_chain(|c| c.decide_request(&req));
+        let d = self
+            .chain
+            .with_chain(|c| c.decide_request_into(&req, ctx.verdicts));
         if d == Decision::Allow
             && matches!(
                 ctx.statement.kind,

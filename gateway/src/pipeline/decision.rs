@@ -30,6 +30,26 @@ pub enum Protocol {
     ExtendedParse,
 }
 
+/// One policy's verdict on a statement, as the audit trail records it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PolicyVerdictRecord {
+    /// The policy id.
+    pub policy: String,
+    /// `allow`, `deny`, `require_approval` or `error`.
+    pub verdict: String,
+    /// `monitor` for a policy whose verdict is logged, not enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Time of the call, in microseconds.
+    pub micros: u64,
+}
+
+/// Where a gate writes each policy's verdict (only when the audit trail wants them).
+pub type VerdictSink = std::cell::RefCell<Vec<PolicyVerdictRecord>>;
+
+/// Per statement of a string, every policy's verdict (when auditing).
+pub type Verdicts = Option<std::sync::Arc<[Vec<PolicyVerdictRecord>]>>;
+
 /// One statement up for decision.
 #[derive(Debug, Clone, Copy)]
 pub struct StatementContext<'a> {
@@ -45,6 +65,8 @@ pub struct StatementContext<'a> {
     pub protocol: Protocol,
     /// The transaction state before it runs.
     pub transaction: TransactionStatus,
+    /// Collects each policy's verdict, when set.
+    pub verdicts: Option<&'a VerdictSink>,
 }
 
 /// Why a statement was refused.

@@ -10,8 +10,8 @@ mod filter;
 mod role_lock;
 
 pub use decision::{
-    ApprovalAsk, ApprovalNeed, ApprovalRoute, Decision, Denial, Gate, PassThrough, Protocol,
-    SessionInfo, StatementContext,
+    ApprovalAsk, ApprovalNeed, ApprovalRoute, Decision, Denial, Gate, PassThrough,
+    PolicyVerdictRecord, Protocol, SessionInfo, StatementContext, VerdictSink, Verdicts,
 };
 pub use filter::{MaskedColumn, NoMasking, Refusal, ResultContext, ResultFilter, RowRewriter};
 pub use role_lock::RoleLock;

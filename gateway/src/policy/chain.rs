@@ -471,10 +471,35 @@ impl PolicyChain {
 
     /// Decides a ready-made request (the [`Gate`] builds it from the statement).
     pub fn decide_request(&self, req: &wit::Request) -> Decision {
+        self.decide_request_into(req, None)
+    }
+
+    /// [`PolicyChain::decide_request`], writing each called policy's verdict to `sink`.
+    pub fn decide_request_into(
+        &self,
+        req: &wit::Request,
+        sink: Option<&crate::pipeline::VerdictSink>,
+    ) -> Decision {
         let mut approvals: Vec<(&str, String, Vec<String>)> = Vec::new();
         let mut approval_mode = None;
         for p in self.policies.iter().filter(|p| p.metadata.authorize) {
+            let started = sink.map(|_| Instant::now());
             let verdict = p.authorize(req);
+            if let (Some(sink), Some(t)) = (sink, started) {
+                sink.borrow_mut()
+                    .push(crate::pipeline::PolicyVerdictRecord {
+                        policy: p.id().to_owned(),
+                        verdict: match &verdict {
+                            Verdict::Allow => "allow",
+                            Verdict::Deny { .. } => "deny",
+                            Verdict::RequireApproval { .. } => "require_approval",
+                            Verdict::Failed(_) => "error",
+                        }
+                        .to_owned(),
+                        mode: (p.mode == PolicyMode::Monitor).then(|| "monitor".to_owned()),
+                        micros: t.elapsed().as_micros() as u64,
+                    });
+            }
             if p.mode == PolicyMode::Monitor {
                 log_monitored(p, req, &verdict);
                 continue;
@@ -585,7 +610,7 @@ impl Gate for PolicyChain {
         if !self.any_authorize {
             return Decision::Allow;
         }
-        self.decide_request(&super::request::request(ctx))
+        self.decide_request_into(&super::request::request(ctx), ctx.verdicts)
     }
 
     fn route_approval(&self, ctx: &StatementContext<'_>, ask: &ApprovalAsk<'_>) -> ApprovalRoute {

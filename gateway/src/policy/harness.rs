@@ -157,6 +157,7 @@ pub(crate) fn decide_sql<E>(
             sql,
             protocol: Protocol::Simple,
             transaction: TransactionStatus::Idle,
+            verdicts: None,
         };
         match decide(&ctx)? {
             d @ Decision::Deny(_) => return Ok(d),

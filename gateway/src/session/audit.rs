@@ -26,6 +26,17 @@ struct Current<'a> {
     params: Option<&'a Arc<[Option<String>]>>,
     sent_at: Instant,
     approval: Option<&'a ApprovalRecord>,
+    verdicts: &'a [crate::pipeline::PolicyVerdictRecord],
+}
+
+/// The verdicts of statement `index`, if recorded.
+fn verdicts_at(
+    v: &crate::pipeline::Verdicts,
+    index: usize,
+) -> &[crate::pipeline::PolicyVerdictRecord] {
+    v.as_ref()
+        .and_then(|v| v.get(index))
+        .map_or(&[], |v| v.as_slice())
 }
 
 fn micros(from: Instant, to: Instant) -> u64 {
@@ -107,6 +118,7 @@ impl Relay {
                 params,
                 decision: DecisionRecord {
                     approval,
+                    verdicts: verdicts_at(&self.last_verdicts, index).to_vec(),
                     ..denied(d)
                 },
                 outcome: OutcomeRecord {
@@ -171,6 +183,7 @@ impl Relay {
                 sent_at,
                 sql,
                 approval,
+                verdicts,
                 ..
             } => Some(Current {
                 protocol: "simple",
@@ -180,6 +193,7 @@ impl Relay {
                 params: None,
                 sent_at: *sent_at,
                 approval: approval.as_ref(),
+                verdicts: verdicts_at(verdicts, self.query_statement),
             }),
             Pending::Execute {
                 portal, sent_at, ..
@@ -194,6 +208,7 @@ impl Relay {
                     params: p.params.as_ref(),
                     sent_at: *sent_at,
                     approval: p.approval.as_ref(),
+                    verdicts: verdicts_at(&s.verdicts, 0),
                 })
             }
             Pending::Parse {
@@ -209,6 +224,7 @@ impl Relay {
                 params: None,
                 sent_at: *sent_at,
                 approval: None,
+                verdicts: verdicts_at(&statement.verdicts, 0),
             }),
             _ => None,
         }
@@ -292,7 +308,9 @@ impl Relay {
                 index: cur.index,
                 sql: cur.sql,
                 params: cur.params,
-                decision: decision.with_approval(cur.approval),
+                decision: decision
+                    .with_approval(cur.approval)
+                    .with_verdicts(cur.verdicts),
                 outcome,
             },
         )

@@ -13,7 +13,9 @@ use super::hold::{Awaiting, HoldTicket, Parked, ParkedKind};
 use super::pending::Pending;
 use super::{Relay, RelayError, StatementInfo};
 use crate::identity::introspect;
-use crate::pipeline::{ApprovalNeed, Decision, Denial, Protocol, StatementContext};
+use crate::pipeline::{
+    ApprovalNeed, Decision, Denial, PolicyVerdictRecord, Protocol, StatementContext, VerdictSink,
+};
 
 impl Relay {
     /// Consumes complete messages from `input` (bytes read from the client) and appends
@@ -58,6 +60,7 @@ impl Relay {
                         sent_at: now,
                         sql: None,
                         approval: None,
+                        verdicts: None,
                     });
                     return Ok(());
                 }
@@ -101,6 +104,7 @@ impl Relay {
                     sent_at: now,
                     sql,
                     approval: None,
+                    verdicts: self.last_verdicts.clone(),
                 });
             }
             tag::PARSE => {
@@ -112,6 +116,7 @@ impl Relay {
                         analysis: self.deps.analyzer.analyze(&sql),
                         columns: None,
                         sql: None,
+                        verdicts: None,
                     };
                     self.pending.push_back(Pending::Parse {
                         name: p.name.to_owned(),
@@ -152,6 +157,7 @@ impl Relay {
                     analysis,
                     columns: None,
                     sql,
+                    verdicts: self.last_verdicts.clone(),
                 };
                 self.pending.push_back(Pending::Parse {
                     name: p.name.to_owned(),
@@ -318,6 +324,8 @@ impl Relay {
         now: Instant,
     ) -> Gated {
         let mut gated = Gated::Allow;
+        let auditing = self.deps.audit.is_some();
+        let mut verdicts: Vec<Vec<PolicyVerdictRecord>> = Vec::new();
         for (i, statement) in analysis.statements.iter().enumerate() {
             if let Some(d) = self
                 .deps
@@ -328,6 +336,7 @@ impl Relay {
                 gated = Gated::Deny(i, d);
                 break;
             }
+            let sink = VerdictSink::default();
             let ctx = StatementContext {
                 session: &self.session,
                 analysis,
@@ -335,8 +344,13 @@ impl Relay {
                 sql,
                 protocol,
                 transaction: self.transaction,
+                verdicts: auditing.then_some(&sink),
             };
-            match self.deps.gate.decide(&ctx) {
+            let decision = self.deps.gate.decide(&ctx);
+            if auditing {
+                verdicts.push(sink.take());
+            }
+            match decision {
                 Decision::Allow => {}
                 Decision::Deny(d) => {
                     gated = Gated::Deny(i, d);
@@ -363,6 +377,7 @@ impl Relay {
                 }
             }
         }
+        self.last_verdicts = auditing.then(|| Arc::from(verdicts));
         self.count_decision(match gated {
             Gated::Allow => "allow",
             Gated::Deny(..) => "deny",

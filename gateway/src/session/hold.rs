@@ -53,6 +53,7 @@ impl HoldTicket {
             sql: &self.sql,
             protocol: self.protocol,
             transaction: self.transaction,
+            verdicts: None,
         }
     }
 }
@@ -146,6 +147,7 @@ impl Relay {
                     sent_at: now,
                     sql: audit_sql,
                     approval: Some(approval),
+                    verdicts: self.last_verdicts.clone(),
                 });
             }
             (ParkedKind::Query { audit_sql }, HoldOutcome::Refuse(d, approval)) => {
@@ -165,6 +167,7 @@ impl Relay {
                     sent_at: now,
                     sql: audit_sql,
                     approval: None,
+                    verdicts: None,
                 });
             }
             (

@@ -57,6 +57,8 @@ struct StatementInfo {
     columns: Option<Arc<RowDescription>>,
     /// The SQL as sent, kept only when the audit trail records it.
     sql: Option<Arc<str>>,
+    /// Each policy's verdict (when auditing).
+    verdicts: crate::pipeline::Verdicts,
 }
 
 /// What the relay knows about a portal.
@@ -145,6 +147,8 @@ pub struct Relay {
     audit_session: Option<Arc<SessionRecord>>,
     /// Audit events not yet taken by the I/O layer.
     audit_out: AuditOutput,
+    /// Each policy's verdict per statement of the last string decided (when auditing).
+    last_verdicts: crate::pipeline::Verdicts,
     /// Columns masked in the result set streaming now (for its audit event).
     result_masks: Vec<crate::pipeline::MaskedColumn>,
     /// The client message held for approval; no client message is read meanwhile.
@@ -185,6 +189,7 @@ impl Relay {
             parked: None,
             awaiting: HashMap::new(),
             result_masks: Vec::new(),
+            last_verdicts: None,
         }
     }
 

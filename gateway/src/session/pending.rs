@@ -23,6 +23,8 @@ pub(super) enum Pending {
         sql: Option<Arc<str>>,
         /// The approval it ran under, if it was held.
         approval: Option<ApprovalRecord>,
+        /// Each policy's verdict, per statement (when auditing).
+        verdicts: crate::pipeline::Verdicts,
     },
     /// A Parse: ParseComplete.
     Parse {
