@@ -692,3 +692,59 @@ async fn a_session_can_end_when_its_token_expires() {
     assert!(message.contains("token of \"carol\" expired"), "{message}");
     drop(client);
 }
+
+/// Mapping rules read subject alternative names, and `required = true` refuses TLS
+/// clients that bring no certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_san_maps_to_the_user_and_a_certificate_can_be_required() {
+    let env = env().await;
+    let pki = env.pki();
+    let gw = gateway(
+        env,
+        format!(
+            "[auth.mtls]\nca = {}\nrequired = true\n\n[[auth.mtls.map]]\nfrom = \"san-email\"\nmatch = \"*@example.com\"\nuser = \"{{local}}\"\n",
+            toml_path(&pki.ca_cert)
+        ),
+    )
+    .await;
+    // The CN says nothing; the email SAN alice@example.com makes it alice.
+    let (cert, key) = pki
+        .issue_client_cert_with_email("laptop-42", "alice@example.com", "san-alice")
+        .unwrap();
+    let out = psql_c(
+        &psql_cert_uri(&gw, "alice", &cert, &key),
+        "SHOW portcullis.identity",
+    )
+    .await;
+    out.assert_success("psql with an email SAN certificate");
+    assert!(
+        out.stdout.starts_with("alice|person|analysts|certificate"),
+        "{}",
+        out.stdout
+    );
+    // The same certificate does not log in as bob.
+    let out = psql_c(&psql_cert_uri(&gw, "bob", &cert, &key), "SELECT 1").await;
+    assert_ne!(out.code(), 0, "alice's certificate logged in as bob");
+    // An email outside the pattern maps to nobody.
+    let (cert, key) = pki
+        .issue_client_cert_with_email("laptop-43", "alice@elsewhere.org", "san-other")
+        .unwrap();
+    let out = psql_c(&psql_cert_uri(&gw, "alice", &cert, &key), "SELECT 1").await;
+    assert_ne!(out.code(), 0, "an unmapped certificate logged in");
+    // required: a TLS client with a password but no certificate is refused.
+    let uri = build_uri(
+        "alice",
+        portcullis_tests::password_for("alice"),
+        "127.0.0.1",
+        gw.port(),
+        "demo",
+        "sslmode=require",
+    );
+    let out = psql_c(&uri, "SELECT 1").await;
+    assert_ne!(
+        out.code(),
+        0,
+        "a TLS client without a certificate logged in: {}",
+        out.stdout
+    );
+}

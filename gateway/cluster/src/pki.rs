@@ -72,6 +72,24 @@ impl TestPki {
         write_leaf(&self.dir, file_stem, &client_params(cn), &issuer)
     }
 
+    /// Like [`issue_client_cert`](Self::issue_client_cert), with an email (rfc822)
+    /// subject alternative name.
+    pub fn issue_client_cert_with_email(
+        &self,
+        cn: &str,
+        email: &str,
+        file_stem: &str,
+    ) -> Result<(PathBuf, PathBuf)> {
+        let ca_key_pem = fs::read_to_string(&self.ca_key)
+            .map_err(|e| ClusterError::io(format!("reading {}", self.ca_key.display()), e))?;
+        let issuer = Issuer::new(ca_params(), KeyPair::from_pem(&ca_key_pem)?);
+        let mut params = client_params(cn);
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::Rfc822Name(email.try_into()?));
+        write_leaf(&self.dir, file_stem, &params, &issuer)
+    }
+
     /// Like [`issue_client_cert`](Self::issue_client_cert), valid only between the two
     /// dates (year, month, day) — e.g. an already expired certificate.
     pub fn issue_client_cert_valid(
