@@ -20,6 +20,7 @@
 #   BENCH_SKIP_BUILD=1 use target/release/portcullis as it is
 #   BENCH_BUILTIN      pgbench built-in script: select-only (= -S) or simple-update
 #                      (default select-only)
+#   BENCH_SESSION_THREADS  server.session_threads of the gateway (default 0: shared runtime)
 #   BENCH_GATEWAY_EXTRA_TOML  text appended to the generated gateway config
 #                             (e.g. [[policies]] tables, to measure a policy's cost)
 #

@@ -45,6 +45,8 @@ IDLE_BATCHES = max(1, int(os.environ.get("BENCH_IDLE_BATCHES", "2")))
 SCALE = int(os.environ.get("BENCH_SCALE", "10"))
 SKIP_BUILD = os.environ.get("BENCH_SKIP_BUILD", "") not in ("", "0")
 EXTRA_TOML = os.environ.get("BENCH_GATEWAY_EXTRA_TOML", "")
+# server.session_threads of the gateway (0: the shared multi-threaded runtime).
+SESSION_THREADS = int(os.environ.get("BENCH_SESSION_THREADS", "0"))
 # pgbench built-in script: select-only (= -S, the default) or simple-update (writes).
 BUILTIN = os.environ.get("BENCH_BUILTIN", "select-only")
 # BENCH_PROFILE=1: instead of the matrix, look inside the gateway and pgbouncer under
@@ -379,6 +381,7 @@ def setup(env):
     write_file(gw_conf, f"""[server]
 listen = "{HOST}:{env.gw_port}"
 max_connections = 100000
+session_threads = {SESSION_THREADS}
 
 [admin]
 listen = "{HOST}:{env.gw_admin}"
@@ -742,7 +745,8 @@ def report(env, results, idle, logins, started, info):
     w(f"- PostgreSQL {env.pg_version} (fsync=off, shared_buffers=128MB, max_connections={PG_MAX_CONNECTIONS}, SCRAM), "
       f"pgbench scale {SCALE}, {env.pgb_version}")
     w(f"- gateway: {info['git']}; no policies{' (target *policies*: a second gateway with the demo policy set)' if POLICIES else ''}{' (extra config: ' + repr(EXTRA_TOML) + ')' if EXTRA_TOML else ''}; logs at info; "
-      f"tokio worker threads: {os.environ.get('TOKIO_WORKER_THREADS', 'default (one per core)')}"
+      f"tokio worker threads: {os.environ.get('TOKIO_WORKER_THREADS', 'default (one per core)')}; "
+      f"session threads: {SESSION_THREADS or 'off (shared runtime)'}"
       + "".join(f"; {k}={v}" for k, v in sorted(os.environ.items()) if k == "LD_PRELOAD" or k.startswith("MALLOC_")))
     w("- pgbouncer: pool_mode=session, auth_type=scram-sha-256 (auth_file holds the upstream user's SCRAM verifier), "
       "default_pool_size=40")
