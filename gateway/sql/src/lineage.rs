@@ -76,6 +76,9 @@ pub struct Lineage {
     /// Columns whose values flow into stored data: the rows of INSERT ... SELECT /
     /// VALUES, UPDATE's SET values, CREATE TABLE AS, SELECT INTO, CREATE VIEW.
     pub written_from: Vec<Source>,
+    /// Columns a result is sorted or grouped by (ORDER BY, GROUP BY; output names and
+    /// positions resolved): the order of rows can reveal masked values.
+    pub ordered: Vec<Source>,
 }
 
 /// Lineage of a statement.
@@ -87,6 +90,7 @@ pub(crate) fn statement(stmt: &Statement) -> Lineage {
         referenced: finish(w.referenced),
         literal_predicates: finish(w.literal_predicates),
         written_from: finish(w.written_from),
+        ordered: finish(w.ordered),
     }
 }
 
@@ -132,6 +136,7 @@ struct Walker {
     referenced: Vec<Source>,
     literal_predicates: Vec<Source>,
     written_from: Vec<Source>,
+    ordered: Vec<Source>,
     depth: usize,
 }
 
@@ -331,10 +336,69 @@ impl Walker {
                 }
             }
         }
-        let out = self.set_expr(&q.body);
+        let order: Vec<&Expr> = match &q.order_by {
+            Some(sqlparser::ast::OrderBy {
+                kind: sqlparser::ast::OrderByKind::Expressions(v),
+                ..
+            }) => v.iter().map(|o| &o.expr).collect(),
+            _ => Vec::new(),
+        };
+        let out = match &*q.body {
+            // ORDER BY of a plain SELECT sees its FROM scope as well as its outputs.
+            SetExpr::Select(s) => self.select_ordered(s, &order),
+            body => {
+                let out = self.set_expr(body);
+                for e in order {
+                    let src = self.order_sources(e, out.as_ref());
+                    self.ordered.extend(src);
+                }
+                out
+            }
+        };
         self.ctes.pop();
         self.depth -= 1;
         out
+    }
+
+    /// The columns an ORDER BY / GROUP BY item sorts by: an output position
+    /// (`ORDER BY 2`), an output name, or an expression over the FROM scope.
+    fn order_sources(&mut self, e: &Expr, out: Option<&Vec<OutputItem>>) -> Vec<Source> {
+        let item_sources = |i: &OutputItem| match i {
+            OutputItem::Column { sources, .. } => sources.clone(),
+            OutputItem::AllColumns(t) => vec![Source::WholeRow(t.clone())],
+        };
+        if let Expr::Value(v) = e {
+            return match (&v.value, out) {
+                (sqlparser::ast::Value::Number(n, _), Some(items)) => match n.parse::<usize>() {
+                    Ok(k) if k >= 1 && k <= items.len() => item_sources(&items[k - 1]),
+                    // Literals are normalised before the walk (`ORDER BY 2` reads
+                    // `ORDER BY 0`): the position is lost, so any output column may be
+                    // the one.
+                    Ok(0) => items.iter().flat_map(item_sources).collect(),
+                    _ => vec![Source::Unknown],
+                },
+                (sqlparser::ast::Value::Placeholder(_), Some(items)) => {
+                    items.iter().flat_map(item_sources).collect()
+                }
+                _ => vec![Source::Unknown],
+            };
+        }
+        let mut sources = Vec::new();
+        if let Expr::Identifier(id) = e
+            && let Some(items) = out
+        {
+            let name = fold(id);
+            for i in items {
+                if matches!(i, OutputItem::Column { name: Some(n), .. } if *n == name) {
+                    sources.extend(item_sources(i));
+                }
+            }
+        }
+        let from_scope = self.expr_sources(e);
+        if sources.is_empty() || !from_scope.iter().all(|s| *s == Source::Unknown) {
+            sources.extend(from_scope);
+        }
+        sources
     }
 
     fn set_expr(&mut self, body: &SetExpr) -> Option<Vec<OutputItem>> {
@@ -398,6 +462,10 @@ impl Walker {
     }
 
     fn select(&mut self, s: &Select) -> Option<Vec<OutputItem>> {
+        self.select_ordered(s, &[])
+    }
+
+    fn select_ordered(&mut self, s: &Select, order: &[&Expr]) -> Option<Vec<OutputItem>> {
         let mut rels = Vec::new();
         for t in &s.from {
             self.table_with_joins(t, &mut rels);
@@ -415,12 +483,17 @@ impl Walker {
         if let Some(h) = &s.having {
             self.predicate(h);
         }
+        let out = self.projection(&s.projection);
         if let sqlparser::ast::GroupByExpr::Expressions(exprs, _) = &s.group_by {
             for e in exprs {
-                let _ = self.expr_sources(e);
+                let src = self.order_sources(e, out.as_ref());
+                self.ordered.extend(src);
             }
         }
-        let out = self.projection(&s.projection);
+        for e in order {
+            let src = self.order_sources(e, out.as_ref());
+            self.ordered.extend(src);
+        }
         self.scopes.pop();
         out
     }
@@ -1076,6 +1149,28 @@ mod tests {
             sources("select u from unnest(array['a']) u"),
             vec![vec![Source::Unknown]],
         );
+    }
+
+    #[test]
+    fn order_and_group_columns_are_reported() {
+        let l = lin("select name from customers order by ssn desc");
+        covers1(&l.ordered, &[col("customers", "ssn")]);
+        let l = lin("select ssn as s, name from customers c order by s, 2");
+        covers1(
+            &l.ordered,
+            &[col("customers", "ssn"), col("customers", "name")],
+        );
+        let l = lin("select email, count(*) from customers group by email");
+        covers1(&l.ordered, &[col("customers", "email")]);
+        let l = lin("select substr(ssn, 1, 3) from customers group by 1 order by 1");
+        covers1(&l.ordered, &[col("customers", "ssn")]);
+        let l = lin("select name from customers union select email from customers order by 1");
+        covers1(
+            &l.ordered,
+            &[col("customers", "name"), col("customers", "email")],
+        );
+        let l = lin("select name from customers where id = 1");
+        assert!(l.ordered.is_empty(), "{:?}", l.ordered);
     }
 
     #[test]

@@ -127,6 +127,13 @@ pub fn columns(s: &StatementSummary) -> Vec<String> {
             .filter_map(name)
             .map(|n| format!("written:{n}")),
     );
+    out.extend(
+        s.lineage
+            .ordered
+            .iter()
+            .filter_map(name)
+            .map(|n| format!("ordered:{n}")),
+    );
     out
 }
 

@@ -24,6 +24,9 @@
 //!                                   # table (default redact(***): NULL for types
 //!                                   # that cannot hold it)
 //! deny_literal_predicates = true    # default true
+//! deny_ordering = false             # default false: ORDER BY / GROUP BY of a masked
+//!                                   # column (the row order reveals how its values
+//!                                   # sort; a pseudonym still groups); true denies it
 //! deny_copy_out = true              # default true
 //! deny_tables = ["pg_stats", ...]   # default: the statistics catalogs and views
 //!                                   # (sampled values); masked identities may not read
@@ -357,6 +360,18 @@ impl Policy for PiiMask {
         {
             return Decision::deny(format!(
                 "{c} is masked for {}: a condition comparing it with a literal or parameter would reveal it",
+                req.identity.user
+            ));
+        }
+        if s.deny_ordering
+            && let Some(c) = st
+                .columns
+                .iter()
+                .filter_map(|c| c.strip_prefix("ordered:"))
+                .find(|c| self.entry_is_sensitive(c))
+        {
+            return Decision::deny(format!(
+                "{c} is masked for {}: sorting or grouping by it would reveal the order of its values",
                 req.identity.user
             ));
         }

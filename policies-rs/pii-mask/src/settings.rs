@@ -25,6 +25,8 @@ pub struct Settings {
     pub derived_mask: String,
     /// Deny conditions comparing a masked column with a literal.
     pub deny_literal_predicates: bool,
+    /// Deny ORDER BY / GROUP BY of a masked column.
+    pub deny_ordering: bool,
     /// Deny `COPY ... TO` of sensitive tables or columns.
     pub deny_copy_out: bool,
     /// Deny statements copying sensitive columns into tables or views.
@@ -55,6 +57,7 @@ impl Default for Settings {
             pseudonym_users: Vec::new(),
             derived_mask: "redact(***)".into(),
             deny_literal_predicates: true,
+            deny_ordering: false,
             deny_copy_out: true,
             deny_copies_into_tables: true,
             deny_tables: [

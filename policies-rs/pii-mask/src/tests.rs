@@ -128,6 +128,41 @@ fn name_patterns_catch_unlisted_columns() {
 }
 
 #[test]
+fn ordering_by_a_masked_column_is_denied_only_when_configured() {
+    let sorted = RequestBuilder::new("alice")
+        .groups(["analysts"])
+        .kind(StatementKind::Select)
+        .table("customers", Access::Read)
+        .column("customers.name")
+        .column("ordered:customers.ssn")
+        .build();
+    assert!(host().authorize(&sorted).is_allow(), "allowed by default");
+    let strict = TestHost::<PiiMask>::with_json(
+        r#"{"columns": {"customers.ssn": "partial(last 4)"}, "deny_ordering": true, "exempt_groups": ["pii-readers"]}"#,
+    )
+    .unwrap();
+    match strict.authorize(&sorted) {
+        Decision::Deny(d) => assert!(d.message.contains("sorting or grouping"), "{d:?}"),
+        other => panic!("{other:?}"),
+    }
+    let by_name = RequestBuilder::new("alice")
+        .kind(StatementKind::Select)
+        .column("customers.ssn")
+        .column("ordered:customers.name")
+        .build();
+    assert!(strict.authorize(&by_name).is_allow());
+    let bob = RequestBuilder::new("bob")
+        .groups(["pii-readers"])
+        .kind(StatementKind::Select)
+        .column("ordered:customers.ssn")
+        .build();
+    assert!(
+        strict.authorize(&bob).is_allow(),
+        "exempt identities may sort"
+    );
+}
+
+#[test]
 fn inference_and_exfiltration_are_denied_for_masked_identities() {
     let h = host();
     let probe = RequestBuilder::new("alice")
