@@ -6,7 +6,7 @@
 //! fails the test.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -49,6 +49,27 @@ fn spawn(config: &Path, log: &Path) -> Gateway {
             .spawn()
             .expect("starting the portcullis binary"),
     )
+}
+
+/// The gateway configuration of these tests: one service identity, audit with full text.
+fn write_config(dir: &Path, cluster: &Cluster, port: u16, admin: u16, trail: &Path) -> PathBuf {
+    let config = dir.join("portcullis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n\
+             [upstream]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\npassword = \"{}\"\n\n\
+             [databases.demo]\n\n[[identities]]\nname = \"writer\"\nkind = \"service\"\nscram = \"{}\"\n\n\
+             [audit]\ndir = {:?}\nstatement_text = \"full\"\n",
+            cluster.port(),
+            cluster.superuser(),
+            cluster.superuser_password(),
+            portcullis_auth::verifier_for(PASSWORD),
+            trail.display().to_string(),
+        ),
+    )
+    .unwrap();
+    config
 }
 
 async fn connect(port: u16) -> anyhow::Result<tokio_postgres::Client> {
@@ -108,22 +129,7 @@ async fn kill_9_loses_no_acknowledged_write_and_a_restart_continues_the_chain() 
     let dir = tempfile::tempdir().unwrap();
     let trail = dir.path().join("trail");
     let (port, admin) = (free_port(), free_port());
-    let config = dir.path().join("portcullis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n\
-             [upstream]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\npassword = \"{}\"\n\n\
-             [databases.demo]\n\n[[identities]]\nname = \"writer\"\nkind = \"service\"\nscram = \"{}\"\n\n\
-             [audit]\ndir = {:?}\nstatement_text = \"full\"\n",
-            cluster.port(),
-            cluster.superuser(),
-            cluster.superuser_password(),
-            portcullis_auth::verifier_for(PASSWORD),
-            trail.display().to_string(),
-        ),
-    )
-    .unwrap();
+    let config = write_config(dir.path(), &cluster, port, admin, &trail);
     let log = dir.path().join("gateway.log");
     let mut gw = spawn(&config, &log);
     wait_ready(port, &log).await;
@@ -224,10 +230,9 @@ async fn kill_9_under_pgbench_keeps_every_acknowledged_transaction() {
     })
     .await
     .unwrap();
-    let pgbench = ["pgbench"]
-        .iter()
-        .map(|b| cluster.bin_dir().join(b))
-        .find(|p| p.is_file())
+    // The cluster's own pgbench when its bin directory has one, else the one on PATH.
+    let pgbench = Some(cluster.bin_dir().join("pgbench"))
+        .filter(|p| p.is_file())
         .unwrap_or_else(|| "pgbench".into());
     let dir = tempfile::tempdir().unwrap();
     let init = Command::new(&pgbench)
@@ -246,22 +251,7 @@ async fn kill_9_under_pgbench_keeps_every_acknowledged_transaction() {
 
     let trail = dir.path().join("trail");
     let (port, admin) = (free_port(), free_port());
-    let config = dir.path().join("portcullis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n\
-             [upstream]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\npassword = \"{}\"\n\n\
-             [databases.demo]\n\n[[identities]]\nname = \"writer\"\nkind = \"service\"\nscram = \"{}\"\n\n\
-             [audit]\ndir = {:?}\nstatement_text = \"full\"\n",
-            cluster.port(),
-            cluster.superuser(),
-            cluster.superuser_password(),
-            portcullis_auth::verifier_for(PASSWORD),
-            trail.display().to_string(),
-        ),
-    )
-    .unwrap();
+    let config = write_config(dir.path(), &cluster, port, admin, &trail);
     let log = dir.path().join("gateway.log");
     let mut gw = spawn(&config, &log);
     wait_ready(port, &log).await;

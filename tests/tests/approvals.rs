@@ -141,6 +141,17 @@ impl Api {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// One request, as bob sees it: `(status, body)`.
+    async fn show(&self, id: &str) -> (u16, Value) {
+        self.call(
+            "bob",
+            reqwest::Method::GET,
+            &format!("/approvals/{id}"),
+            None,
+        )
+        .await
+    }
+
     async fn list(&self, user: &str) -> Vec<Value> {
         let (status, v) = self
             .call(user, reqwest::Method::GET, "/approvals", None)
@@ -271,14 +282,7 @@ async fn held_update_runs_once_a_data_owner_approves() {
     // Used once: a second approval attempt conflicts.
     let (status, _) = api.review("bob", &id, "approve", "again").await;
     assert_eq!(status, 409);
-    let (_, shown) = api
-        .call(
-            "bob",
-            reqwest::Method::GET,
-            &format!("/approvals/{id}"),
-            None,
-        )
-        .await;
+    let (_, shown) = api.show(&id).await;
     assert_eq!(shown["status"], "consumed", "{shown}");
     assert_eq!(shown["reviews"][0]["reviewer"], "bob");
     assert_eq!(shown["reviews"][0]["reason"], "ticket OPS-1");
@@ -434,14 +438,7 @@ async fn client_cancel_withdraws_the_request() {
     assert_eq!(sqlstate(&e).as_deref(), Some("57014"));
     assert!(message(&e).contains("user request"), "{}", message(&e));
     after.expect("the session goes on");
-    let (_, shown) = api
-        .call(
-            "bob",
-            reqwest::Method::GET,
-            &format!("/approvals/{id}"),
-            None,
-        )
-        .await;
+    let (_, shown) = api.show(&id).await;
     assert_eq!(shown["status"], "withdrawn");
     // Approving a withdrawn request conflicts.
     assert_eq!(api.review("bob", &id, "approve", "late").await.0, 409);
@@ -552,14 +549,7 @@ async fn deferred_statement_runs_once_after_approval_even_across_a_restart() {
     let q = "UPDATE customers SET name = name WHERE id = $1";
     let e = etl.execute(q, &[&3i64]).await.expect_err("deferred");
     let pid = request_id(&e);
-    let (_, shown) = api2
-        .call(
-            "bob",
-            reqwest::Method::GET,
-            &format!("/approvals/{pid}"),
-            None,
-        )
-        .await;
+    let (_, shown) = api2.show(&pid).await;
     // tokio-postgres binds binary: reviewers see the bytes (an int8 3).
     assert_eq!(
         shown["params"],
@@ -647,14 +637,7 @@ async fn replicas_share_the_postgres_store() {
         .unwrap()
         .unwrap();
     assert_eq!(n, 1);
-    let (_, shown) = Api::new(&a)
-        .call(
-            "bob",
-            reqwest::Method::GET,
-            &format!("/approvals/{id}"),
-            None,
-        )
-        .await;
+    let (_, shown) = Api::new(&a).show(&id).await;
     assert_eq!(shown["status"], "consumed");
     a.shutdown().await;
     b.shutdown().await;

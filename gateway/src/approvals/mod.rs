@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::audit::ApprovalRecord;
-use crate::config::{ApprovalMode, ApprovalsConfig, PrincipalKind};
+use crate::config::{ApprovalMode, ApprovalsConfig};
 use crate::identity::Identity;
 use crate::pipeline::{ApprovalAsk, ApprovalRoute, Denial, Gate};
 use crate::session::{HoldOutcome, HoldTicket};
@@ -183,7 +183,7 @@ impl Approvals {
             updated_at_ms: now,
             requester: Requester {
                 user: identity.name.clone(),
-                kind: principal(identity.kind).into(),
+                kind: identity.kind.as_str().into(),
                 groups: identity.groups.clone(),
                 acting_for: identity.acting_for.clone(),
                 client_addr: ticket.session.client_addr.to_string(),
@@ -194,11 +194,11 @@ impl Approvals {
             sql: ticket.sql.to_string(),
             fingerprint: stmt.fingerprint.clone(),
             params: ticket.params.clone(),
-            statement_kind: format!("{:?}", stmt.kind).to_lowercase(),
+            statement_kind: stmt.kind.as_str().into(),
             tables: stmt
                 .tables
                 .iter()
-                .map(|t| format!("{}:{}", t.name, format!("{:?}", t.access).to_lowercase()))
+                .map(|t| format!("{}:{}", t.name, t.access.as_str()))
                 .collect(),
             reason: ticket.need.reason.clone(),
             policy: ticket.need.policy.clone(),
@@ -491,14 +491,6 @@ fn approvers_text(a: &[String]) -> String {
         "nobody (no approvers were routed)".into()
     } else {
         a.join(", ")
-    }
-}
-
-fn principal(k: PrincipalKind) -> &'static str {
-    match k {
-        PrincipalKind::Person => "person",
-        PrincipalKind::Service => "service",
-        PrincipalKind::Agent => "agent",
     }
 }
 

@@ -175,7 +175,9 @@ impl Relay {
                     .filter(|a| a.wants_params())
                     .map(|_| crate::audit::record::params_record(&b.param_formats, &b.params));
                 if let Some(aw) = self.awaiting.get(b.statement) {
-                    let values = crate::audit::record::params_record(&b.param_formats, &b.params);
+                    let values = params.clone().unwrap_or_else(|| {
+                        crate::audit::record::params_record(&b.param_formats, &b.params)
+                    });
                     self.parked = Some(Parked {
                         raw: Bytes::copy_from_slice(frame.raw()),
                         seq,
