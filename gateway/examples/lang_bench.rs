@@ -21,7 +21,7 @@ use portcullis::config::{PolicyConfig, PrincipalKind};
 use portcullis::identity::{AuthMethod, Identity};
 use portcullis::pipeline::{Protocol, SessionInfo, StatementContext};
 use portcullis::policy::bindings::portcullis::policy::types as wit;
-use portcullis::policy::{PolicyMetrics, PolicyRuntime, load_chain_with, request};
+use portcullis::policy::{CallContext, PolicyMetrics, PolicyRuntime, load_chain_with, request};
 use portcullis_sql::Analyzer;
 use portcullis_wire::backend::TransactionStatus;
 
@@ -142,18 +142,19 @@ fn main() -> anyhow::Result<()> {
         let chain = load_chain_with(&runtime, std::slice::from_ref(&config), false)?;
         let load = started.elapsed();
         let policy = Arc::clone(&chain.policies()[0]);
+        let none = CallContext::default();
         // The load primed one instance (configure + metadata); its first authorize:
         let t = Instant::now();
-        std::hint::black_box(policy.authorize(&allow));
+        std::hint::black_box(policy.authorize(&allow, &none));
         let first = t.elapsed();
         let a = measure(|| {
-            std::hint::black_box(policy.authorize(&allow));
+            std::hint::black_box(policy.authorize(&allow, &none));
         });
         let d = measure(|| {
-            std::hint::black_box(policy.authorize(&deny));
+            std::hint::black_box(policy.authorize(&deny, &none));
         });
         let r = measure(|| {
-            std::hint::black_box(policy.authorize(&approval));
+            std::hint::black_box(policy.authorize(&approval, &none));
         });
         println!(
             "{:<7} {:>10} {:>10.1} {:>10.0} | {:>8.2} {:>8.2} | {:>8.2} {:>8.2} | {:>8.2} {:>8.2}   ({:?})",
@@ -180,8 +181,9 @@ fn main() -> anyhow::Result<()> {
         let runtime = PolicyRuntime::new(Some(cache.clone()), PolicyMetrics::unregistered())?;
         let chain = load_chain_with(&runtime, std::slice::from_ref(&config), false)?;
         let policy = Arc::clone(&chain.policies()[0]);
+        let none = CallContext::default();
         let a = measure(|| {
-            std::hint::black_box(policy.authorize(&allow));
+            std::hint::black_box(policy.authorize(&allow, &none));
         });
         println!(
             "{name:<15} allow-all floor: p50 {:.2} µs, p99 {:.2} µs",

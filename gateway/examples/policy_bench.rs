@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use portcullis::config::PrincipalKind;
 use portcullis::identity::{AuthMethod, Identity};
 use portcullis::pipeline::{Decision, Gate, Protocol, SessionInfo, StatementContext};
-use portcullis::policy::{PolicyMetrics, PolicyRuntime, load_chain_with, request};
+use portcullis::policy::{CallContext, PolicyMetrics, PolicyRuntime, load_chain_with, request};
 use portcullis_sql::Analyzer;
 use portcullis_wire::backend::TransactionStatus;
 
@@ -117,10 +117,11 @@ fn main() -> anyhow::Result<()> {
         request::request(&ctx)
     };
     let select_req = ctx_request(&sqls[0]);
+    let none = CallContext::default();
     let mut denied = 0usize;
 
     let a = measure("(a) authorize, warm instance", |_| {
-        std::hint::black_box(guardrails.authorize(&select_req));
+        std::hint::black_box(guardrails.authorize(&select_req, &none));
     });
     // The same call into a policy that allows without looking: the host's share
     // (passing the request in, the decision out, pool and metrics).
@@ -131,7 +132,7 @@ fn main() -> anyhow::Result<()> {
     let baseline = load_chain_with(&runtime, &[baseline], false)?;
     let null_policy = Arc::clone(&baseline.policies()[0]);
     let null = measure("    authorize, allow-all policy", |_| {
-        std::hint::black_box(null_policy.authorize(&select_req));
+        std::hint::black_box(null_policy.authorize(&select_req, &none));
     });
     let analysis_only = measure("    analyze (parse-cache hit)", |i| {
         std::hint::black_box(analyzer.analyze(&sqls[i % sqls.len()]));

@@ -15,6 +15,7 @@ use std::time::Instant;
 use portcullis::config::PrincipalKind;
 use portcullis::identity::{AuthMethod, Identity};
 use portcullis::pipeline::{Protocol, SessionInfo, StatementContext};
+use portcullis::policy::CallContext;
 use portcullis::policy::bindings::portcullis::policy::types as wit;
 use portcullis::recording::format::{
     ColumnRec, IdentityRec, Line, MaskRec, ResultLine, StatementLine, SummaryRec, mask_name,
@@ -139,7 +140,7 @@ fn main() -> anyhow::Result<()> {
             verdicts: None,
         };
         let req = portcullis::recording::live_request(&ctx, None);
-        let decision = set.chain.decide_request(&req);
+        let decision = set.chain.decide_request(&req, &CallContext::default());
         seq += 1;
         let line = Line::Statement(Box::new(StatementLine {
             seq,
@@ -177,7 +178,9 @@ fn main() -> anyhow::Result<()> {
             };
             let mut masks = Vec::new();
             for p in &mask_policies {
-                let plan = p.plan_masks(&rctx).map_err(|f| anyhow::anyhow!("{f}"))?;
+                let plan = p
+                    .plan_masks(&rctx, &CallContext::default())
+                    .map_err(|f| anyhow::anyhow!("{f}"))?;
                 masks.extend(plan.columns.iter().map(|c| MaskRec {
                     column: c.index,
                     policy: p.id().to_owned(),

@@ -78,7 +78,7 @@ fn demo_idp(dir: &Path) -> anyhow::Result<(PathBuf, String)> {
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
     let claims = serde_json::json!({
-        "iss": DEMO_ISSUER, "aud": DEMO_AUDIENCE, "sub": "alice", "groups": ["analysts"],
+        "iss": DEMO_ISSUER, "aud": DEMO_AUDIENCE, "sub": "alice", "groups": ["analysts", "etl-owners"],
         "act": {"sub": "etl-agent"}, "iat": now, "exp": now + 12 * 3600,
     });
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);

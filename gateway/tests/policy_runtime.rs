@@ -532,3 +532,49 @@ fn the_harness_runs_a_built_component_in_the_real_host() {
     assert!(!h.decide(&alice, "demo", "SELECT 1").is_deny());
     assert!(Harness::load(&[component("guardrails")], &["not json"]).is_err());
 }
+
+#[test]
+fn policies_see_the_groups_of_the_person_an_agent_acts_for() {
+    use portcullis::policy::harness::{Harness, Who};
+    // Asked through the `context` import of contract 0.2.0, inside the component.
+    let settings = r#"{"rules": [{"principal_kinds": ["agent"], "acting_for": ["*"], "except_acting_for_groups": ["etl-owners"], "deny_kinds": ["insert"]}]}"#;
+    let h = Harness::load(&[component("guardrails")], &[settings]).expect("loads");
+    let owner = Who::agent_for("etl-agent", "alice", &["pipelines"])
+        .with_person_groups(&["analysts", "etl-owners"]);
+    let other =
+        Who::agent_for("etl-agent", "carol", &["pipelines"]).with_person_groups(&["analysts"]);
+    // The agent's own groups are not the person's.
+    let own_groups = Who::agent_for("etl-agent", "carol", &["etl-owners"]);
+    let insert = "INSERT INTO orders (amount) VALUES (1)";
+    assert!(!h.decide(&owner, "demo", insert).is_deny());
+    assert!(h.decide(&other, "demo", insert).is_deny());
+    assert!(h.decide(&own_groups, "demo", insert).is_deny());
+    assert!(!h.decide(&other, "demo", "SELECT 1").is_deny());
+}
+
+#[test]
+fn a_policy_built_against_the_previous_minor_still_loads_and_decides() {
+    use portcullis::policy::harness::{Harness, Who};
+    let h = Harness::load(&[component("compat-v0-1")], &["{}"]).expect("a 0.1.0 policy loads");
+    let agent = Who::agent_for("etl-agent", "alice", &["pipelines"]).with_person_groups(&["x"]);
+    match h.decide(&agent, "demo", "SELECT 'compat-deny'") {
+        Decision::Deny(d) => assert_eq!(
+            d.message,
+            "denied by the 0.1.0 policy for etl-agent acting for alice"
+        ),
+        other => panic!("expected a denial, got {other:?}"),
+    }
+    assert!(!h.decide(&agent, "demo", "SELECT 1").is_deny());
+    // It sits in a chain with 0.2.0 policies.
+    let both = Harness::load(
+        &[component("compat-v0-1"), component("guardrails")],
+        &["{}", r#"{"rules": [{"deny_kinds": ["drop"]}]}"#],
+    )
+    .expect("0.1.0 and 0.2.0 policies load together");
+    assert!(both.decide(&agent, "demo", "DROP TABLE t").is_deny());
+    assert!(
+        both.decide(&agent, "demo", "SELECT 'compat-deny'")
+            .is_deny()
+    );
+    assert!(!both.decide(&agent, "demo", "SELECT 2").is_deny());
+}

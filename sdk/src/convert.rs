@@ -54,16 +54,34 @@ map_enum!(LogLevel => WLogLevel { Debug, Info, Warn, Error });
 
 impl From<w::Identity> for Identity {
     fn from(v: w::Identity) -> Self {
+        let acting_for_groups = match &v.acting_for {
+            Some(_) => delegator_groups(),
+            None => Vec::new(),
+        };
         Identity {
             user: v.user,
             groups: v.groups,
             kind: v.kind.into(),
             auth_method: v.auth_method.into(),
             acting_for: v.acting_for,
+            acting_for_groups,
             client_addr: v.client_addr,
             application_name: v.application_name,
         }
     }
+}
+
+/// The groups of the person the identity of the call in progress acts for.
+#[cfg(target_arch = "wasm32")]
+fn delegator_groups() -> Vec<String> {
+    crate::__bindings::portcullis::policy::context::acting_for()
+        .map(|d| d.groups)
+        .unwrap_or_default()
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn delegator_groups() -> Vec<String> {
+    Vec::new()
 }
 
 impl From<w::TableRef> for TableRef {

@@ -192,6 +192,16 @@ impl RequestBuilder {
         self
     }
 
+    /// Sets the groups of the person the agent acts for (see [`Self::agent_for`]).
+    pub fn person_groups<I, S>(mut self, groups: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.req.identity.acting_for_groups = groups.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Sets the authentication method.
     pub fn auth_method(mut self, method: AuthMethod) -> Self {
         self.req.identity.auth_method = method;

@@ -349,6 +349,10 @@ pub struct Identity {
     pub auth_method: AuthMethod,
     /// For an agent acting for a person: that person's user name.
     pub acting_for: Option<String>,
+    /// The groups of the person in `acting_for` (empty when it is `None`), as the
+    /// gateway verified them (contract 0.2.0: asked through the `context` import only
+    /// when `acting_for` is set).
+    pub acting_for_groups: Vec<String>,
     /// The client's address (`ip:port`).
     pub client_addr: String,
     /// The client's `application_name`.
@@ -365,6 +369,7 @@ impl Identity {
             kind: PrincipalKind::Person,
             auth_method: AuthMethod::Scram,
             acting_for: None,
+            acting_for_groups: Vec::new(),
             client_addr: String::new(),
             application_name: String::new(),
         }
@@ -378,6 +383,15 @@ impl Identity {
     /// Whether the identity is in at least one of `groups`.
     pub fn in_any_group<S: AsRef<str>>(&self, groups: &[S]) -> bool {
         groups.iter().any(|g| self.in_group(g.as_ref()))
+    }
+
+    /// Whether the person this identity acts for is in at least one of `groups`
+    /// (false when it acts for no one).
+    pub fn acting_for_any_group<S: AsRef<str>>(&self, groups: &[S]) -> bool {
+        self.acting_for.is_some()
+            && groups
+                .iter()
+                .any(|g| self.acting_for_groups.iter().any(|p| p == g.as_ref()))
     }
 }
 

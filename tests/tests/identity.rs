@@ -495,7 +495,9 @@ async fn an_agent_acting_for_alice_reads_but_its_writes_need_approval() {
         vec![portcullis_tests::policies::demo_guardrails()],
     )
     .await;
-    let mut claims = idp::claims(ISS, AUD, "alice", &["analysts"]);
+    // The identity provider says alice owns a pipeline (the demo rules let agents write
+    // only for pipeline owners, and then only with approval).
+    let mut claims = idp::claims(ISS, AUD, "alice", &["etl-owners"]);
     claims["act"] = json!({"sub": "etl-agent"});
     let token = k.ed.sign(&claims);
     let c = login_tls(&gw, "etl-agent", &token)
@@ -505,7 +507,7 @@ async fn an_agent_acting_for_alice_reads_but_its_writes_need_approval() {
     assert_eq!(id["user"], "etl-agent");
     assert_eq!(id["kind"], "agent");
     assert_eq!(id["acting_for"], "alice");
-    assert_eq!(id["acting_for_groups"], "analysts");
+    assert_eq!(id["acting_for_groups"], "analysts,etl-owners");
     let n: i64 = c
         .query_one("SELECT count(*) FROM orders", &[])
         .await
@@ -523,6 +525,29 @@ async fn an_agent_acting_for_alice_reads_but_its_writes_need_approval() {
     let message = e.as_db_error().unwrap().message().to_owned();
     assert!(message.contains("approval required"), "{message}");
     assert!(message.contains("etl-agent acting for alice"), "{message}");
+
+    // Acting for a person who owns no pipeline, the policies see that person's groups
+    // and refuse the write outright; reads still work.
+    let mut claims = idp::claims(ISS, AUD, "carol", &["analysts"]);
+    claims["act"] = json!({"sub": "etl-agent"});
+    let for_carol = login_tls(&gw, "etl-agent", &k.ed.sign(&claims))
+        .await
+        .expect("agent token for carol");
+    assert_eq!(identity(&for_carol).await["acting_for_groups"], "analysts");
+    let e = for_carol
+        .execute(
+            "INSERT INTO orders (customer_id, amount, status) VALUES (1, 10, 'pending')",
+            &[],
+        )
+        .await
+        .expect_err("an agent wrote for a person who owns no pipeline");
+    assert_eq!(sqlstate(&e).as_deref(), Some("42501"));
+    let message = e.as_db_error().unwrap().message().to_owned();
+    assert!(message.contains("owners of a pipeline"), "{message}");
+    for_carol
+        .query_one("SELECT count(*) FROM orders", &[])
+        .await
+        .expect("the agent reads for carol");
 
     // The agent on its own credentials (no delegation) writes as before.
     let own = login_tls(&gw, "etl-agent", "etl-pw")

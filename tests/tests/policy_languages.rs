@@ -29,7 +29,8 @@ use portcullis::policy::harness::{Harness, Who};
 use portcullis::policy::reload::manifest::{Expect, Fixtures};
 use portcullis::policy::reload::run_fixtures;
 use portcullis::policy::{
-    CacheOutcome, PolicyChain, PolicyError, PolicyMetrics, PolicyRuntime, load_chain_with,
+    CacheOutcome, CallContext, PolicyChain, PolicyError, PolicyMetrics, PolicyRuntime,
+    load_chain_with,
 };
 use portcullis_tests::policies::{
     example, example_hostile, example_policy, examples_source_dir, shared_cache_dir,
@@ -229,12 +230,14 @@ fn plan_masks_agrees_in_every_language() {
         let pool = chain.policies()[0].pool();
         let analyst = pool
             .call(
+                &CallContext::default(),
                 |p, store| p.call_plan_masks(store, &result_context(&["analysts"])),
                 |_| Ok(()),
             )
             .unwrap_or_else(|f| panic!("{lang}: {f}"));
         let dba = pool
             .call(
+                &CallContext::default(),
                 |p, store| p.call_plan_masks(store, &result_context(&["dba"])),
                 |_| Ok(()),
             )

@@ -30,7 +30,7 @@ use crate::pipeline::{
     StatementContext,
 };
 use crate::policy::bindings::portcullis::policy::types as wit;
-use crate::policy::{LoadedPolicy, PolicyChain};
+use crate::policy::{CallContext, LoadedPolicy, PolicyChain};
 pub use catalog::Catalog;
 pub use functions::{ColumnType, CompiledMask, NativeMask, PseudonymKey, TypeClass};
 use rewriter::{MaskRewriter, Refuse, Step};
@@ -296,13 +296,14 @@ impl MaskingFilter {
                 .map(|s| crate::policy::request::statement(s, &s.fingerprint, false, 0)),
             columns,
         });
+        let call = CallContext::of(&ctx.session.identity);
         if let Some(o) = obs.as_deref_mut() {
             o.context = Some(Arc::clone(&wctx));
         }
         let mut steps: Vec<Vec<Step>> = vec![Vec::new(); n];
         let mut customs: Vec<(Arc<LoadedPolicy>, Vec<usize>)> = Vec::new();
         for p in policies {
-            let plan = match off_runtime(|| p.plan_masks(&wctx)) {
+            let plan = match off_runtime(|| p.plan_masks(&wctx, &call)) {
                 Ok(plan) => plan,
                 Err(f) => {
                     if let Some(o) = obs.as_deref_mut() {
@@ -359,6 +360,7 @@ impl MaskingFilter {
             types,
             customs,
             wctx,
+            call,
             Arc::clone(&self.key),
             self.batch_rows,
         )))
@@ -405,9 +407,10 @@ impl Gate for MaskingGate {
         let mut req = crate::policy::request::request(ctx);
         let cat = self.catalog.get(&ctx.session.database);
         provenance::expand_view_columns(&mut req.statement.columns, &cat);
+        let call = CallContext::of(&ctx.session.identity);
         let d = self
             .chain
-            .with_chain(|c| c.decide_request_into(&req, ctx.verdicts));
+            .with_chain(|c| c.decide_request_into(&req, &call, ctx.verdicts));
         if d == Decision::Allow
             && matches!(
                 ctx.statement.kind,

@@ -7,8 +7,8 @@ use portcullis_wire::backend::{DataRowCells, tag};
 
 use super::functions::{ColumnType, CompiledMask, PseudonymKey, TypeClass, encode_constant};
 use crate::pipeline::{Refusal, RowRewriter};
-use crate::policy::LoadedPolicy;
 use crate::policy::bindings::portcullis::policy::types as wit;
+use crate::policy::{CallContext, LoadedPolicy};
 
 /// One masking step of a column, in policy order.
 #[derive(Debug, Clone)]
@@ -63,6 +63,8 @@ pub(super) struct MaskRewriter {
     types: Vec<ColumnType>,
     customs: Vec<(Arc<LoadedPolicy>, Vec<usize>)>,
     ctx: Arc<wit::ResultContext>,
+    /// What `mask-rows` calls' `context` import answers.
+    call: CallContext,
     key: Arc<PseudonymKey>,
     batch_rows: usize,
     /// DataRow bodies held back for the next `mask-rows` batch.
@@ -77,6 +79,7 @@ impl MaskRewriter {
         types: Vec<ColumnType>,
         customs: Vec<(Arc<LoadedPolicy>, Vec<usize>)>,
         ctx: Arc<wit::ResultContext>,
+        call: CallContext,
         key: Arc<PseudonymKey>,
         batch_rows: usize,
     ) -> Self {
@@ -87,6 +90,7 @@ impl MaskRewriter {
             types,
             customs,
             ctx,
+            call,
             key,
             batch_rows,
             held: Vec::new(),
@@ -201,7 +205,9 @@ impl MaskRewriter {
                         .collect()
                 })
                 .collect();
-            let masked = match super::off_runtime(|| policy.mask_rows(&self.ctx, &batch)) {
+            let masked = match super::off_runtime(|| {
+                policy.mask_rows(&self.ctx, &batch, &self.call)
+            }) {
                 Ok(Ok(m)) => m,
                 Ok(Err(msg)) => {
                     return Err(Refusal {

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::CallContext;
 use super::bindings::portcullis::policy::types as wit;
 use super::candidate::{load_candidate, offline_runtime};
 use super::replay::{PolicyLatency, Timings};
@@ -60,12 +61,14 @@ pub fn bench(
     let runtime = offline_runtime()?;
     let candidate = load_candidate(policies, &runtime)
         .map_err(|e| format!("candidate {}: {e}", policies.display()))?;
-    let mut requests: Vec<wit::Request> = Vec::new();
-    let mut contexts: Vec<wit::ResultContext> = Vec::new();
+    let mut requests: Vec<(wit::Request, CallContext)> = Vec::new();
+    let mut contexts: Vec<(wit::ResultContext, CallContext)> = Vec::new();
     for entry in Reader::open(recording)? {
         match entry? {
-            Entry::Statement(s, _) => requests.push(s.request()?),
-            Entry::Result(r) if !r.columns.is_empty() => contexts.push(r.context()?),
+            Entry::Statement(s, _) => requests.push((s.request()?, s.identity.call_context())),
+            Entry::Result(r) if !r.columns.is_empty() => {
+                contexts.push((r.context()?, r.identity.call_context()))
+            }
             Entry::Result(_) => {}
         }
     }
@@ -75,16 +78,16 @@ pub fn bench(
     for (i, p) in chain.policies().iter().enumerate() {
         for _ in 0..rounds {
             if p.metadata().authorize {
-                for req in &requests {
+                for (req, call) in &requests {
                     let started = Instant::now();
-                    let _ = p.authorize(req);
+                    let _ = p.authorize(req, call);
                     timings.add(i, p.id(), "authorize", started.elapsed());
                 }
             }
             if p.metadata().mask {
-                for ctx in &contexts {
+                for (ctx, call) in &contexts {
                     let started = Instant::now();
-                    let _ = p.plan_masks(ctx);
+                    let _ = p.plan_masks(ctx, call);
                     timings.add(i, p.id(), "plan-masks", started.elapsed());
                 }
             }
@@ -92,8 +95,8 @@ pub fn bench(
     }
     let started = Instant::now();
     for _ in 0..rounds {
-        for req in &requests {
-            let _ = super::evaluate::evaluate(chain, req, false);
+        for (req, call) in &requests {
+            let _ = super::evaluate::evaluate(chain, req, call, false);
         }
     }
     let chain_elapsed = started.elapsed().as_secs_f64().max(1e-9);

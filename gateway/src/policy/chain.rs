@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use super::bindings::portcullis::policy::types as wit;
 use super::cache::CacheOutcome;
 use super::caps;
+use super::context::CallContext;
 use super::engine::truncate;
 use super::instance::{CallFailure, InstancePool};
 use super::metrics::PolicyMetrics;
@@ -186,12 +187,15 @@ impl LoadedPolicy {
         &self.pool
     }
 
-    /// Calls `authorize` (whether or not the policy lists the hook).
-    pub fn authorize(&self, req: &wit::Request) -> Verdict {
+    /// Calls `authorize` (whether or not the policy lists the hook); `call` answers the
+    /// `context` import.
+    pub fn authorize(&self, req: &wit::Request, call: &CallContext) -> Verdict {
         let started = Instant::now();
-        let result = self
-            .pool
-            .call(|p, store| p.call_authorize(store, req), check_decision);
+        let result = self.pool.call(
+            call,
+            |p, store| p.call_authorize(store, req),
+            check_decision,
+        );
         self.call_us.observe(started.elapsed().as_secs_f64() * 1e6);
         let verdict = match result {
             Ok(wit::Decision::Allow) => Verdict::Allow,
@@ -226,11 +230,17 @@ impl LoadedPolicy {
 impl LoadedPolicy {
     /// Calls `approve-hook` for one approval request. The route is checked against
     /// the caps (approver count and length, message sizes).
-    pub fn approve(&self, req: &wit::ApprovalRequest) -> Result<wit::ApprovalRoute, CallFailure> {
+    pub fn approve(
+        &self,
+        req: &wit::ApprovalRequest,
+        call: &CallContext,
+    ) -> Result<wit::ApprovalRoute, CallFailure> {
         let started = Instant::now();
-        let result = self
-            .pool
-            .call(|p, store| p.call_approve_hook(store, req), check_route);
+        let result = self.pool.call(
+            call,
+            |p, store| p.call_approve_hook(store, req),
+            check_route,
+        );
         self.call_us.observe(started.elapsed().as_secs_f64() * 1e6);
         if result.is_err() {
             self.decisions[3].inc();
@@ -240,10 +250,15 @@ impl LoadedPolicy {
 
     /// Calls `plan-masks` for one result set. The plan is checked against the caps
     /// (a column index outside the result, an oversized refusal message).
-    pub fn plan_masks(&self, ctx: &wit::ResultContext) -> Result<wit::MaskPlan, CallFailure> {
+    pub fn plan_masks(
+        &self,
+        ctx: &wit::ResultContext,
+        call: &CallContext,
+    ) -> Result<wit::MaskPlan, CallFailure> {
         let started = Instant::now();
         let n = ctx.columns.len();
         let result = self.pool.call(
+            call,
             |p, store| p.call_plan_masks(store, ctx),
             |plan: &wit::MaskPlan| check_plan(plan, n),
         );
@@ -261,11 +276,13 @@ impl LoadedPolicy {
         &self,
         ctx: &wit::ResultContext,
         rows: &[wit::Row],
+        call: &CallContext,
     ) -> Result<Result<Vec<wit::Row>, String>, CallFailure> {
         let started = Instant::now();
         let width = rows.first().map_or(0, |r| r.len());
         let count = rows.len();
         let result = self.pool.call(
+            call,
             |p, store| p.call_mask_rows(store, ctx, rows),
             |r: &Result<Vec<wit::Row>, String>| check_rows(r, count, width),
         );
@@ -461,30 +478,33 @@ impl PolicyChain {
     /// failing. Calls each policy an extra time: for tests, not for live traffic.
     pub fn decide_checked(&self, ctx: &StatementContext<'_>) -> Result<Decision, String> {
         let req = super::request::request(ctx);
+        let call = CallContext::of(&ctx.session.identity);
         for p in self.policies.iter().filter(|p| p.metadata.authorize) {
-            if let Verdict::Failed(f) = p.authorize(&req) {
+            if let Verdict::Failed(f) = p.authorize(&req, &call) {
                 return Err(format!("policy \"{}\" failed: {f}", p.id()));
             }
         }
-        Ok(self.decide_request(&req))
+        Ok(self.decide_request(&req, &call))
     }
 
-    /// Decides a ready-made request (the [`Gate`] builds it from the statement).
-    pub fn decide_request(&self, req: &wit::Request) -> Decision {
-        self.decide_request_into(req, None)
+    /// Decides a ready-made request (the [`Gate`] builds it from the statement); `call`
+    /// answers the policies' `context` import.
+    pub fn decide_request(&self, req: &wit::Request, call: &CallContext) -> Decision {
+        self.decide_request_into(req, call, None)
     }
 
     /// [`PolicyChain::decide_request`], writing each called policy's verdict to `sink`.
     pub fn decide_request_into(
         &self,
         req: &wit::Request,
+        call: &CallContext,
         sink: Option<&crate::pipeline::VerdictSink>,
     ) -> Decision {
         let mut approvals: Vec<(&str, String, Vec<String>)> = Vec::new();
         let mut approval_mode = None;
         for p in self.policies.iter().filter(|p| p.metadata.authorize) {
             let started = sink.map(|_| Instant::now());
-            let verdict = p.authorize(req);
+            let verdict = p.authorize(req, call);
             if let (Some(sink), Some(t)) = (sink, started) {
                 sink.borrow_mut()
                     .push(crate::pipeline::PolicyVerdictRecord {
@@ -551,7 +571,12 @@ impl PolicyChain {
     /// Routes an approval request: the first enforcing policy that implements
     /// `approve-hook` decides. A routing policy that fails rejects the request (fail
     /// closed); with none, the request goes to the approvers `authorize` suggested.
-    pub fn route_request(&self, req: &wit::Request, ask: &ApprovalAsk<'_>) -> ApprovalRoute {
+    pub fn route_request(
+        &self,
+        req: &wit::Request,
+        call: &CallContext,
+        ask: &ApprovalAsk<'_>,
+    ) -> ApprovalRoute {
         let Some(p) = self
             .policies
             .iter()
@@ -566,7 +591,7 @@ impl PolicyChain {
             approvers: ask.need.approvers.clone(),
             requested_at_ms: ask.requested_at_ms,
         };
-        match p.approve(&areq) {
+        match p.approve(&areq, call) {
             Ok(wit::ApprovalRoute::Route(r)) => ApprovalRoute::Route {
                 approvers: r.approvers,
                 required: r.required_approvals.max(1),
@@ -610,11 +635,13 @@ impl Gate for PolicyChain {
         if !self.any_authorize {
             return Decision::Allow;
         }
-        self.decide_request_into(&super::request::request(ctx), ctx.verdicts)
+        let call = CallContext::of(&ctx.session.identity);
+        self.decide_request_into(&super::request::request(ctx), &call, ctx.verdicts)
     }
 
     fn route_approval(&self, ctx: &StatementContext<'_>, ask: &ApprovalAsk<'_>) -> ApprovalRoute {
-        self.route_request(&super::request::request(ctx), ask)
+        let call = CallContext::of(&ctx.session.identity);
+        self.route_request(&super::request::request(ctx), &call, ask)
     }
 
     fn decide_function_call(&self, session: &SessionInfo, function_oid: u32) -> Decision {

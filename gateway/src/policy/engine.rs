@@ -1,8 +1,8 @@
 //! The one WebAssembly engine of a gateway, its epoch ticker and the linker every
 //! policy is instantiated with.
 //!
-//! The linker gives a policy exactly two things: the `log` import of the policy world
-//! and a closed WASI (the interfaces Rust's std imports, backed by nothing): no
+//! The linker gives a policy exactly three things: the `log` import of the policy world,
+//! the `context` interface (see [`super::context`]) and a closed WASI (the interfaces Rust's std imports, backed by nothing): no
 //! preopened directories, environment, arguments or network; stdin is empty and
 //! stdout/stderr are discarded; both clocks read zero and waiting on a clock traps (a
 //! host-side sleep could not be interrupted by the deadline).
@@ -139,13 +139,15 @@ impl Drop for Ticker {
     }
 }
 
-/// What a policy instance's store holds: its closed WASI context, its memory limiter
-/// and its log budget.
+/// What a policy instance's store holds: its closed WASI context, its memory limiter,
+/// its log budget and the context of the call in progress.
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) log: LogBudget,
+    /// What the `context` import answers during the current call.
+    pub(crate) context: super::CallContext,
 }
 
 impl HostState {
@@ -155,11 +157,14 @@ impl HostState {
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_bytes),
             log: LogBudget::new(policy),
+            context: super::CallContext::default(),
         }
     }
 
-    /// Resets the per-call state (log budget, memory-denial flag) before a call.
-    pub(crate) fn begin_call(&mut self) {
+    /// Resets the per-call state (log budget, memory-denial flag) and sets the call's
+    /// context before a call.
+    pub(crate) fn begin_call(&mut self, context: &super::CallContext) {
+        self.context.clone_from(context);
         self.log.begin_call();
         self.limiter.denied = false;
     }

@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::CallContext;
 use super::bindings::portcullis::policy::types as wit;
 use super::chain::{DEFAULT_SQLSTATE, PolicyChain, Verdict};
 use crate::config::PolicyMode;
@@ -71,10 +72,15 @@ pub struct Evaluation {
     pub failed: bool,
 }
 
-/// Calls the chain's `authorize` policies on `req`. With `all`, every policy is called
-/// even after a denial (replay wants each verdict); without, the calls stop where the
-/// live chain stops.
-pub fn evaluate(chain: &PolicyChain, req: &wit::Request, all: bool) -> Evaluation {
+/// Calls the chain's `authorize` policies on `req`, with `call` answering their
+/// `context` import. With `all`, every policy is called even after a denial (replay
+/// wants each verdict); without, the calls stop where the live chain stops.
+pub fn evaluate(
+    chain: &PolicyChain,
+    req: &wit::Request,
+    call: &CallContext,
+    all: bool,
+) -> Evaluation {
     let mut verdicts = Vec::new();
     let mut outcome: Option<Outcome> = None;
     let mut held: (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
@@ -84,7 +90,7 @@ pub fn evaluate(chain: &PolicyChain, req: &wit::Request, all: bool) -> Evaluatio
             break;
         }
         let started = Instant::now();
-        let verdict = p.authorize(req);
+        let verdict = p.authorize(req, call);
         let elapsed = started.elapsed();
         if p.mode() == PolicyMode::Enforce && outcome.is_none() {
             match &verdict {

@@ -36,6 +36,8 @@ pub struct Who {
     pub groups: Vec<String>,
     /// For an agent acting for a person: that person.
     pub acting_for: Option<String>,
+    /// That person's groups.
+    pub acting_for_groups: Vec<String>,
 }
 
 impl Who {
@@ -51,6 +53,7 @@ impl Who {
             kind,
             groups: groups.iter().map(|g| (*g).to_owned()).collect(),
             acting_for: None,
+            acting_for_groups: Vec::new(),
         }
     }
 
@@ -60,6 +63,12 @@ impl Who {
             acting_for: Some(person.to_owned()),
             ..Who::new(user, PrincipalKind::Agent, groups)
         }
+    }
+
+    /// The same identity, acting for a person in `groups`.
+    pub fn with_person_groups(mut self, groups: &[&str]) -> Who {
+        self.acting_for_groups = groups.iter().map(|g| (*g).to_owned()).collect();
+        self
     }
 }
 
@@ -130,7 +139,7 @@ pub(crate) fn offline_session(who: &Who, database: &str, application: &str) -> S
             auth_method: AuthMethod::ScramSha256,
             role: None,
             acting_for: who.acting_for.clone(),
-            acting_for_groups: Vec::new(),
+            acting_for_groups: who.acting_for_groups.clone(),
             expires_at: None,
         }),
         database: database.to_owned(),

@@ -10,9 +10,9 @@ use std::time::Instant;
 
 use wasmtime::Store;
 
-use super::PolicyRuntime;
 use super::bindings::{Policy, PolicyPre};
 use super::engine::{HostState, TICK, truncate};
+use super::{CallContext, PolicyRuntime};
 
 /// Idle instances kept per policy; more (after a burst) are dropped when returned.
 const MAX_IDLE: usize = 32;
@@ -196,7 +196,7 @@ impl InstancePool {
         first: impl FnOnce(&Policy, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, StartError> {
         let mut warm = self.start()?;
-        warm.store.data_mut().begin_call();
+        warm.store.data_mut().begin_call(&CallContext::default());
         warm.store.set_epoch_deadline(self.setup_ticks());
         let result = guarded(|| first(&warm.policy, &mut warm.store));
         warm.store.data_mut().log.end_call();
@@ -213,15 +213,17 @@ impl InstancePool {
         }
     }
 
-    /// Calls the policy: `call` runs the export, `check` validates the result (an
-    /// `Err` from it is an [`FailureKind::Oversized`] failure). Any failure discards
-    /// the instance and is counted in `portcullis_policy_traps_total`.
+    /// Calls the policy: `call` runs the export, with `context` answering the
+    /// `context` import; `check` validates the result (an `Err` from it is an
+    /// [`FailureKind::Oversized`] failure). Any failure discards the instance and is
+    /// counted in `portcullis_policy_traps_total`.
     pub fn call<R>(
         &self,
+        context: &CallContext,
         call: impl FnOnce(&Policy, &mut Store<HostState>) -> wasmtime::Result<R>,
         check: impl FnOnce(&R) -> Result<(), String>,
     ) -> Result<R, CallFailure> {
-        let result = self.call_inner(call, check);
+        let result = self.call_inner(context, call, check);
         if let Err(f) = &result {
             self.runtime
                 .metrics()
@@ -235,6 +237,7 @@ impl InstancePool {
 
     fn call_inner<R>(
         &self,
+        context: &CallContext,
         call: impl FnOnce(&Policy, &mut Store<HostState>) -> wasmtime::Result<R>,
         check: impl FnOnce(&R) -> Result<(), String>,
     ) -> Result<R, CallFailure> {
@@ -243,7 +246,7 @@ impl InstancePool {
             Some(w) => w,
             None => self.start().map_err(StartError::into_failure)?,
         };
-        warm.store.data_mut().begin_call();
+        warm.store.data_mut().begin_call(context);
         warm.store.set_epoch_deadline(self.limits.deadline_ticks());
         let result = guarded(|| call(&warm.policy, &mut warm.store));
         warm.store.data_mut().log.end_call();
@@ -298,7 +301,7 @@ impl InstancePool {
             .runtime
             .new_store(Arc::clone(&self.id), self.limits.memory_bytes());
         store.set_epoch_deadline(self.setup_ticks());
-        store.data_mut().begin_call();
+        store.data_mut().begin_call(&CallContext::default());
         let policy = match self.pre.instantiate(&mut store) {
             Ok(p) => p,
             Err(e) => {

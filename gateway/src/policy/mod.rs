@@ -21,6 +21,7 @@ pub mod bench;
 pub mod cache;
 pub mod candidate;
 pub mod chain;
+pub mod context;
 pub mod engine;
 pub mod evaluate;
 pub mod harness;
@@ -37,6 +38,7 @@ use std::path::PathBuf;
 
 pub use cache::{CacheOutcome, CacheStats, CompileCache};
 pub use chain::{LoadedPolicy, PolicyChain, PolicyMetadata};
+pub use context::CallContext;
 pub use engine::PolicyRuntime;
 pub use instance::{CallFailure, FailureKind, InstancePool, PolicyLimits};
 pub use load::{load_chain, load_chain_with, load_policy};

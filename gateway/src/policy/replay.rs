@@ -502,11 +502,12 @@ fn statement(
     out: &mut Vec<Difference>,
 ) -> Result<(), String> {
     let req = s.request()?;
-    let mut e = evaluate(chain, &req, true);
+    let call = s.identity.call_context();
+    let mut e = evaluate(chain, &req, &call, true);
     if e.failed {
         // A CPU deadline is wall-clock epochs: on a busy machine a preempted call can
         // time out. A failure counts only if it happens again.
-        e = evaluate(chain, &req, true);
+        e = evaluate(chain, &req, &call, true);
     }
     for v in &e.verdicts {
         let i = chain
@@ -590,6 +591,7 @@ fn result(
         return Ok(());
     }
     let ctx = r.context()?;
+    let call = r.identity.call_context();
     let mut masks: Vec<(u32, String, String)> = Vec::new();
     let mut refused: Option<(String, String)> = None;
     let mut error: Option<(String, String)> = None;
@@ -600,10 +602,10 @@ fn result(
             .position(|q| q.id() == p.id())
             .unwrap_or(0);
         let started = Instant::now();
-        let mut plan = p.plan_masks(&ctx);
+        let mut plan = p.plan_masks(&ctx, &call);
         timings.add(i, p.id(), "plan-masks", started.elapsed());
         if plan.is_err() {
-            plan = p.plan_masks(&ctx);
+            plan = p.plan_masks(&ctx, &call);
         }
         match plan {
             Err(f) => {

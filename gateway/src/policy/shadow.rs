@@ -76,6 +76,7 @@ impl ShadowStats {
 
 struct Job {
     req: wit::Request,
+    call: super::CallContext,
     live: &'static str,
     live_policy: Option<String>,
 }
@@ -106,7 +107,7 @@ impl Shadow {
             .spawn(move || {
                 let _runtime = runtime;
                 while let Ok(job) = rx.recv() {
-                    let e = evaluate(&candidate.chain, &job.req, false);
+                    let e = evaluate(&candidate.chain, &job.req, &job.call, false);
                     worker_stats.evaluated.inc();
                     let kind = if e.failed {
                         Some("error".to_owned())
@@ -146,10 +147,11 @@ impl Shadow {
         &self.version
     }
 
-    fn submit(&self, req: wit::Request, live: &Decision) {
+    fn submit(&self, req: wit::Request, call: super::CallContext, live: &Decision) {
         let (live, live_policy) = live_outcome(live);
         match self.tx.try_send(Job {
             req,
+            call,
             live,
             live_policy,
         }) {
@@ -231,7 +233,8 @@ impl Gate for ShadowGate {
         let decision = self.inner.decide(ctx);
         // Statements the gateway itself refuses (audit sink down) never reach here.
         let req = crate::recording::live_request(ctx, self.catalog.as_ref());
-        self.shadow.submit(req, &decision);
+        let call = super::CallContext::of(&ctx.session.identity);
+        self.shadow.submit(req, call, &decision);
         decision
     }
 

@@ -48,6 +48,9 @@ pub struct IdentityRec {
     /// The person an agent acts for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acting_for: Option<String>,
+    /// That person's groups (what the policies' `context.acting-for` answered).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acting_for_groups: Vec<String>,
     /// `scram`, `token` or `certificate`.
     #[serde(default = "default_auth")]
     pub auth: String,
@@ -328,7 +331,20 @@ impl TableRec {
 }
 
 impl IdentityRec {
-    /// From the WIT identity.
+    /// The identity of a live session.
+    pub fn of(session: &crate::pipeline::SessionInfo) -> Self {
+        IdentityRec {
+            acting_for_groups: session.identity.acting_for_groups.clone(),
+            ..Self::from_wit(&crate::policy::request::identity(session))
+        }
+    }
+
+    /// What the policies' `context` import answers for this identity.
+    pub fn call_context(&self) -> crate::policy::CallContext {
+        crate::policy::CallContext::acting_for(self.acting_for.as_deref(), &self.acting_for_groups)
+    }
+
+    /// From the WIT identity (which does not hold the delegator's groups).
     pub fn from_wit(i: &wit::Identity) -> Self {
         IdentityRec {
             user: i.user.clone(),
@@ -340,6 +356,7 @@ impl IdentityRec {
             .into(),
             groups: i.groups.clone(),
             acting_for: i.acting_for.clone(),
+            acting_for_groups: Vec::new(),
             auth: match i.auth_method {
                 wit::AuthMethod::Scram => "scram",
                 wit::AuthMethod::Token => "token",

@@ -197,6 +197,7 @@ impl Reader {
             kind: session.principal.clone(),
             groups: session.groups.clone(),
             acting_for: session.acting_for.clone(),
+            acting_for_groups: session.acting_for_groups.clone(),
             auth: session.auth.clone(),
             client_addr: session.client_addr.clone(),
             application: session.application.clone(),

@@ -87,7 +87,7 @@ impl Gate for RecordingGate {
                 seq: 0,
                 time: now_rfc3339(),
                 session: ctx.session.session_id,
-                identity: IdentityRec::from_wit(&req.identity),
+                identity: IdentityRec::of(ctx.session),
                 database: req.database.clone(),
                 protocol: match req.protocol {
                     wit::Protocol::Simple => "simple",
@@ -179,12 +179,11 @@ impl ResultFilter for RecordingFilter {
                 .collect()
             }
         };
-        let identity = crate::policy::request::identity(ctx.session);
         let line = ResultLine {
             seq: 0,
             time: now_rfc3339(),
             session: ctx.session.session_id,
-            identity: IdentityRec::from_wit(&identity),
+            identity: IdentityRec::of(ctx.session),
             database: ctx.session.database.clone(),
             statement: ctx.statement.map(|s| {
                 SummaryRec::from_wit(&crate::policy::request::statement(

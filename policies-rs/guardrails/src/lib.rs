@@ -47,6 +47,9 @@
 //!
 //! acting_for = ["alice"]    # only agents acting for these people ("*": for anyone);
 //!                           # absent or empty: regardless of delegation
+//! acting_for_groups = ["etl-owners"]         # only agents acting for a person in
+//!                           # one of these groups (the person's groups, not the agent's)
+//! except_acting_for_groups = ["etl-owners"]  # exempt agents acting for such a person
 //! action = "require-approval"   # instead of denying, hold for approval (default "deny");
 //!                           # any denying rule still wins over approvals
 //! approvers = ["group:dba"] # who may approve (with action = "require-approval")
@@ -148,6 +151,10 @@ pub struct RuleSettings {
     pub message: Option<String>,
     /// Only agents acting for these users (`*`: anyone); empty: regardless.
     pub acting_for: Vec<String>,
+    /// Only agents acting for a person in one of these groups; empty: regardless.
+    pub acting_for_groups: Vec<String>,
+    /// Exempt agents acting for a person in one of these groups.
+    pub except_acting_for_groups: Vec<String>,
     /// `deny` (default) or `require-approval`.
     pub action: Action,
     /// Approvers, with `action = "require-approval"`.

@@ -32,6 +32,8 @@ pub(crate) struct Rule {
     sqlstate: String,
     message: Option<String>,
     acting_for: Vec<String>,
+    acting_for_groups: Vec<String>,
+    except_acting_for_groups: Vec<String>,
     action: Action,
     approvers: Vec<String>,
 }
@@ -72,6 +74,8 @@ impl Rule {
             ("except_users", &s.except_users),
             ("except_groups", &s.except_groups),
             ("acting_for", &s.acting_for),
+            ("acting_for_groups", &s.acting_for_groups),
+            ("except_acting_for_groups", &s.except_acting_for_groups),
             ("approvers", &s.approvers),
         ] {
             if list.iter().any(|v| v.is_empty()) {
@@ -145,6 +149,8 @@ impl Rule {
             sqlstate,
             message: s.message,
             acting_for: s.acting_for,
+            acting_for_groups: s.acting_for_groups,
+            except_acting_for_groups: s.except_acting_for_groups,
             action: s.action,
             approvers: s.approvers,
         })
@@ -205,9 +211,13 @@ impl Rule {
                 return false;
             }
         }
+        if !self.acting_for_groups.is_empty() && !id.acting_for_any_group(&self.acting_for_groups) {
+            return false;
+        }
         let exempt = self.except_users.contains(&id.user)
             || id.in_any_group(&self.except_groups)
-            || self.except_principal_kinds.contains(&id.kind);
+            || self.except_principal_kinds.contains(&id.kind)
+            || id.acting_for_any_group(&self.except_acting_for_groups);
         !exempt
     }
 

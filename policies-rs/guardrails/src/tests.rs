@@ -866,7 +866,11 @@ fn demo_settings_do_what_the_demo_promises() {
 #[test]
 fn demo_agent_acting_for_a_person_reads_but_its_writes_need_approval() {
     let h = demo();
-    let for_alice = || etl().agent_for("alice");
+    let for_alice = || {
+        etl()
+            .agent_for("alice")
+            .person_groups(["analysts", "etl-owners"])
+    };
     allowed(
         &h,
         &for_alice().kind(K::Select).table("orders", Read).build(),
@@ -886,6 +890,61 @@ fn demo_agent_acting_for_a_person_reads_but_its_writes_need_approval() {
     denied(&h, &for_alice().kind(K::Drop).table("orders", Ddl).build());
     // The same agent on its own credentials writes as before.
     allowed(&h, &etl().kind(K::Insert).table("orders", Write).build());
+    // Acting for someone who owns no pipeline, it reads but may not write at all.
+    let for_carol = || etl().agent_for("carol").person_groups(["analysts"]);
+    allowed(
+        &h,
+        &for_carol().kind(K::Select).table("orders", Read).build(),
+    );
+    let d = h.authorize(&for_carol().kind(K::Insert).table("orders", Write).build());
+    match d {
+        Decision::Deny(d) => assert!(d.message.contains("owners of a pipeline"), "{}", d.message),
+        other => panic!("expected a denial, got {other:?}"),
+    }
+}
+
+#[test]
+fn rules_scope_on_the_groups_of_the_person_an_agent_acts_for() {
+    let h = host(
+        r#"{"rules":[
+            {"acting_for_groups": ["finance"], "deny_kinds": ["delete"]},
+            {"principal_kinds": ["agent"], "except_acting_for_groups": ["dba"], "deny_kinds": ["truncate"]}
+        ]}"#,
+    );
+    let agent = |groups: &[&str]| {
+        RequestBuilder::new("bot")
+            .agent_for("p")
+            .person_groups(groups.iter().copied())
+    };
+    denied(
+        &h,
+        &agent(&["finance"]).kind(K::Delete).has_where(true).build(),
+    );
+    allowed(
+        &h,
+        &agent(&["sales"]).kind(K::Delete).has_where(true).build(),
+    );
+    // The agent's own groups do not count as the person's.
+    allowed(
+        &h,
+        &RequestBuilder::new("bot")
+            .agent_for("p")
+            .groups(["finance"])
+            .kind(K::Delete)
+            .has_where(true)
+            .build(),
+    );
+    // A person in `finance` connecting themselves is not an agent acting for one.
+    allowed(
+        &h,
+        &RequestBuilder::new("p")
+            .groups(["finance"])
+            .kind(K::Delete)
+            .has_where(true)
+            .build(),
+    );
+    denied(&h, &agent(&["sales"]).kind(K::Truncate).build());
+    allowed(&h, &agent(&["dba"]).kind(K::Truncate).build());
 }
 
 #[test]

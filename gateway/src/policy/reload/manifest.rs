@@ -158,6 +158,9 @@ pub struct Fixture {
     /// For an agent acting for a person: that person.
     #[serde(default)]
     pub acting_for: Option<String>,
+    /// That person's groups.
+    #[serde(default)]
+    pub acting_for_groups: Vec<String>,
     /// Database.
     #[serde(default = "default_database")]
     pub database: String,

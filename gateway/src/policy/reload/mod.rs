@@ -355,6 +355,7 @@ pub fn run_fixtures(chain: &PolicyChain, path: &Path) -> Result<usize, String> {
             kind: case.kind,
             groups: case.groups.clone(),
             acting_for: case.acting_for.clone(),
+            acting_for_groups: case.acting_for_groups.clone(),
         };
         let session = offline_session(&who, &case.database, "portcullis-fixtures");
         let decision = decide_sql(&analyzer, &session, &case.sql, |ctx| {

@@ -1,0 +1,36 @@
+//! The `context` import (WIT 0.2.0): what a hook call may ask the gateway about the
+//! call in progress, beyond the records it was given.
+
+use super::bindings::portcullis::policy::context::{self as wit, Delegator};
+use crate::identity::Identity;
+
+/// The answers of the `context` import for one hook call. Set on the instance's store
+/// before each call, so an instance never sees the context of an earlier one.
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    /// The person the connected identity acts for, with their groups.
+    pub acting_for: Option<Delegator>,
+}
+
+impl CallContext {
+    /// The context of a call made for `identity`.
+    pub fn of(identity: &Identity) -> Self {
+        Self::acting_for(identity.acting_for.as_deref(), &identity.acting_for_groups)
+    }
+
+    /// A context naming the person `user` (if any) with `groups`.
+    pub fn acting_for(user: Option<&str>, groups: &[String]) -> Self {
+        CallContext {
+            acting_for: user.map(|u| Delegator {
+                user: u.to_owned(),
+                groups: groups.to_vec(),
+            }),
+        }
+    }
+}
+
+impl wit::Host for super::engine::HostState {
+    fn acting_for(&mut self) -> Option<Delegator> {
+        self.context.acting_for.clone()
+    }
+}
