@@ -6,25 +6,28 @@
 //   1. an agent may not run a statement the gateway could not parse;
 //   2. the table `secrets` is reserved to the groups in `secret_readers`;
 //   3. an agent may write only the tables in `agent_write_tables`;
-//   4. a DELETE on a table in `approval_tables` needs approval by `approvers`;
-//   5. everything else is allowed.
+//   4. an agent acting for a person writes only when that person is in one of
+//      `agent_sponsor_groups` (when set);
+//   5. a DELETE on a table in `approval_tables` needs approval by `approvers`;
+//   6. everything else is allowed.
 // planMasks masks e-mail columns (native `email` mask) for `email_masked_groups`.
 // Build: bash policies-examples/build.sh js
 
 import log from 'log'; // the world-level import is a default import
 import {
-  SettingsError, allow, deny, inAnyGroup, isAgent, parseSettings, requireApproval, route,
-  stringList,
+  SettingsError, actingForGroups, allow, deny, inAnyGroup, isAgent, parseSettings,
+  requireApproval, route, stringList,
 } from './portcullis-policy.js'; // staged beside this file by build.mjs
 
 const SECRET_TABLE = 'secrets';
-const KEYS = ['agent_write_tables', 'approval_tables', 'approvers', 'secret_readers',
-  'email_masked_groups'];
+const KEYS = ['agent_write_tables', 'agent_sponsor_groups', 'approval_tables', 'approvers',
+  'secret_readers', 'email_masked_groups'];
 
 function validate(text) {
   const s = parseSettings(text, KEYS);
   const v = {
     agentWriteTables: stringList(s, 'agent_write_tables', []),
+    agentSponsorGroups: stringList(s, 'agent_sponsor_groups', []),
     approvalTables: stringList(s, 'approval_tables', ['orders']),
     approvers: stringList(s, 'approvers', ['group:dba']),
     secretReaders: stringList(s, 'secret_readers', []),
@@ -75,6 +78,13 @@ export function authorize(req) {
       if (t.access !== 'read' && !s.agentWriteTables.includes(t.name)) {
         return deny(`agents may not write to table ${t.name}`);
       }
+    }
+  }
+  const writes = st.tables.some((t) => t.access !== 'read');
+  if (agent && who.actingFor != null && writes && s.agentSponsorGroups.length > 0) {
+    const groups = actingForGroups(who);
+    if (!s.agentSponsorGroups.some((g) => groups.includes(g))) {
+      return deny(`agents may write only for members of: ${s.agentSponsorGroups.join(', ')}`);
     }
   }
   if (st.kind === 'delete') {

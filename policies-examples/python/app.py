@@ -7,8 +7,10 @@ must decide ../fixtures.toml identically. Rules, first match decides:
 1. an agent may not run a statement the gateway could not parse;
 2. the table `secrets` is reserved to the groups in `secret_readers`;
 3. an agent may write only the tables in `agent_write_tables`;
-4. a DELETE on a table in `approval_tables` needs approval by `approvers`;
-5. everything else is allowed.
+4. an agent acting for a person writes only when that person is in one of
+   `agent_sponsor_groups` (when set);
+5. a DELETE on a table in `approval_tables` needs approval by `approvers`;
+6. everything else is allowed.
 
 plan-masks masks e-mail columns (native `email` mask) for `email_masked_groups`.
 Build: bash policies-examples/build.sh python
@@ -18,13 +20,13 @@ import wit_world
 from componentize_py_types import Err
 
 from portcullis_policy import (
-    SettingsError, allow, deny, in_any_group, is_agent, log_info, parse_settings,
-    require_approval, route, string_list, t,
+    SettingsError, acting_for_groups, allow, deny, in_any_group, is_agent, log_info,
+    parse_settings, require_approval, route, string_list, t,
 )
 
 SECRET_TABLE = "secrets"
-KEYS = ["agent_write_tables", "approval_tables", "approvers", "secret_readers",
-        "email_masked_groups"]
+KEYS = ["agent_write_tables", "agent_sponsor_groups", "approval_tables", "approvers",
+        "secret_readers", "email_masked_groups"]
 
 
 class Settings:
@@ -33,6 +35,7 @@ class Settings:
     def __init__(self, text: str):
         s = parse_settings(text, KEYS)
         self.agent_write_tables = string_list(s, "agent_write_tables", [])
+        self.agent_sponsor_groups = string_list(s, "agent_sponsor_groups", [])
         self.approval_tables = string_list(s, "approval_tables", ["orders"])
         self.approvers = string_list(s, "approvers", ["group:dba"])
         self.secret_readers = string_list(s, "secret_readers", [])
@@ -75,6 +78,11 @@ class WitWorld(wit_world.WitWorld):
             for tbl in st.tables:
                 if tbl.access != t.Access.READ and tbl.name not in s.agent_write_tables:
                     return deny(f"agents may not write to table {tbl.name}")
+        writes = any(tbl.access != t.Access.READ for tbl in st.tables)
+        if (agent and who.acting_for is not None and writes and s.agent_sponsor_groups
+                and not set(acting_for_groups(who)) & set(s.agent_sponsor_groups)):
+            return deny("agents may write only for members of: "
+                        + ", ".join(s.agent_sponsor_groups))
         if st.kind == t.StatementKind.DELETE:
             for tbl in st.tables:
                 if tbl.access == t.Access.WRITE and tbl.name in s.approval_tables:

@@ -101,6 +101,8 @@ export function route(approvers: Iterable<string>,
   opts?: { approvals?: number; ttlSeconds?: number; channel?: string }): ApprovalRoute;
 export function inAnyGroup(identity: Identity, groups: string[]): boolean;
 export function isAgent(identity: Identity): boolean;
+/** The groups of the person the identity acts for (contract 0.2.0 `context` import). */
+export function actingForGroups(identity: Identity): string[];
 export class SettingsError extends Error {}
 export function parseSettings(text: string, known: string[]): Record<string, unknown>;
 export function stringList(settings: Record<string, unknown>, key: string, fallback: string[]): string[];

@@ -9,6 +9,8 @@
 //
 //   import { allow, deny, requireApproval, inAnyGroup } from '../lib/js/portcullis-policy.js';
 
+import { actingFor } from 'portcullis:policy/context@0.2.0';
+
 /** Let the statement run (subject to the other policies). */
 export function allow() {
   return { tag: 'allow' };
@@ -35,6 +37,16 @@ export function route(approvers, { approvals = 1, ttlSeconds = 3600, channel } =
 /** True when the identity is in at least one of `groups`. */
 export function inAnyGroup(identity, groups) {
   return groups.some((g) => identity.groups.includes(g));
+}
+
+/**
+ * The groups of the person the identity acts for ([] when it acts for no one), asked
+ * through the `context` import (contract 0.2.0): the `identity` record only names them.
+ */
+export function actingForGroups(identity) {
+  if (identity.actingFor == null) return [];
+  const person = actingFor();
+  return person == null ? [] : [...person.groups];
 }
 
 /** True for an AI agent. */

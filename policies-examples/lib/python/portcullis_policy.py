@@ -15,6 +15,7 @@ import json
 from typing import Any, Dict, Iterable, List, Optional
 
 import wit_world
+from wit_world.imports import context as _context
 from wit_world.imports import types as t
 
 __all__ = [
@@ -66,6 +67,18 @@ def in_any_group(identity: t.Identity, groups: Iterable[str]) -> bool:
     """True when the identity is in at least one of `groups`."""
     mine = set(identity.groups)
     return any(g in mine for g in groups)
+
+
+def acting_for_groups(identity: t.Identity) -> List[str]:
+    """The groups of the person the identity acts for ([] when it acts for no one).
+
+    Asked through the `context` import (contract 0.2.0): the `identity` record only
+    names the person.
+    """
+    if identity.acting_for is None:
+        return []
+    person = _context.acting_for()
+    return list(person.groups) if person is not None else []
 
 
 def is_agent(identity: t.Identity) -> bool:

@@ -11,8 +11,10 @@
 //!    `secret_readers`;
 //! 3. an agent may write (or change the definition of) only the tables in
 //!    `agent_write_tables`;
-//! 4. a `DELETE` on a table in `approval_tables` needs approval by `approvers`;
-//! 5. everything else is allowed.
+//! 4. an agent acting for a person writes only when that person is in one of
+//!    `agent_sponsor_groups` (when set);
+//! 5. a `DELETE` on a table in `approval_tables` needs approval by `approvers`;
+//! 6. everything else is allowed.
 //!
 //! Masking (`plan-masks`): for members of `email_masked_groups`, every result column
 //! computed from a column named `email` is masked with the gateway's native `email`
@@ -24,6 +26,7 @@
 //! | key | default | meaning |
 //! |---|---|---|
 //! | `agent_write_tables` | `[]` | tables agents may write |
+//! | `agent_sponsor_groups` | `[]` | groups of the people agents may write for (empty: anyone) |
 //! | `approval_tables` | `["orders"]` | tables whose DELETE needs approval |
 //! | `approvers` | `["group:dba"]` | who approves (`group:x` or `user:y`) |
 //! | `secret_readers` | `[]` | groups that may touch `secrets` |
@@ -45,6 +48,8 @@ pub const SECRET_TABLE: &str = "secrets";
 pub struct Settings {
     /// Tables agents may write.
     pub agent_write_tables: Vec<String>,
+    /// Groups of the people an agent may write for (empty: anyone).
+    pub agent_sponsor_groups: Vec<String>,
     /// Tables whose DELETE needs approval.
     pub approval_tables: Vec<String>,
     /// Who approves.
@@ -64,8 +69,9 @@ impl Settings {
             Value::Null => Default::default(),
             _ => return Err("settings must be a JSON object".into()),
         };
-        const KEYS: [&str; 5] = [
+        const KEYS: [&str; 6] = [
             "agent_write_tables",
+            "agent_sponsor_groups",
             "approval_tables",
             "approvers",
             "secret_readers",
@@ -87,6 +93,7 @@ impl Settings {
         };
         let s = Settings {
             agent_write_tables: list("agent_write_tables", &[])?,
+            agent_sponsor_groups: list("agent_sponsor_groups", &[])?,
             approval_tables: list("approval_tables", &["orders"])?,
             approvers: list("approvers", &["group:dba"])?,
             secret_readers: list("secret_readers", &[])?,
@@ -164,6 +171,18 @@ impl Policy for ShopRules {
                     return Decision::deny(format!("agents may not write to table {}", t.name));
                 }
             }
+        }
+        let writes = st.tables.iter().any(|t| t.access != Access::Read);
+        if is_agent(who)
+            && who.acting_for.is_some()
+            && writes
+            && !s.agent_sponsor_groups.is_empty()
+            && !who.acting_for_any_group(&s.agent_sponsor_groups)
+        {
+            return Decision::deny(format!(
+                "agents may write only for members of: {}",
+                s.agent_sponsor_groups.join(", ")
+            ));
         }
         if st.kind == StatementKind::Delete {
             for t in &st.tables {
