@@ -7,6 +7,8 @@
 //!     fingerprint is recomputed) + request conversion + policy chain + decision,
 //!     through `Analyzer::analyze` and `Gate::decide`, on a mix of realistic
 //!     statements;
+//! (b') the same with the policy's decision cache on (`decision_cache = true`, as the
+//!     demo runs it): one call per literal-free shape, then lookups;
 //! and for reference the analysis alone and the request conversion alone.
 //!
 //! Targets (from the policy-runtime issue): (a) p50 <= 5 us, (b) p50 <= 10 us.
@@ -64,11 +66,14 @@ fn measure(name: &'static str, mut f: impl FnMut(usize)) -> Stats {
 }
 
 fn main() -> anyhow::Result<()> {
-    let policy = portcullis::demo::demo_policy(None)?;
+    let cached_policy = portcullis::demo::demo_policy(None)?;
+    let mut policy = cached_policy.clone();
+    policy.decision_cache = false;
     let metrics = PolicyMetrics::unregistered();
     let runtime = PolicyRuntime::new(None, metrics)?;
     let started = Instant::now();
     let chain = load_chain_with(&runtime, std::slice::from_ref(&policy), false)?;
+    let cached = load_chain_with(&runtime, std::slice::from_ref(&cached_policy), false)?;
     let guardrails = Arc::clone(&chain.policies()[0]);
     println!(
         "guardrails {} ({}): loaded in {:?} ({:?})",
@@ -140,7 +145,7 @@ fn main() -> anyhow::Result<()> {
     let convert_only = measure("    analyze + request conversion", |i| {
         std::hint::black_box(ctx_request(&sqls[i % sqls.len()]));
     });
-    let b = measure("(b) analyze + chain + decision", |i| {
+    let decide = |chain: &portcullis::policy::PolicyChain, i: usize| -> bool {
         let sql = &sqls[i % sqls.len()];
         let analysis = analyzer.analyze(sql);
         for statement in &analysis.statements {
@@ -154,17 +159,23 @@ fn main() -> anyhow::Result<()> {
                 verdicts: None,
             };
             if let Decision::Deny(_) = chain.decide(&ctx) {
-                denied += 1;
-                break;
+                return true;
             }
         }
+        false
+    };
+    let b = measure("(b) analyze + chain + decision", |i| {
+        denied += usize::from(decide(&chain, i));
+    });
+    let b_cached = measure("(b') the same, decision cache on", |i| {
+        std::hint::black_box(decide(&cached, i));
     });
 
     println!(
         "\n{:<36} {:>9} {:>9} {:>9}",
         "per statement", "p50 µs", "p99 µs", "max µs"
     );
-    for s in [&a, &null, &analysis_only, &convert_only, &b] {
+    for s in [&a, &null, &analysis_only, &convert_only, &b, &b_cached] {
         println!(
             "{:<36} {:>9.2} {:>9.2} {:>9.1}",
             s.name,

@@ -176,6 +176,8 @@ fn policy_entry(
         .with_context(|| format!("{}: invalid TOML", settings_path.display()))?;
     let mut policy = crate::config::PolicyConfig::new(id, path);
     policy.settings = settings;
+    // The standard policies decide on the literal-free request only.
+    policy.decision_cache = true;
     policy
         .settings_json()
         .map_err(|e| anyhow::anyhow!("{}: {e}", settings_path.display()))?;

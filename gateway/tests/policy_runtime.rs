@@ -578,3 +578,49 @@ fn a_policy_built_against_the_previous_minor_still_loads_and_decides() {
     );
     assert!(!both.decide(&agent, "demo", "SELECT 2").is_deny());
 }
+
+#[test]
+fn decision_cache_decides_each_literal_free_shape_once_per_identity() {
+    component("guardrails");
+    let policy = portcullis::demo::demo_policy(Some(&policies_dir())).expect("demo policy");
+    assert!(
+        policy.decision_cache,
+        "the standard policies run with the cache"
+    );
+    let (rt, metrics) = runtime(shared_cache());
+    let chain = load_chain_with(&rt, &[policy], false).expect("loads");
+    let count = |outcome: &str| {
+        metrics
+            .decision_cache
+            .with_label_values(&["guardrails", outcome])
+            .get()
+    };
+    let (alice, bob) = (alice(), bob());
+    for i in 0..5 {
+        let read = format!("SELECT name FROM customers WHERE id = {i}");
+        assert!(!decide(&chain, &alice, &read).is_deny());
+        let write = format!("UPDATE orders SET amount = {i} WHERE id = {i}");
+        assert!(
+            decide(&chain, &alice, &write).is_deny(),
+            "analysts only read"
+        );
+        assert!(!decide(&chain, &bob, &write).is_deny(), "bob writes");
+    }
+    // Three shapes for two identities, then hits.
+    assert_eq!((count("miss"), count("hit")), (3, 12));
+    // A hit counts as a decision like a call does.
+    let denies = metrics
+        .decisions
+        .with_label_values(&["guardrails", "deny"])
+        .get();
+    assert_eq!(denies, 5);
+    // A failed call is never remembered: each statement fails on its own.
+    let mut config = hostile_config("panic");
+    config.decision_cache = true;
+    let (chain, metrics) = hostile_chain_with(config);
+    for _ in 0..2 {
+        assert!(decide(&chain, &alice, "SELECT 1").is_deny());
+    }
+    let traps = metrics.traps.with_label_values(&["hostile", "trap"]).get();
+    assert_eq!(traps, 2);
+}

@@ -69,6 +69,9 @@ pub fn policies_toml(policies: &[PolicyConfig]) -> String {
         if let Some(m) = p.approval_mode {
             entry.insert("approval_mode".into(), m.as_str().into());
         }
+        if p.decision_cache {
+            entry.insert("decision_cache".into(), true.into());
+        }
         entry.insert("settings".into(), toml::Value::Table(p.settings.clone()));
         let mut doc = toml::Table::new();
         doc.insert(

@@ -468,6 +468,12 @@ pub struct PolicyConfig {
     /// `hold` or `defer` for statements this policy holds; default `[approvals] mode`.
     #[serde(default)]
     pub approval_mode: Option<super::ApprovalMode>,
+    /// Remember `authorize` verdicts keyed on the literal-free request. Only for a
+    /// policy whose verdict does not depend on the SQL text's literals, the bound
+    /// parameters or the session id (the standard policies qualify); see
+    /// `portcullis::policy::decision_cache`.
+    #[serde(default)]
+    pub decision_cache: bool,
 }
 
 /// Default per-call deadline of a policy.
@@ -500,6 +506,7 @@ impl PolicyConfig {
             max_calls_per_instance: DEFAULT_POLICY_MAX_CALLS,
             mode: PolicyMode::Enforce,
             approval_mode: None,
+            decision_cache: false,
         }
     }
 

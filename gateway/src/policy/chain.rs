@@ -19,6 +19,7 @@ use super::bindings::portcullis::policy::types as wit;
 use super::cache::CacheOutcome;
 use super::caps;
 use super::context::CallContext;
+use super::decision_cache::DecisionCache;
 use super::engine::truncate;
 use super::instance::{CallFailure, InstancePool};
 use super::metrics::PolicyMetrics;
@@ -110,6 +111,10 @@ pub struct LoadedPolicy {
     /// require_approval and error, resolved once (label lookups cost more than a
     /// warm call's bookkeeping).
     decisions: [prometheus::IntCounter; 4],
+    /// Remembered verdicts, with `decision_cache = true` (see [`super::decision_cache`]).
+    decision_cache: Option<DecisionCache>,
+    /// The metrics, kept to resolve the decision-cache counters when it is enabled.
+    metrics: PolicyMetrics,
 }
 
 impl LoadedPolicy {
@@ -138,7 +143,26 @@ impl LoadedPolicy {
             pool,
             call_us,
             decisions,
+            decision_cache: None,
+            metrics,
         }
+    }
+
+    /// Turns the decision cache on or off (see [`super::decision_cache`]).
+    pub(crate) fn with_decision_cache(mut self, on: bool) -> Self {
+        self.decision_cache = on.then(|| {
+            let c = &self.metrics.decision_cache;
+            DecisionCache::new(
+                c.with_label_values(&[&self.id, "hit"]),
+                c.with_label_values(&[&self.id, "miss"]),
+            )
+        });
+        self
+    }
+
+    /// Whether verdicts are remembered (`decision_cache = true`).
+    pub fn caches_decisions(&self) -> bool {
+        self.decision_cache.is_some()
     }
 
     /// The policy id from the configuration.
@@ -190,6 +214,28 @@ impl LoadedPolicy {
     /// Calls `authorize` (whether or not the policy lists the hook); `call` answers the
     /// `context` import.
     pub fn authorize(&self, req: &wit::Request, call: &CallContext) -> Verdict {
+        match &self.decision_cache {
+            Some(_) => self.authorize_keyed(req, call, &super::decision_cache::key(req, call)),
+            None => self.call_authorize(req, call),
+        }
+    }
+
+    /// [`LoadedPolicy::authorize`] with the request's decision-cache key computed by the
+    /// caller (once for a whole chain); without a cache the key is ignored.
+    pub fn authorize_keyed(&self, req: &wit::Request, call: &CallContext, key: &[u8]) -> Verdict {
+        let Some(cache) = &self.decision_cache else {
+            return self.call_authorize(req, call);
+        };
+        if let Some(v) = cache.get(key) {
+            self.count(&v);
+            return v;
+        }
+        let v = self.call_authorize(req, call);
+        cache.insert(key, &v);
+        v
+    }
+
+    fn call_authorize(&self, req: &wit::Request, call: &CallContext) -> Verdict {
         let started = Instant::now();
         let result = self.pool.call(
             call,
@@ -216,14 +262,19 @@ impl LoadedPolicy {
             },
             Err(f) => Verdict::Failed(f),
         };
-        let slot = match &verdict {
+        self.count(&verdict);
+        verdict
+    }
+
+    /// Counts a verdict in `portcullis_policy_decisions_total`.
+    fn count(&self, verdict: &Verdict) {
+        let slot = match verdict {
             Verdict::Allow => 0,
             Verdict::Deny { .. } => 1,
             Verdict::RequireApproval { .. } => 2,
             Verdict::Failed(_) => 3,
         };
         self.decisions[slot].inc();
-        verdict
     }
 }
 
@@ -502,9 +553,17 @@ impl PolicyChain {
     ) -> Decision {
         let mut approvals: Vec<(&str, String, Vec<String>)> = Vec::new();
         let mut approval_mode = None;
+        let key = self
+            .policies
+            .iter()
+            .any(|p| p.caches_decisions())
+            .then(|| super::decision_cache::key(req, call));
         for p in self.policies.iter().filter(|p| p.metadata.authorize) {
             let started = sink.map(|_| Instant::now());
-            let verdict = p.authorize(req, call);
+            let verdict = match &key {
+                Some(k) => p.authorize_keyed(req, call, k),
+                None => p.authorize(req, call),
+            };
             if let (Some(sink), Some(t)) = (sink, started) {
                 sink.borrow_mut()
                     .push(crate::pipeline::PolicyVerdictRecord {

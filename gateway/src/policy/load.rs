@@ -164,5 +164,6 @@ pub fn load_policy(
         pool,
         metrics,
     )
-    .with_approval_mode(config.approval_mode))
+    .with_approval_mode(config.approval_mode)
+    .with_decision_cache(config.decision_cache))
 }

@@ -31,6 +31,9 @@ pub struct PolicyMetrics {
     pub decisions: IntCounterVec,
     /// Time of one `authorize` call, by policy: `portcullis_policy_call_microseconds`.
     pub call_us: HistogramVec,
+    /// Decision-cache lookups, by policy and outcome (`hit`, `miss`):
+    /// `portcullis_policy_decision_cache_total`.
+    pub decision_cache: IntCounterVec,
 }
 
 impl PolicyMetrics {
@@ -55,6 +58,14 @@ impl PolicyMetrics {
             .buckets(CALL_BUCKETS_US.to_vec()),
             &["policy"],
         )?;
+        let decision_cache = IntCounterVec::new(
+            Opts::new(
+                "policy_decision_cache_total",
+                "Decision-cache lookups of policies with decision_cache = true",
+            ),
+            &["policy", "outcome"],
+        )?;
+        registry.register(Box::new(decision_cache.clone()))?;
         registry.register(Box::new(traps.clone()))?;
         registry.register(Box::new(decisions.clone()))?;
         registry.register(Box::new(call_us.clone()))?;
@@ -62,6 +73,7 @@ impl PolicyMetrics {
             traps,
             decisions,
             call_us,
+            decision_cache,
         })
     }
 

@@ -22,6 +22,7 @@ pub mod cache;
 pub mod candidate;
 pub mod chain;
 pub mod context;
+pub mod decision_cache;
 pub mod engine;
 pub mod evaluate;
 pub mod harness;

@@ -12,6 +12,7 @@
 //! mode = "enforce"                  # or "monitor"
 //! deadline_ms = 50
 //! memory_mb = 64
+//! decision_cache = true             # verdicts keyed on the literal-free request
 //! fixtures = "guardrails.fixtures.toml"   # optional, run before the set goes live
 //! [policies.settings]
 //! deny_unparsed = true
@@ -70,6 +71,10 @@ pub struct ManifestPolicy {
     /// Calls before an instance is replaced.
     #[serde(default = "default_max_calls")]
     pub max_calls_per_instance: u64,
+    /// Remember verdicts keyed on the literal-free request (see
+    /// [`PolicyConfig::decision_cache`]).
+    #[serde(default)]
+    pub decision_cache: bool,
     /// Fixture file run against the new set before it goes live.
     #[serde(default)]
     pub fixtures: Option<PathBuf>,
@@ -128,6 +133,7 @@ impl Manifest {
                 c.max_calls_per_instance = p.max_calls_per_instance;
                 c.mode = p.mode;
                 c.approval_mode = p.approval_mode;
+                c.decision_cache = p.decision_cache;
                 c
             })
             .collect()
