@@ -1,5 +1,5 @@
 //! Webhook notifications of new requests and decisions: a generic JSON body or a
-//! Slack-compatible message, retried with exponential backoff off the statement path.
+//! Slack-compatible message, retried with exponential backoff off the statement path, in order per webhook.
 //! A webhook that fails never blocks or loses a request (the store has it); the
 //! failure is logged and counted.
 
@@ -36,12 +36,30 @@ impl Notifier {
             .timeout(Duration::from_secs(10))
             .build()
             .expect("an HTTP client with default TLS settings builds");
+        // One sender per webhook, delivering in order: a reviewer's tool sees
+        // "requested" before "approved", and a dead endpoint delays only its own queue.
+        let senders: Vec<(WebhookConfig, mpsc::Sender<serde_json::Value>)> = hooks
+            .into_iter()
+            .map(|hook| {
+                let (htx, mut hrx) = mpsc::channel::<serde_json::Value>(QUEUE);
+                let (client, h, metrics) = (client.clone(), hook.clone(), metrics.clone());
+                tokio::spawn(async move {
+                    while let Some(body) = hrx.recv().await {
+                        deliver(&client, &h, body, &metrics).await;
+                    }
+                });
+                (hook, htx)
+            })
+            .collect();
         tokio::spawn(async move {
             while let Some((event, req)) = rx.recv().await {
-                for hook in hooks.iter().filter(|h| wants(h, &req)) {
-                    let body = body(hook.format, &event, &req, &public);
-                    let (client, hook, metrics) = (client.clone(), hook.clone(), metrics.clone());
-                    tokio::spawn(async move { deliver(&client, &hook, body, &metrics).await });
+                for (hook, htx) in senders.iter().filter(|(h, _)| wants(h, &req)) {
+                    if htx
+                        .try_send(body(hook.format, &event, &req, &public))
+                        .is_err()
+                    {
+                        tracing::warn!(webhook = %hook.name, id = %req.id, event, "webhook queue full; notification dropped");
+                    }
                 }
             }
         });
