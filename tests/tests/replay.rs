@@ -231,7 +231,7 @@ async fn the_recording_holds_what_the_policies_saw_and_the_client_got() {
     let text = std::fs::read_to_string(&r.recording).unwrap();
     let header: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     assert_eq!(header["format"], "portcullis-recording");
-    assert_eq!(header["version"], 1);
+    assert_eq!(header["version"], 2);
     let statements = lines_of(&r.recording, "statement");
     assert_eq!(statements.len(), 10, "{statements:#?}");
     let drop = statements
@@ -251,6 +251,11 @@ async fn the_recording_holds_what_the_policies_saw_and_the_client_got() {
         .collect();
     assert_eq!(etl.len(), 3);
     assert!(etl.iter().all(|s| s["protocol"] == "extended"));
+    assert!(
+        etl.iter()
+            .all(|s| s["params"] == serde_json::json!(["\\x0000000000000005"])),
+        "each execution with its (binary) LIMIT parameter: {etl:#?}"
+    );
     assert!(
         etl[0]["statement"]["columns"]
             .as_array()
@@ -784,4 +789,118 @@ async fn a_rule_asking_for_approval_shows_newly_held_statements() {
         assert_eq!(d["user"], "etl-agent");
         assert_eq!(d["policy"], "guardrails");
     }
+}
+
+/// A parameter tokio-postgres sends in text format (its own types go in binary).
+#[derive(Debug)]
+struct TextParam(&'static str);
+
+impl tokio_postgres::types::ToSql for TextParam {
+    fn to_sql(
+        &self,
+        _ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(tokio_postgres::types::IsNull::No)
+    }
+
+    fn accepts(_ty: &tokio_postgres::types::Type) -> bool {
+        true
+    }
+
+    fn encode_format(&self, _ty: &tokio_postgres::types::Type) -> tokio_postgres::types::Format {
+        tokio_postgres::types::Format::Text
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// The probe test policy denying statements whose SQL or text parameters hold
+/// `/*probe*/`.
+fn denying_probe() -> PolicyConfig {
+    let mut p = PolicyConfig::new("probe", portcullis_tests::policies::component("probe"));
+    p.settings = toml::from_str("behaviour = \"deny\"").unwrap();
+    p
+}
+
+#[tokio::test]
+async fn bound_parameters_are_recorded_and_replayed_to_policies() {
+    let env = env().await;
+    let recording = env
+        .scratch_dir()
+        .join(portcullis_tests::unique("params"))
+        .join("params.jsonl");
+    let gw = env
+        .start_gateway(GatewayOptions {
+            policies: vec![demo_guardrails()],
+            extra_toml: format!(
+                "[recording]\npath = {:?}\n",
+                recording.display().to_string()
+            ),
+            ..GatewayOptions::default()
+        })
+        .await
+        .unwrap();
+    let etl = gw.connect("etl-agent", "demo").await.unwrap();
+    let rows = etl
+        .query(
+            "SELECT $1::text AS v, $2::int8 AS n",
+            &[&TextParam("hello /*probe*/"), &7i64],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, String>(0), "hello /*probe*/");
+    // A statement prepared once and executed twice is recorded at each execution.
+    let st = etl.prepare("SELECT $1::int8 + 1 AS next").await.unwrap();
+    for n in [1i64, 2] {
+        etl.query(&st, &[&n]).await.unwrap();
+    }
+    etl.simple_query("SELECT 'no parameters' AS simple")
+        .await
+        .unwrap();
+    wait_statements(&recording, 4).await;
+    gw.shutdown().await;
+
+    let header: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&recording)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["version"], 2);
+    let statements = lines_of(&recording, "statement");
+    assert_eq!(statements.len(), 4, "{statements:#?}");
+    let first = &statements[0];
+    assert_eq!(first["protocol"], "extended");
+    assert_eq!(
+        first["params"],
+        serde_json::json!(["hello /*probe*/", "\\x0000000000000007"]),
+        "text as text, binary as hex: {first}"
+    );
+    assert_eq!(first["binary_params"], serde_json::json!([1]), "{first}");
+    let nexts: Vec<&serde_json::Value> = statements[1..3].iter().map(|s| &s["params"]).collect();
+    assert_eq!(
+        nexts,
+        [
+            &serde_json::json!(["\\x0000000000000001"]),
+            &serde_json::json!(["\\x0000000000000002"])
+        ]
+    );
+    assert!(statements[3].get("params").is_none(), "{}", statements[3]);
+
+    // The probe decides on the parameter: only the statement that bound it differs.
+    let unchanged = policy_dir(env, "params-unchanged", &[demo_guardrails()]);
+    let (code, report, stderr) = replay_cli(&recording, &unchanged, &[]);
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    let probing = policy_dir(env, "params-probe", &[demo_guardrails(), denying_probe()]);
+    let (code, report, _) = replay_cli(&recording, &probing, &[]);
+    assert_ne!(code, 0);
+    let diffs = report["differences"].as_array().unwrap();
+    assert_eq!(diffs.len(), 1, "{report:#}");
+    assert_eq!(diffs[0]["kind"], "allow_to_deny");
+    assert_eq!(diffs[0]["policy"], "probe");
+    assert_eq!(diffs[0]["seq"], first["seq"]);
 }

@@ -10,7 +10,7 @@ mod filter;
 mod role_lock;
 
 pub use decision::{
-    ApprovalAsk, ApprovalNeed, ApprovalRoute, Decision, Denial, Gate, PassThrough,
+    ApprovalAsk, ApprovalNeed, ApprovalRoute, BoundParams, Decision, Denial, Gate, PassThrough,
     PolicyVerdictRecord, Protocol, SessionInfo, StatementContext, VerdictSink, Verdicts,
 };
 pub use filter::{MaskedColumn, NoMasking, Refusal, ResultContext, ResultFilter, RowRewriter};

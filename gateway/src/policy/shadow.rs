@@ -239,6 +239,14 @@ impl Gate for ShadowGate {
         self.inner.decide_function_call(session, function_oid)
     }
 
+    fn observes_binds(&self) -> bool {
+        self.inner.observes_binds()
+    }
+
+    fn bound(&self, ctx: &StatementContext<'_>, params: &crate::pipeline::BoundParams<'_>) {
+        self.inner.bound(ctx, params)
+    }
+
     fn route_approval(
         &self,
         ctx: &StatementContext<'_>,

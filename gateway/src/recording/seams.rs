@@ -13,7 +13,8 @@ use super::format::{
 use super::writer::{Recorder, now_rfc3339};
 use crate::masking::{Catalog, MaskObservation, MaskingFilter};
 use crate::pipeline::{
-    Decision, Gate, ResultContext, ResultFilter, RowRewriter, SessionInfo, StatementContext,
+    BoundParams, Decision, Gate, Protocol, ResultContext, ResultFilter, RowRewriter, SessionInfo,
+    StatementContext,
 };
 use crate::policy::bindings::portcullis::policy::types as wit;
 
@@ -77,33 +78,68 @@ impl RecordingGate {
     }
 }
 
+impl RecordingGate {
+    /// Queues the line of one statement, when its session is selected and sampled.
+    fn record(
+        &self,
+        ctx: &StatementContext<'_>,
+        decision: &Decision,
+        params: Option<&BoundParams<'_>>,
+    ) {
+        let config = self.recorder.config();
+        if !(config.selects(ctx.session) && config.sampled()) {
+            return;
+        }
+        let req = live_request(ctx, self.catalog.as_ref());
+        let line = StatementLine {
+            seq: 0,
+            time: now_rfc3339(),
+            session: ctx.session.session_id,
+            identity: IdentityRec::from_wit(&req.identity),
+            database: req.database.clone(),
+            protocol: match req.protocol {
+                wit::Protocol::Simple => "simple",
+                wit::Protocol::Extended => "extended",
+            }
+            .into(),
+            transaction: transaction_name(req.transaction).into(),
+            sql: req.statement.sql.clone(),
+            statement: SummaryRec::from_wit(&req.statement),
+            params: params.map(|p| p.values.to_vec()),
+            binary_params: params.map(binary_positions).unwrap_or_default(),
+            decision: decision_rec(decision),
+            verdicts: Vec::new(),
+        };
+        self.recorder.record(Line::Statement(Box::new(line)));
+    }
+}
+
+/// Positions of the binary-format parameters among the recorded values.
+fn binary_positions(p: &BoundParams<'_>) -> Vec<u32> {
+    (0..p.values.len())
+        .filter(|&i| crate::audit::record::param_is_binary(p.formats, i))
+        .map(|i| i as u32)
+        .collect()
+}
+
 impl Gate for RecordingGate {
     fn decide(&self, ctx: &StatementContext<'_>) -> Decision {
         let decision = self.inner.decide(ctx);
-        let config = self.recorder.config();
-        if config.selects(ctx.session) && config.sampled() {
-            let req = live_request(ctx, self.catalog.as_ref());
-            let line = StatementLine {
-                seq: 0,
-                time: now_rfc3339(),
-                session: ctx.session.session_id,
-                identity: IdentityRec::from_wit(&req.identity),
-                database: req.database.clone(),
-                protocol: match req.protocol {
-                    wit::Protocol::Simple => "simple",
-                    wit::Protocol::Extended => "extended",
-                }
-                .into(),
-                transaction: transaction_name(req.transaction).into(),
-                sql: req.statement.sql.clone(),
-                statement: SummaryRec::from_wit(&req.statement),
-                params: None,
-                decision: decision_rec(&decision),
-                verdicts: Vec::new(),
-            };
-            self.recorder.record(Line::Statement(Box::new(line)));
+        // An allowed Parse is recorded at each of its Binds, with the parameters
+        // (see `bound`); denials and holds are recorded here.
+        if !(ctx.protocol == Protocol::ExtendedParse && decision == Decision::Allow) {
+            self.record(ctx, &decision, None);
         }
         decision
+    }
+
+    fn observes_binds(&self) -> bool {
+        true
+    }
+
+    fn bound(&self, ctx: &StatementContext<'_>, params: &BoundParams<'_>) {
+        self.record(ctx, &Decision::Allow, Some(params));
+        self.inner.bound(ctx, params);
     }
 
     fn decide_function_call(&self, session: &SessionInfo, function_oid: u32) -> Decision {
