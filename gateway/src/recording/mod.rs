@@ -124,7 +124,6 @@ pub fn wrap(
     recorder: &Arc<Recorder>,
     gate: Arc<dyn crate::pipeline::Gate>,
     filter: Arc<dyn crate::pipeline::ResultFilter>,
-    masking: Option<Arc<crate::masking::MaskingFilter>>,
 ) -> (
     Arc<dyn crate::pipeline::Gate>,
     Arc<dyn crate::pipeline::ResultFilter>,
@@ -132,7 +131,7 @@ pub fn wrap(
     let catalog = filter.catalog().cloned();
     let gate = Arc::new(RecordingGate::new(gate, Arc::clone(recorder), catalog));
     let filter: Arc<dyn crate::pipeline::ResultFilter> = if recorder.config().results {
-        Arc::new(RecordingFilter::new(filter, masking, Arc::clone(recorder)))
+        Arc::new(RecordingFilter::new(filter, Arc::clone(recorder)))
     } else {
         filter
     };

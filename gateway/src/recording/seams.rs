@@ -11,7 +11,7 @@ use super::format::{
     SummaryRec, mask_name, transaction_name,
 };
 use super::writer::{Recorder, now_rfc3339};
-use crate::masking::{Catalog, MaskObservation, MaskingFilter};
+use crate::masking::{Catalog, MaskObservation};
 use crate::pipeline::{
     BoundParams, Decision, Gate, Protocol, ResultContext, ResultFilter, RowRewriter, SessionInfo,
     StatementContext,
@@ -159,23 +159,14 @@ impl Gate for RecordingGate {
 /// with `sample_rows`, the first rows as the client received them.
 pub struct RecordingFilter {
     inner: Arc<dyn ResultFilter>,
-    masking: Option<Arc<MaskingFilter>>,
     recorder: Arc<Recorder>,
 }
 
 impl RecordingFilter {
-    /// Wraps `inner`; `masking` is the same filter when it masks (so its plan can be
-    /// observed), `None` otherwise.
-    pub fn new(
-        inner: Arc<dyn ResultFilter>,
-        masking: Option<Arc<MaskingFilter>>,
-        recorder: Arc<Recorder>,
-    ) -> Self {
-        RecordingFilter {
-            inner,
-            masking,
-            recorder,
-        }
+    /// Wraps `inner`, reading the mask plan it reports
+    /// ([`ResultFilter::begin_with_plan`]).
+    pub fn new(inner: Arc<dyn ResultFilter>, recorder: Arc<Recorder>) -> Self {
+        RecordingFilter { inner, recorder }
     }
 }
 
@@ -189,48 +180,29 @@ impl ResultFilter for RecordingFilter {
         ctx: &ResultContext<'_>,
         masked: &mut Vec<crate::pipeline::MaskedColumn>,
     ) -> Option<Box<dyn RowRewriter>> {
+        self.begin_with_plan(ctx, masked, &mut MaskObservation::default())
+    }
+
+    fn begin_with_plan(
+        &self,
+        ctx: &ResultContext<'_>,
+        masked: &mut Vec<crate::pipeline::MaskedColumn>,
+        obs: &mut MaskObservation,
+    ) -> Option<Box<dyn RowRewriter>> {
+        let rewriter = self.inner.begin_with_plan(ctx, masked, obs);
         let config = self.recorder.config();
         if !(config.selects(ctx.session) && config.sampled()) {
-            return self.inner.begin_masked(ctx, masked);
+            return rewriter;
         }
-        let mut obs = MaskObservation::default();
-        let rewriter = match &self.masking {
-            Some(m) => m.begin_observed(ctx, Some(&mut obs)),
-            None => self.inner.begin_masked(ctx, masked),
-        };
-        masked.extend(crate::masking::masked_columns(ctx, &obs));
-        let columns: Vec<ColumnRec> = match &obs.context {
-            Some(c) => c.columns.iter().map(ColumnRec::from_wit).collect(),
-            None => {
-                let cat = crate::masking::catalog::DbCatalog::default();
-                let mut missed = false;
-                crate::masking::provenance::result_columns(
-                    ctx.columns,
-                    ctx.statement,
-                    &cat,
-                    &mut missed,
-                )
-                .iter()
-                .map(ColumnRec::from_wit)
-                .collect()
-            }
-        };
-        let identity = crate::policy::request::identity(ctx.session);
+        let planned = crate::masking::planned_context(ctx, obs);
         let line = ResultLine {
             seq: 0,
             time: now_rfc3339(),
             session: ctx.session.session_id,
-            identity: IdentityRec::from_wit(&identity),
+            identity: IdentityRec::from_wit(&planned.identity),
             database: ctx.session.database.clone(),
-            statement: ctx.statement.map(|s| {
-                SummaryRec::from_wit(&crate::policy::request::statement(
-                    s,
-                    &s.fingerprint,
-                    false,
-                    0,
-                ))
-            }),
-            columns,
+            statement: planned.statement.as_ref().map(SummaryRec::from_wit),
+            columns: planned.columns.iter().map(ColumnRec::from_wit).collect(),
             masks: obs
                 .masks
                 .iter()
@@ -242,6 +214,7 @@ impl ResultFilter for RecordingFilter {
                 .collect(),
             refused: obs
                 .refused
+                .clone()
                 .map(|(policy, message)| RefusalRec { policy, message }),
             rows: Vec::new(),
         };
