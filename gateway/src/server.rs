@@ -205,6 +205,10 @@ async fn observe(
             Arc::clone(&s),
             catalog.clone(),
         ));
+        filter = Arc::new(crate::policy::shadow::ShadowFilter::new(
+            filter,
+            Arc::clone(&s),
+        ));
         shadow = Some(s);
     }
     let mut recorder = None;
@@ -412,6 +416,12 @@ async fn start_inner(
         }
         None => None,
     };
+    if let Some(s) = shadow.as_ref().filter(|s| s.config().watch) {
+        tasks.push(crate::policy::shadow::spawn_watcher(
+            Arc::clone(s),
+            shutdown.clone(),
+        )?);
+    }
     let shared = Arc::new(Shared {
         analyzer: Arc::new(Analyzer::new(config.analysis.parse_cache_entries)),
         config: Arc::new(config),

@@ -51,8 +51,15 @@ fn portcullis_bin() -> PathBuf {
 fn policy_dir(env: &TestEnv, name: &str, policies: &[PolicyConfig]) -> PathBuf {
     let dir = env.scratch_dir().join(portcullis_tests::unique(name));
     std::fs::create_dir_all(&dir).unwrap();
+    write_policy_dir(&dir, name, policies);
+    dir
+}
+
+/// (Re)writes the policy directory `dir` as version `version` of `policies`; the
+/// manifest is replaced last, in one rename.
+fn write_policy_dir(dir: &Path, version: &str, policies: &[PolicyConfig]) {
     let mut manifest = toml::Table::new();
-    manifest.insert("version".into(), name.into());
+    manifest.insert("version".into(), version.into());
     let mut entries = Vec::new();
     for (i, p) in policies.iter().enumerate() {
         let bytes = std::fs::read(&p.path).unwrap();
@@ -73,12 +80,9 @@ fn policy_dir(env: &TestEnv, name: &str, policies: &[PolicyConfig]) -> PathBuf {
         entries.push(toml::Value::Table(e));
     }
     manifest.insert("policies".into(), toml::Value::Array(entries));
-    std::fs::write(
-        dir.join("policies.toml"),
-        toml::to_string(&manifest).unwrap(),
-    )
-    .unwrap();
-    dir
+    let tmp = dir.join(".policies.toml.tmp");
+    std::fs::write(&tmp, toml::to_string(&manifest).unwrap()).unwrap();
+    std::fs::rename(&tmp, dir.join("policies.toml")).unwrap();
 }
 
 /// The demo guardrails with one more rule: agents may not read `orders`.
@@ -903,4 +907,174 @@ async fn bound_parameters_are_recorded_and_replayed_to_policies() {
     assert_eq!(diffs[0]["kind"], "allow_to_deny");
     assert_eq!(diffs[0]["policy"], "probe");
     assert_eq!(diffs[0]["seq"], first["seq"]);
+}
+
+/// `GET /shadow` as JSON.
+async fn shadow_status(gw: &Gateway) -> serde_json::Value {
+    let status = admin::get(gw.admin_addr().unwrap(), "/shadow")
+        .await
+        .unwrap();
+    assert_eq!(status.status, 200, "{}", status.body);
+    serde_json::from_str(&status.body).unwrap()
+}
+
+#[tokio::test]
+async fn shadow_mode_compares_mask_plans_per_column() {
+    let env = env().await;
+    let candidate = policy_dir(env, "shadow-mask", &[demo_guardrails(), stricter_mask()]);
+    let gw = env
+        .start_gateway(GatewayOptions {
+            policies: vec![demo_guardrails(), demo_mask()],
+            extra_toml: format!("[shadow]\npath = {:?}\n", candidate.display().to_string()),
+            ..GatewayOptions::default()
+        })
+        .await
+        .expect("gateway with a masking shadow set");
+    let alice = gw.connect("alice", "demo").await.unwrap();
+    for _ in 0..2 {
+        let rows = alice
+            .query(
+                "SELECT id, email, phone FROM customers ORDER BY id LIMIT 2",
+                &[],
+            )
+            .await
+            .unwrap();
+        let phone: String = rows[0].get(2);
+        assert!(
+            phone.chars().filter(|c| c.is_ascii_digit()).count() <= 4 && phone != "***",
+            "the client gets the live mask (last 4 digits), not the candidate's: {phone}"
+        );
+    }
+    // Same masks in both sets: no difference.
+    alice
+        .query("SELECT email FROM customers ORDER BY id LIMIT 1", &[])
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "shadow mask plans", || async {
+        let s = shadow_status(&gw).await;
+        anyhow::ensure!(s["results_evaluated"].as_u64() >= Some(3), "{s}");
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let status = shadow_status(&gw).await;
+    assert_eq!(
+        status["differences"],
+        serde_json::json!({"mask_changed": 2}),
+        "one per result set with a phone column, no decision difference: {status}"
+    );
+    let m = admin::get(gw.admin_addr().unwrap(), "/metrics")
+        .await
+        .unwrap()
+        .body;
+    assert_eq!(
+        admin::metric_value(
+            &m,
+            "portcullis_shadow_differences_total{kind=\"mask_changed\"}"
+        ),
+        Some(2.0),
+        "{m}"
+    );
+    gw.shutdown().await;
+}
+
+/// Runs the probe statement twice on `c` (the live set allows it) and waits until
+/// the shadow set evaluated both; returns `GET /shadow` then.
+async fn probe_twice(gw: &Gateway, c: &portcullis_tests::Conn) -> serde_json::Value {
+    let before = shadow_status(gw).await["evaluated"].as_u64().unwrap();
+    for _ in 0..2 {
+        c.simple_query("SELECT 1 /*probe*/")
+            .await
+            .expect("the live set allows it");
+    }
+    eventually(Duration::from_secs(10), "shadow evaluations", || async {
+        let s = shadow_status(gw).await;
+        anyhow::ensure!(s["evaluated"].as_u64().unwrap() >= before + 2, "{s}");
+        Ok(s)
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits until `GET /shadow` satisfies `ok`.
+async fn shadow_until(
+    gw: &Gateway,
+    what: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    eventually(Duration::from_secs(20), what, || async {
+        let s = shadow_status(gw).await;
+        anyhow::ensure!(ok(&s), "{s}");
+        Ok(s)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_shadow_candidate_is_reloaded_when_its_directory_changes() {
+    let env = env().await;
+    let probe = |behaviour: &str| {
+        let mut p = denying_probe();
+        p.settings = toml::from_str(&format!("behaviour = {behaviour:?}")).unwrap();
+        p
+    };
+    let candidate = policy_dir(env, "shadow-reload", &[probe("deny")]);
+    let gw = env
+        .start_gateway(GatewayOptions {
+            policies: vec![demo_guardrails()],
+            extra_toml: format!(
+                "[shadow]\npath = {:?}\ndebounce_ms = 50\n",
+                candidate.display().to_string()
+            ),
+            ..GatewayOptions::default()
+        })
+        .await
+        .unwrap();
+    let c = gw.connect("alice", "demo").await.unwrap();
+    let s = probe_twice(&gw, &c).await;
+    assert_eq!(s["differences"]["allow_to_deny"], 2, "{s}");
+
+    // The candidate now allows the probe statement: no new difference.
+    write_policy_dir(&candidate, "v2", &[probe("allow")]);
+    let s = shadow_until(&gw, "candidate v2", |s| s["version"] == "v2").await;
+    assert!(s["reloads"]["ok"].as_u64() >= Some(1), "{s}");
+    let s = probe_twice(&gw, &c).await;
+    assert_eq!(s["differences"]["allow_to_deny"], 2, "{s}");
+
+    // A candidate that does not load (an artifact that is not the pinned one) keeps
+    // v2 evaluating, and says why.
+    let manifest = candidate.join("policies.toml");
+    let mut broken: toml::Table =
+        toml::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    broken.insert("version".into(), "v3".into());
+    broken["policies"].as_array_mut().unwrap()[0]
+        .as_table_mut()
+        .unwrap()
+        .insert("sha256".into(), "00".repeat(32).into());
+    std::fs::write(&manifest, toml::to_string(&broken).unwrap()).unwrap();
+    let s = shadow_until(&gw, "a failed reload", |s| {
+        s["reloads"]["error"].as_u64() >= Some(1)
+    })
+    .await;
+    assert_eq!(s["version"], "v2", "{s}");
+    assert!(s["last_error"].as_str().unwrap().contains("sha256"), "{s}");
+    let s = probe_twice(&gw, &c).await;
+    assert_eq!(s["differences"]["allow_to_deny"], 2, "v2 still allows: {s}");
+
+    // Denying again: the differences count again, on the same connection.
+    write_policy_dir(&candidate, "v4", &[probe("deny")]);
+    let s = shadow_until(&gw, "candidate v4", |s| s["version"] == "v4").await;
+    assert!(s["last_error"].is_null(), "{s}");
+    let s = probe_twice(&gw, &c).await;
+    assert_eq!(s["differences"]["allow_to_deny"], 4, "{s}");
+    let m = admin::get(gw.admin_addr().unwrap(), "/metrics")
+        .await
+        .unwrap()
+        .body;
+    assert!(
+        admin::metric_value(&m, "portcullis_shadow_reloads_total{result=\"error\"}") >= Some(1.0),
+        "{m}"
+    );
+    gw.shutdown().await;
 }

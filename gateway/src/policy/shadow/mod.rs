@@ -1,23 +1,34 @@
 //! Shadow mode: a candidate policy set evaluated alongside the live one on real
 //! traffic, never enforced.
 //!
-//! The [`ShadowGate`] returns the live gate's decision untouched and hands a copy of
-//! the request to a worker thread through a bounded queue: the client never waits
-//! for the candidate, a full queue drops the evaluation (counted), and a candidate
-//! that traps or times out is only counted. Differences are logged and counted in
-//! `portcullis_shadow_differences_total{kind}` (`allow_to_deny`, `deny_to_allow`,
-//! `allow_to_hold`, ..., `error`).
+//! The [`ShadowGate`] returns the live gate's decision untouched and the
+//! [`ShadowFilter`] the live mask plan; each hands a copy of what the live set was
+//! asked (the policy request, the masking context with the plan applied) to a worker
+//! thread through a bounded queue. The client never waits for the candidate, a full
+//! queue drops the evaluation (counted), and a candidate that traps or times out is
+//! only counted. Differences are logged and counted in
+//! `portcullis_shadow_differences_total{kind}` (`allow_to_deny`, ..., `mask_changed`,
+//! `result_refused`, `result_unrefused`, `error`).
+//!
+//! The candidate directory is watched like a live policy directory: a change reloads
+//! the candidate without touching a session ([`Shadow::reload`]); a candidate that does
+//! not load keeps the previous one, and the failure is logged, counted
+//! (`portcullis_shadow_reloads_total{result="error"}`) and shown on `GET /shadow`.
+
+mod seams;
+mod worker;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
 use serde::Deserialize;
 
-use super::bindings::portcullis::policy::types as wit;
-use super::evaluate::{Outcome, evaluate};
-use crate::masking::Catalog;
-use crate::pipeline::{Decision, Gate, SessionInfo, StatementContext};
+use super::PolicyRuntime;
+use super::candidate::{Candidate, load_candidate};
+pub use seams::{ShadowFilter, ShadowGate};
+use worker::Job;
 
 /// `[shadow]`: the candidate policy set.
 #[derive(Debug, Clone, Deserialize)]
@@ -29,10 +40,20 @@ pub struct ShadowConfig {
     /// Evaluations queued for the worker; beyond that they are dropped and counted.
     #[serde(default = "default_queue")]
     pub queue: usize,
+    /// Reload the candidate when the directory changes.
+    #[serde(default = "default_true")]
+    pub watch: bool,
+    /// Quiet time after the last change before reloading, ms.
+    #[serde(default = "crate::config::default_debounce_ms")]
+    pub debounce_ms: u64,
 }
 
 fn default_queue() -> usize {
     4096
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// Counters of a shadow set.
@@ -40,10 +61,14 @@ fn default_queue() -> usize {
 pub struct ShadowStats {
     /// Statements the candidate evaluated.
     pub evaluated: prometheus::IntCounter,
-    /// Differences from the live decision, by kind.
+    /// Result sets whose mask plan the candidate made again.
+    pub results: prometheus::IntCounter,
+    /// Differences from the live decision or mask plan, by kind.
     pub differences: prometheus::IntCounterVec,
     /// Evaluations dropped because the worker was behind.
     pub dropped: prometheus::IntCounter,
+    /// Candidate reloads by result (`ok`, `error`).
+    pub reloads: prometheus::IntCounterVec,
 }
 
 impl ShadowStats {
@@ -53,10 +78,14 @@ impl ShadowStats {
                 "shadow_evaluations_total",
                 "Statements the shadow policy set evaluated",
             )?,
+            results: prometheus::IntCounter::new(
+                "shadow_result_evaluations_total",
+                "Result sets the shadow policy set planned masks for",
+            )?,
             differences: prometheus::IntCounterVec::new(
                 prometheus::Opts::new(
                     "shadow_differences_total",
-                    "Shadow decisions that differ from the live ones, by kind",
+                    "Shadow decisions and mask plans that differ from the live ones, by kind",
                 ),
                 &["kind"],
             )?,
@@ -64,27 +93,34 @@ impl ShadowStats {
                 "shadow_dropped_total",
                 "Shadow evaluations dropped because the candidate fell behind",
             )?,
+            reloads: prometheus::IntCounterVec::new(
+                prometheus::Opts::new("shadow_reloads_total", "Shadow candidate reloads by result"),
+                &["result"],
+            )?,
         };
         if let Some(r) = registry {
             r.register(Box::new(s.evaluated.clone()))?;
+            r.register(Box::new(s.results.clone()))?;
             r.register(Box::new(s.differences.clone()))?;
             r.register(Box::new(s.dropped.clone()))?;
+            r.register(Box::new(s.reloads.clone()))?;
         }
         Ok(s)
     }
 }
 
-struct Job {
-    req: wit::Request,
-    live: &'static str,
-    live_policy: Option<String>,
-}
-
 /// A running shadow set.
 pub struct Shadow {
+    config: ShadowConfig,
+    runtime: PolicyRuntime,
+    /// The candidate the worker evaluates with (swapped by a reload).
+    candidate: Arc<ArcSwap<Candidate>>,
     tx: SyncSender<Job>,
     stats: ShadowStats,
-    version: String,
+    /// Why the last reload failed, when it did (cleared by a successful one).
+    last_error: Mutex<Option<String>>,
+    /// Serialises reloads.
+    reloading: Mutex<()>,
 }
 
 impl Shadow {
@@ -94,46 +130,28 @@ impl Shadow {
         cache_dir: Option<PathBuf>,
         registry: Option<&prometheus::Registry>,
     ) -> anyhow::Result<Arc<Shadow>> {
-        let runtime = super::PolicyRuntime::new(cache_dir, super::PolicyMetrics::unregistered())?;
-        let candidate = super::candidate::load_candidate(&config.path, &runtime)
+        let runtime = PolicyRuntime::new(cache_dir, super::PolicyMetrics::unregistered())?;
+        let first = load_candidate(&config.path, &runtime)
             .map_err(|e| anyhow::anyhow!("[shadow] {}: {e}", config.path.display()))?;
         let stats = ShadowStats::new(registry)?;
         let (tx, rx) = sync_channel::<Job>(config.queue.max(1));
-        let worker_stats = stats.clone();
-        let version = candidate.version.clone();
-        std::thread::Builder::new()
-            .name("portcullis-shadow".into())
-            .spawn(move || {
-                let _runtime = runtime;
-                while let Ok(job) = rx.recv() {
-                    let e = evaluate(&candidate.chain, &job.req, false);
-                    worker_stats.evaluated.inc();
-                    let kind = if e.failed {
-                        Some("error".to_owned())
-                    } else {
-                        let shadow = e.outcome.as_str();
-                        (shadow != job.live).then(|| format!("{}_to_{shadow}", job.live))
-                    };
-                    if let Some(kind) = kind {
-                        worker_stats.differences.with_label_values(&[&kind]).inc();
-                        let shadow_policy = match &e.outcome {
-                            Outcome::Deny { policy, .. } => policy.clone(),
-                            Outcome::Hold { policies, .. } => policies.join(","),
-                            Outcome::Allow => String::new(),
-                        };
-                        tracing::info!(
-                            kind = %kind,
-                            user = %job.req.identity.user,
-                            fingerprint = %job.req.statement.fingerprint,
-                            live_policy = job.live_policy.as_deref().unwrap_or(""),
-                            shadow_policy = %shadow_policy,
-                            "shadow policy set decides differently"
-                        );
-                    }
-                }
-            })?;
-        tracing::info!(version = %version, path = %config.path.display(), "shadow policy set loaded");
-        Ok(Arc::new(Shadow { tx, stats, version }))
+        tracing::info!(version = %first.version, path = %config.path.display(), "shadow policy set loaded");
+        let candidate = Arc::new(ArcSwap::from_pointee(first));
+        worker::spawn(rx, Arc::clone(&candidate), stats.clone())?;
+        Ok(Arc::new(Shadow {
+            config: config.clone(),
+            runtime,
+            candidate,
+            tx,
+            stats,
+            last_error: Mutex::new(None),
+            reloading: Mutex::new(()),
+        }))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ShadowConfig {
+        &self.config
     }
 
     /// The counters.
@@ -142,26 +160,81 @@ impl Shadow {
     }
 
     /// The candidate set's version.
-    pub fn version(&self) -> &str {
-        &self.version
+    pub fn version(&self) -> String {
+        self.candidate.load().version.clone()
     }
 
-    fn submit(&self, req: wit::Request, live: &Decision) {
-        let (live, live_policy) = live_outcome(live);
-        match self.tx.try_send(Job {
-            req,
-            live,
-            live_policy,
-        }) {
+    /// Loads the directory again and swaps the candidate in; evaluations already
+    /// queued finish with the one they started with. On failure the previous
+    /// candidate stays, and the error is logged, counted, kept for `GET /shadow` and
+    /// returned. Blocking: compiles.
+    pub fn reload(&self) -> Result<String, String> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        let last_error = || self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        match load_candidate(&self.config.path, &self.runtime) {
+            Ok(c) => {
+                let version = c.version.clone();
+                self.candidate.store(Arc::new(c));
+                *last_error() = None;
+                self.stats.reloads.with_label_values(&["ok"]).inc();
+                tracing::info!(version = %version, path = %self.config.path.display(), "shadow policy set reloaded");
+                Ok(version)
+            }
+            Err(e) => {
+                self.stats.reloads.with_label_values(&["error"]).inc();
+                tracing::error!(error = %e, path = %self.config.path.display(), "shadow policy reload failed; the previous candidate keeps running");
+                *last_error() = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// Queues a job; drops (and counts) it when the worker is behind.
+    fn submit(&self, job: Job) {
+        match self.tx.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.stats.dropped.inc()
             }
         }
     }
+
+    /// True when the candidate plans masks (result sets are worth comparing even
+    /// when the live set masked nothing).
+    fn candidate_masks(&self) -> bool {
+        !self.candidate.load().chain.mask_policies().is_empty()
+    }
 }
 
-/// `GET /shadow` on the admin endpoint: the candidate's version and its counters.
+/// Starts the task reloading the candidate when its directory changes (debounced,
+/// as for `[policy_dir]`), until `shutdown`.
+pub fn spawn_watcher(
+    shadow: Arc<Shadow>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use super::reload::watch::{next_change, watch_dir};
+    let (watcher, mut changed) = watch_dir(&shadow.config.path)?;
+    let debounce = std::time::Duration::from_millis(shadow.config.debounce_ms);
+    Ok(tokio::spawn(async move {
+        let _watcher = watcher;
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                change = next_change(&mut changed, debounce) => {
+                    if change.is_none() {
+                        break;
+                    }
+                    let s = Arc::clone(&shadow);
+                    // The outcome is logged and counted by `reload`.
+                    let _ = tokio::task::spawn_blocking(move || s.reload()).await;
+                }
+            }
+        }
+    }))
+}
+
+/// `GET /shadow` on the admin endpoint: the candidate's version, its counters and the
+/// last failed reload.
 pub async fn admin_status(
     axum::extract::State(shared): axum::extract::State<Arc<crate::server::Shared>>,
 ) -> axum::response::Response {
@@ -173,85 +246,30 @@ pub async fn admin_status(
         )
             .into_response();
     };
-    let mut differences = serde_json::Map::new();
-    use prometheus::core::Collector as _;
-    for m in s.stats.differences.collect() {
-        for metric in m.get_metric() {
-            let kind = metric
-                .get_label()
-                .iter()
-                .find(|l| l.name() == "kind")
-                .map(|l| l.value().to_owned())
-                .unwrap_or_default();
-            differences.insert(kind, (metric.get_counter().get_value() as u64).into());
+    let by_label = |v: &prometheus::IntCounterVec, label: &str| {
+        use prometheus::core::Collector as _;
+        let mut out = serde_json::Map::new();
+        for m in v.collect() {
+            for metric in m.get_metric() {
+                let key = metric
+                    .get_label()
+                    .iter()
+                    .find(|l| l.name() == label)
+                    .map(|l| l.value().to_owned())
+                    .unwrap_or_default();
+                out.insert(key, (metric.get_counter().get_value() as u64).into());
+            }
         }
-    }
+        out
+    };
     axum::Json(serde_json::json!({
-        "version": s.version,
+        "version": s.version(),
         "evaluated": s.stats.evaluated.get(),
+        "results_evaluated": s.stats.results.get(),
         "dropped": s.stats.dropped.get(),
-        "differences": differences,
+        "differences": by_label(&s.stats.differences, "kind"),
+        "reloads": by_label(&s.stats.reloads, "result"),
+        "last_error": s.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
     }))
     .into_response()
-}
-
-/// `allow`, `deny` or `hold`, and the deciding policy.
-fn live_outcome(d: &Decision) -> (&'static str, Option<String>) {
-    match d {
-        Decision::Allow => ("allow", None),
-        // Until approvals are enabled, a statement needing one is denied saying so.
-        Decision::Deny(d) if d.message.starts_with(super::replay::APPROVAL_DENIAL) => {
-            ("hold", Some(d.policy.clone()))
-        }
-        Decision::Deny(d) => ("deny", Some(d.policy.clone())),
-        Decision::Hold(h) => ("hold", Some(h.policy.clone())),
-    }
-}
-
-/// The live gate with the shadow set watching.
-pub struct ShadowGate {
-    inner: Arc<dyn Gate>,
-    shadow: Arc<Shadow>,
-    catalog: Option<Arc<Catalog>>,
-}
-
-impl ShadowGate {
-    /// Wraps `inner`; `catalog` completes view columns like the masking gate.
-    pub fn new(inner: Arc<dyn Gate>, shadow: Arc<Shadow>, catalog: Option<Arc<Catalog>>) -> Self {
-        ShadowGate {
-            inner,
-            shadow,
-            catalog,
-        }
-    }
-}
-
-impl Gate for ShadowGate {
-    fn decide(&self, ctx: &StatementContext<'_>) -> Decision {
-        let decision = self.inner.decide(ctx);
-        // Statements the gateway itself refuses (audit sink down) never reach here.
-        let req = crate::recording::live_request(ctx, self.catalog.as_ref());
-        self.shadow.submit(req, &decision);
-        decision
-    }
-
-    fn decide_function_call(&self, session: &SessionInfo, function_oid: u32) -> Decision {
-        self.inner.decide_function_call(session, function_oid)
-    }
-
-    fn observes_binds(&self) -> bool {
-        self.inner.observes_binds()
-    }
-
-    fn bound(&self, ctx: &StatementContext<'_>, params: &crate::pipeline::BoundParams<'_>) {
-        self.inner.bound(ctx, params)
-    }
-
-    fn route_approval(
-        &self,
-        ctx: &StatementContext<'_>,
-        ask: &crate::pipeline::ApprovalAsk<'_>,
-    ) -> crate::pipeline::ApprovalRoute {
-        self.inner.route_approval(ctx, ask)
-    }
 }
