@@ -200,14 +200,13 @@ async fn observe(
         })
         .await
         .context("loading the shadow policy set panicked")??;
-        gate = Arc::new(crate::policy::shadow::ShadowGate::new(
-            gate,
-            Arc::clone(&s),
-            catalog.clone(),
-        ));
-        filter = Arc::new(crate::policy::shadow::ShadowFilter::new(
+        use crate::pipeline::{ObservingFilter, ObservingGate};
+        use crate::policy::shadow::{ShadowFilter, ShadowGate};
+        let observer = ShadowGate::new(Arc::clone(&s), catalog.clone());
+        gate = Arc::new(ObservingGate::new(gate, observer));
+        filter = Arc::new(ObservingFilter::new(
             filter,
-            Arc::clone(&s),
+            ShadowFilter::new(Arc::clone(&s)),
         ));
         shadow = Some(s);
     }

@@ -556,14 +556,8 @@ async fn recording_filters_select_identity_database_and_sample() {
 async fn shadow_mode_counts_differences_while_clients_get_live_decisions() {
     let env = env().await;
     let candidate = policy_dir(env, "shadow", &[stricter_guardrails()]);
-    let gw = env
-        .start_gateway(GatewayOptions {
-            policies: vec![demo_guardrails()],
-            extra_toml: format!("[shadow]\npath = {:?}\n", candidate.display().to_string()),
-            ..GatewayOptions::default()
-        })
-        .await
-        .expect("gateway with a shadow set");
+    let toml = format!("[shadow]\npath = {:?}\n", candidate.display().to_string());
+    let gw = gateway(env, vec![demo_guardrails()], toml).await;
     let etl = gw.connect("etl-agent", "demo").await.unwrap();
     for _ in 0..4 {
         let rows = etl
@@ -608,9 +602,7 @@ async fn shadow_mode_counts_differences_while_clients_get_live_decisions() {
         !m.contains("shadow_differences_total{kind=\"deny_to_allow\"}"),
         "{m}"
     );
-    let status = admin::get(addr, "/shadow").await.unwrap();
-    assert_eq!(status.status, 200, "{}", status.body);
-    let status: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+    let status = shadow_status(&gw).await;
     assert_eq!(status["version"], "shadow");
     assert_eq!(status["differences"]["allow_to_deny"], 4, "{status}");
     gw.shutdown().await;
@@ -835,17 +827,11 @@ async fn bound_parameters_are_recorded_and_replayed_to_policies() {
         .scratch_dir()
         .join(portcullis_tests::unique("params"))
         .join("params.jsonl");
-    let gw = env
-        .start_gateway(GatewayOptions {
-            policies: vec![demo_guardrails()],
-            extra_toml: format!(
-                "[recording]\npath = {:?}\n",
-                recording.display().to_string()
-            ),
-            ..GatewayOptions::default()
-        })
-        .await
-        .unwrap();
+    let toml = format!(
+        "[recording]\npath = {:?}\n",
+        recording.display().to_string()
+    );
+    let gw = gateway(env, vec![demo_guardrails()], toml).await;
     let etl = gw.connect("etl-agent", "demo").await.unwrap();
     let rows = etl
         .query(
@@ -911,25 +897,26 @@ async fn bound_parameters_are_recorded_and_replayed_to_policies() {
 
 /// `GET /shadow` as JSON.
 async fn shadow_status(gw: &Gateway) -> serde_json::Value {
-    let status = admin::get(gw.admin_addr().unwrap(), "/shadow")
-        .await
-        .unwrap();
-    assert_eq!(status.status, 200, "{}", status.body);
-    serde_json::from_str(&status.body).unwrap()
+    admin::get_json(gw.admin_addr().unwrap(), "/shadow").await
+}
+
+/// A gateway enforcing `policies`, with `extra_toml` added to its configuration.
+async fn gateway(env: &TestEnv, policies: Vec<PolicyConfig>, extra_toml: String) -> Gateway {
+    env.start_gateway(GatewayOptions {
+        policies,
+        extra_toml,
+        ..GatewayOptions::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("gateway: {e:#}"))
 }
 
 #[tokio::test]
 async fn shadow_mode_compares_mask_plans_per_column() {
     let env = env().await;
     let candidate = policy_dir(env, "shadow-mask", &[demo_guardrails(), stricter_mask()]);
-    let gw = env
-        .start_gateway(GatewayOptions {
-            policies: vec![demo_guardrails(), demo_mask()],
-            extra_toml: format!("[shadow]\npath = {:?}\n", candidate.display().to_string()),
-            ..GatewayOptions::default()
-        })
-        .await
-        .expect("gateway with a masking shadow set");
+    let toml = format!("[shadow]\npath = {:?}\n", candidate.display().to_string());
+    let gw = gateway(env, vec![demo_guardrails(), demo_mask()], toml).await;
     let alice = gw.connect("alice", "demo").await.unwrap();
     for _ in 0..2 {
         let rows = alice
@@ -1020,17 +1007,11 @@ async fn the_shadow_candidate_is_reloaded_when_its_directory_changes() {
         p
     };
     let candidate = policy_dir(env, "shadow-reload", &[probe("deny")]);
-    let gw = env
-        .start_gateway(GatewayOptions {
-            policies: vec![demo_guardrails()],
-            extra_toml: format!(
-                "[shadow]\npath = {:?}\ndebounce_ms = 50\n",
-                candidate.display().to_string()
-            ),
-            ..GatewayOptions::default()
-        })
-        .await
-        .unwrap();
+    let toml = format!(
+        "[shadow]\npath = {:?}\ndebounce_ms = 50\n",
+        candidate.display().to_string()
+    );
+    let gw = gateway(env, vec![demo_guardrails()], toml).await;
     let c = gw.connect("alice", "demo").await.unwrap();
     let s = probe_twice(&gw, &c).await;
     assert_eq!(s["differences"]["allow_to_deny"], 2, "{s}");

@@ -7,6 +7,7 @@
 
 mod decision;
 mod filter;
+mod observe;
 mod role_lock;
 
 pub use decision::{
@@ -14,4 +15,5 @@ pub use decision::{
     PolicyVerdictRecord, Protocol, SessionInfo, StatementContext, VerdictSink, Verdicts,
 };
 pub use filter::{MaskedColumn, NoMasking, Refusal, ResultContext, ResultFilter, RowRewriter};
+pub use observe::{DecisionObserver, ObservingFilter, ObservingGate, PlanObserver};
 pub use role_lock::RoleLock;

@@ -129,9 +129,15 @@ pub fn wrap(
     Arc<dyn crate::pipeline::ResultFilter>,
 ) {
     let catalog = filter.catalog().cloned();
-    let gate = Arc::new(RecordingGate::new(gate, Arc::clone(recorder), catalog));
+    let gate = Arc::new(crate::pipeline::ObservingGate::new(
+        gate,
+        RecordingGate::new(Arc::clone(recorder), catalog),
+    ));
     let filter: Arc<dyn crate::pipeline::ResultFilter> = if recorder.config().results {
-        Arc::new(RecordingFilter::new(filter, Arc::clone(recorder)))
+        Arc::new(crate::pipeline::ObservingFilter::new(
+            filter,
+            RecordingFilter::new(Arc::clone(recorder)),
+        ))
     } else {
         filter
     };

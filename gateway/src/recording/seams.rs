@@ -1,5 +1,5 @@
-//! The recording at the pipeline seams: a [`Gate`] and a [`ResultFilter`] that pass
-//! everything to the real ones and record what they saw.
+//! The recording at the pipeline seams: observers of the gate and the result filter
+//! (see [`crate::pipeline::ObservingGate`]) that record what they saw.
 
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use super::format::{
 use super::writer::{Recorder, now_rfc3339};
 use crate::masking::{Catalog, MaskObservation};
 use crate::pipeline::{
-    BoundParams, Decision, Gate, Protocol, ResultContext, ResultFilter, RowRewriter, SessionInfo,
+    BoundParams, Decision, DecisionObserver, PlanObserver, Protocol, ResultContext, RowRewriter,
     StatementContext,
 };
 use crate::policy::bindings::portcullis::policy::types as wit;
@@ -56,29 +56,20 @@ pub fn live_request(ctx: &StatementContext<'_>, catalog: Option<&Arc<Catalog>>) 
     req
 }
 
-/// Records every selected statement with the decision of the gate it wraps.
+/// Records every selected statement with the decision of the gate it observes
+/// (an [`ObservingGate`](crate::pipeline::ObservingGate) observer).
 pub struct RecordingGate {
-    inner: Arc<dyn Gate>,
     recorder: Arc<Recorder>,
     catalog: Option<Arc<Catalog>>,
 }
 
 impl RecordingGate {
-    /// Wraps `inner`; `catalog` completes view columns like the masking gate does.
-    pub fn new(
-        inner: Arc<dyn Gate>,
-        recorder: Arc<Recorder>,
-        catalog: Option<Arc<Catalog>>,
-    ) -> Self {
-        RecordingGate {
-            inner,
-            recorder,
-            catalog,
-        }
+    /// Records to `recorder`; `catalog` completes view columns like the masking gate
+    /// does.
+    pub fn new(recorder: Arc<Recorder>, catalog: Option<Arc<Catalog>>) -> Self {
+        RecordingGate { recorder, catalog }
     }
-}
 
-impl RecordingGate {
     /// Queues the line of one statement, when its session is selected and sampled.
     fn record(
         &self,
@@ -122,15 +113,13 @@ fn binary_positions(p: &BoundParams<'_>) -> Vec<u32> {
         .collect()
 }
 
-impl Gate for RecordingGate {
-    fn decide(&self, ctx: &StatementContext<'_>) -> Decision {
-        let decision = self.inner.decide(ctx);
+impl DecisionObserver for RecordingGate {
+    fn decided(&self, ctx: &StatementContext<'_>, decision: &Decision) {
         // An allowed Parse is recorded at each of its Binds, with the parameters
         // (see `bound`); denials and holds are recorded here.
-        if !(ctx.protocol == Protocol::ExtendedParse && decision == Decision::Allow) {
-            self.record(ctx, &decision, None);
+        if !(ctx.protocol == Protocol::ExtendedParse && *decision == Decision::Allow) {
+            self.record(ctx, decision, None);
         }
-        decision
     }
 
     fn observes_binds(&self) -> bool {
@@ -139,62 +128,35 @@ impl Gate for RecordingGate {
 
     fn bound(&self, ctx: &StatementContext<'_>, params: &BoundParams<'_>) {
         self.record(ctx, &Decision::Allow, Some(params));
-        self.inner.bound(ctx, params);
-    }
-
-    fn decide_function_call(&self, session: &SessionInfo, function_oid: u32) -> Decision {
-        self.inner.decide_function_call(session, function_oid)
-    }
-
-    fn route_approval(
-        &self,
-        ctx: &StatementContext<'_>,
-        ask: &crate::pipeline::ApprovalAsk<'_>,
-    ) -> crate::pipeline::ApprovalRoute {
-        self.inner.route_approval(ctx, ask)
     }
 }
 
 /// Records the selected result sets: columns with provenance, the masks applied and,
-/// with `sample_rows`, the first rows as the client received them.
+/// with `sample_rows`, the first rows as the client received them (an
+/// [`ObservingFilter`](crate::pipeline::ObservingFilter) observer).
 pub struct RecordingFilter {
-    inner: Arc<dyn ResultFilter>,
     recorder: Arc<Recorder>,
 }
 
 impl RecordingFilter {
-    /// Wraps `inner`, reading the mask plan it reports
-    /// ([`ResultFilter::begin_with_plan`]).
-    pub fn new(inner: Arc<dyn ResultFilter>, recorder: Arc<Recorder>) -> Self {
-        RecordingFilter { inner, recorder }
+    /// Records to `recorder`.
+    pub fn new(recorder: Arc<Recorder>) -> Self {
+        RecordingFilter { recorder }
     }
 }
 
-impl ResultFilter for RecordingFilter {
-    fn begin(&self, ctx: &ResultContext<'_>) -> Option<Box<dyn RowRewriter>> {
-        self.begin_masked(ctx, &mut Vec::new())
-    }
-
-    fn begin_masked(
+impl PlanObserver for RecordingFilter {
+    fn planned(
         &self,
         ctx: &ResultContext<'_>,
-        masked: &mut Vec<crate::pipeline::MaskedColumn>,
+        plan: &MaskObservation,
+        rewriter: Option<Box<dyn RowRewriter>>,
     ) -> Option<Box<dyn RowRewriter>> {
-        self.begin_with_plan(ctx, masked, &mut MaskObservation::default())
-    }
-
-    fn begin_with_plan(
-        &self,
-        ctx: &ResultContext<'_>,
-        masked: &mut Vec<crate::pipeline::MaskedColumn>,
-        obs: &mut MaskObservation,
-    ) -> Option<Box<dyn RowRewriter>> {
-        let rewriter = self.inner.begin_with_plan(ctx, masked, obs);
         let config = self.recorder.config();
         if !(config.selects(ctx.session) && config.sampled()) {
             return rewriter;
         }
-        let planned = crate::masking::planned_context(ctx, obs);
+        let planned = crate::masking::planned_context(ctx, plan);
         let line = ResultLine {
             seq: 0,
             time: now_rfc3339(),
@@ -203,7 +165,7 @@ impl ResultFilter for RecordingFilter {
             database: ctx.session.database.clone(),
             statement: planned.statement.as_ref().map(SummaryRec::from_wit),
             columns: planned.columns.iter().map(ColumnRec::from_wit).collect(),
-            masks: obs
+            masks: plan
                 .masks
                 .iter()
                 .map(|(c, p, m)| MaskRec {
@@ -212,7 +174,7 @@ impl ResultFilter for RecordingFilter {
                     mask: mask_name(m),
                 })
                 .collect(),
-            refused: obs
+            refused: plan
                 .refused
                 .clone()
                 .map(|(policy, message)| RefusalRec { policy, message }),
@@ -228,22 +190,6 @@ impl ResultFilter for RecordingFilter {
             line: Some(line),
             recorder: Arc::clone(&self.recorder),
         }))
-    }
-
-    fn is_passthrough(&self) -> bool {
-        false
-    }
-
-    fn scrub_error(
-        &self,
-        session: &SessionInfo,
-        error: &portcullis_wire::backend::ErrorFields,
-    ) -> Option<portcullis_wire::backend::ErrorFields> {
-        self.inner.scrub_error(session, error)
-    }
-
-    fn catalog(&self) -> Option<&Arc<Catalog>> {
-        self.inner.catalog()
     }
 }
 

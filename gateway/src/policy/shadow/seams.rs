@@ -1,5 +1,6 @@
-//! Shadow mode at the pipeline seams: a [`Gate`] and a [`ResultFilter`] that pass
-//! everything to the live ones and hand what they were asked to the shadow worker.
+//! Shadow mode at the pipeline seams: observers of the live gate and result filter
+//! (see [`crate::pipeline::ObservingGate`]) handing what they saw to the shadow
+//! worker.
 
 use std::sync::Arc;
 
@@ -7,8 +8,7 @@ use super::Shadow;
 use super::worker::{Job, ResultJob, StatementJob};
 use crate::masking::{Catalog, MaskObservation};
 use crate::pipeline::{
-    Decision, Gate, MaskedColumn, ResultContext, ResultFilter, RowRewriter, SessionInfo,
-    StatementContext,
+    Decision, DecisionObserver, PlanObserver, ResultContext, RowRewriter, StatementContext,
 };
 use crate::recording::format::mask_name;
 
@@ -28,93 +28,53 @@ fn live_outcome(d: &Decision) -> (&'static str, Option<String>) {
     }
 }
 
-/// The live gate with the shadow set watching.
+/// Hands each statement the live gate decided to the shadow worker (an
+/// [`ObservingGate`](crate::pipeline::ObservingGate) observer).
 pub struct ShadowGate {
-    inner: Arc<dyn Gate>,
     shadow: Arc<Shadow>,
     catalog: Option<Arc<Catalog>>,
 }
 
 impl ShadowGate {
-    /// Wraps `inner`; `catalog` completes view columns like the masking gate.
-    pub fn new(inner: Arc<dyn Gate>, shadow: Arc<Shadow>, catalog: Option<Arc<Catalog>>) -> Self {
-        ShadowGate {
-            inner,
-            shadow,
-            catalog,
-        }
+    /// Submits to `shadow`; `catalog` completes view columns like the masking gate.
+    pub fn new(shadow: Arc<Shadow>, catalog: Option<Arc<Catalog>>) -> Self {
+        ShadowGate { shadow, catalog }
     }
 }
 
-impl Gate for ShadowGate {
-    fn decide(&self, ctx: &StatementContext<'_>) -> Decision {
-        let decision = self.inner.decide(ctx);
+impl DecisionObserver for ShadowGate {
+    fn decided(&self, ctx: &StatementContext<'_>, decision: &Decision) {
         // Statements the gateway itself refuses (audit sink down) never reach here.
         let req = crate::recording::live_request(ctx, self.catalog.as_ref());
-        let (live, live_policy) = live_outcome(&decision);
+        let (live, live_policy) = live_outcome(decision);
         self.shadow.submit(Job::Statement(Box::new(StatementJob {
             req,
             live,
             live_policy,
         })));
-        decision
-    }
-
-    fn decide_function_call(&self, session: &SessionInfo, function_oid: u32) -> Decision {
-        self.inner.decide_function_call(session, function_oid)
-    }
-
-    fn route_approval(
-        &self,
-        ctx: &StatementContext<'_>,
-        ask: &crate::pipeline::ApprovalAsk<'_>,
-    ) -> crate::pipeline::ApprovalRoute {
-        self.inner.route_approval(ctx, ask)
-    }
-
-    fn observes_binds(&self) -> bool {
-        self.inner.observes_binds()
-    }
-
-    fn bound(&self, ctx: &StatementContext<'_>, params: &crate::pipeline::BoundParams<'_>) {
-        self.inner.bound(ctx, params)
     }
 }
 
-/// The live result filter with the shadow set watching its mask plans.
+/// Hands each result set's live mask plan to the shadow worker (an
+/// [`ObservingFilter`](crate::pipeline::ObservingFilter) observer).
 pub struct ShadowFilter {
-    inner: Arc<dyn ResultFilter>,
     shadow: Arc<Shadow>,
 }
 
 impl ShadowFilter {
-    /// Wraps `inner`, reading the mask plan it reports
-    /// ([`ResultFilter::begin_with_plan`]).
-    pub fn new(inner: Arc<dyn ResultFilter>, shadow: Arc<Shadow>) -> Self {
-        ShadowFilter { inner, shadow }
+    /// Submits to `shadow`.
+    pub fn new(shadow: Arc<Shadow>) -> Self {
+        ShadowFilter { shadow }
     }
 }
 
-impl ResultFilter for ShadowFilter {
-    fn begin(&self, ctx: &ResultContext<'_>) -> Option<Box<dyn RowRewriter>> {
-        self.begin_masked(ctx, &mut Vec::new())
-    }
-
-    fn begin_masked(
+impl PlanObserver for ShadowFilter {
+    fn planned(
         &self,
         ctx: &ResultContext<'_>,
-        masked: &mut Vec<MaskedColumn>,
+        plan: &MaskObservation,
+        rewriter: Option<Box<dyn RowRewriter>>,
     ) -> Option<Box<dyn RowRewriter>> {
-        self.begin_with_plan(ctx, masked, &mut MaskObservation::default())
-    }
-
-    fn begin_with_plan(
-        &self,
-        ctx: &ResultContext<'_>,
-        masked: &mut Vec<MaskedColumn>,
-        plan: &mut MaskObservation,
-    ) -> Option<Box<dyn RowRewriter>> {
-        let rewriter = self.inner.begin_with_plan(ctx, masked, plan);
         let live_planned = plan.context.is_some();
         if (live_planned || self.shadow.candidate_masks()) && !ctx.columns.fields.is_empty() {
             self.shadow.submit(Job::Result(ResultJob {
@@ -128,21 +88,5 @@ impl ResultFilter for ShadowFilter {
             }));
         }
         rewriter
-    }
-
-    fn is_passthrough(&self) -> bool {
-        false
-    }
-
-    fn scrub_error(
-        &self,
-        session: &SessionInfo,
-        error: &portcullis_wire::backend::ErrorFields,
-    ) -> Option<portcullis_wire::backend::ErrorFields> {
-        self.inner.scrub_error(session, error)
-    }
-
-    fn catalog(&self) -> Option<&Arc<Catalog>> {
-        self.inner.catalog()
     }
 }
