@@ -213,7 +213,8 @@ pub fn spawn_watcher(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     use super::reload::watch::{next_change, watch_dir};
-    let (watcher, mut changed) = watch_dir(&shadow.config.path)?;
+    let (watcher, mut changed) =
+        watch_dir(&shadow.config.path).map_err(|e| anyhow::anyhow!("[shadow] {e}"))?;
     let debounce = std::time::Duration::from_millis(shadow.config.debounce_ms);
     Ok(tokio::spawn(async move {
         let _watcher = watcher;
