@@ -153,6 +153,7 @@ fn main() -> anyhow::Result<()> {
             sql: sql.into(),
             statement: SummaryRec::from_wit(&req.statement),
             params: None,
+            binary_params: Vec::new(),
             decision: portcullis::recording::decision_rec(&decision),
             verdicts: Vec::new(),
         }));

@@ -159,24 +159,19 @@ pub async fn start(config: Config) -> anyhow::Result<GatewayHandle> {
     let metrics = Metrics::new();
     let mut sets = None;
     let mut policies = Vec::new();
-    let mut masking = None;
     let plugins = if let Some(dir) = &config.policy_dir {
         let s = load_policy_dir(&config, dir.clone(), &metrics).await?;
         policies = policy_refs(&s.current().chain);
         sets = Some(Arc::clone(&s));
-        let (p, m) = live_policy_plugins_with_masking(&config, s);
-        masking = m;
-        p
+        live_policy_plugins(&config, s)
     } else if config.policies.is_empty() {
         Plugins::default()
     } else {
         let chain = Arc::new(load_policies(&config, &metrics).await?);
         policies = policy_refs(&chain);
-        let (p, m) = policy_plugins_with_masking(&config, chain);
-        masking = m;
-        p
+        policy_plugins(&config, chain)
     };
-    start_inner(config, plugins, metrics, sets, policies, masking).await
+    start_inner(config, plugins, metrics, sets, policies).await
 }
 
 /// Wraps the gate and filter with the shadow set and the traffic recording, when
@@ -184,7 +179,6 @@ pub async fn start(config: Config) -> anyhow::Result<GatewayHandle> {
 async fn observe(
     config: &Config,
     plugins: Plugins,
-    masking: Option<Arc<crate::masking::MaskingFilter>>,
     metrics: &Metrics,
 ) -> anyhow::Result<(
     Plugins,
@@ -206,17 +200,20 @@ async fn observe(
         })
         .await
         .context("loading the shadow policy set panicked")??;
-        gate = Arc::new(crate::policy::shadow::ShadowGate::new(
-            gate,
-            Arc::clone(&s),
-            catalog.clone(),
+        use crate::pipeline::{ObservingFilter, ObservingGate};
+        use crate::policy::shadow::{ShadowFilter, ShadowGate};
+        let observer = ShadowGate::new(Arc::clone(&s), catalog.clone());
+        gate = Arc::new(ObservingGate::new(gate, observer));
+        filter = Arc::new(ObservingFilter::new(
+            filter,
+            ShadowFilter::new(Arc::clone(&s)),
         ));
         shadow = Some(s);
     }
     let mut recorder = None;
     if let Some(rc) = &config.recording {
         let r = crate::recording::Recorder::start(rc.clone(), Some(&metrics.registry))?;
-        (gate, filter) = crate::recording::wrap(&r, gate, filter, masking);
+        (gate, filter) = crate::recording::wrap(&r, gate, filter);
         recorder = Some(r);
     }
     Ok((Plugins { gate, filter }, recorder, shadow))
@@ -263,14 +260,6 @@ fn masking_parts(config: &Config) -> (Arc<crate::masking::Catalog>, crate::maski
 /// statement and result set. Results are tracked even while no set masks (a later
 /// one may).
 pub fn live_policy_plugins(config: &Config, sets: Arc<PolicySets>) -> Plugins {
-    live_policy_plugins_with_masking(config, sets).0
-}
-
-/// [`live_policy_plugins`], also returning the masking filter itself.
-fn live_policy_plugins_with_masking(
-    config: &Config,
-    sets: Arc<PolicySets>,
-) -> (Plugins, Option<Arc<crate::masking::MaskingFilter>>) {
     let (catalog, key) = masking_parts(config);
     let filter = Arc::new(crate::masking::MaskingFilter::live(
         Arc::clone(&sets),
@@ -278,36 +267,22 @@ fn live_policy_plugins_with_masking(
         key,
         config.masking.batch_rows,
     ));
-    (
-        Plugins {
-            gate: Arc::new(crate::masking::MaskingGate::live(sets, catalog)),
-            filter: Arc::clone(&filter) as Arc<dyn ResultFilter>,
-        },
-        Some(filter),
-    )
+    Plugins {
+        gate: Arc::new(crate::masking::MaskingGate::live(sets, catalog)),
+        filter,
+    }
 }
 
 /// The gate and filter of a loaded policy chain: the chain decides statements; when a
 /// policy implements the `mask` hook, a [`MaskingFilter`](crate::masking::MaskingFilter)
 /// masks results, with a catalog cache reloaded after DDL.
 pub fn policy_plugins(config: &Config, chain: Arc<crate::policy::PolicyChain>) -> Plugins {
-    policy_plugins_with_masking(config, chain).0
-}
-
-/// [`policy_plugins`], also returning the masking filter itself when there is one.
-fn policy_plugins_with_masking(
-    config: &Config,
-    chain: Arc<crate::policy::PolicyChain>,
-) -> (Plugins, Option<Arc<crate::masking::MaskingFilter>>) {
     let mask_policies = chain.mask_policies();
     if mask_policies.is_empty() {
-        return (
-            Plugins {
-                gate: chain,
-                filter: Arc::new(NoMasking),
-            },
-            None,
-        );
+        return Plugins {
+            gate: chain,
+            filter: Arc::new(NoMasking),
+        };
     }
     let (catalog, key) = masking_parts(config);
     let filter = Arc::new(crate::masking::MaskingFilter::new(
@@ -316,16 +291,13 @@ fn policy_plugins_with_masking(
         key,
         config.masking.batch_rows,
     ));
-    (
-        Plugins {
-            gate: Arc::new(crate::masking::MaskingGate::new(
-                chain,
-                Arc::clone(&catalog),
-            )),
-            filter: Arc::clone(&filter) as Arc<dyn ResultFilter>,
-        },
-        Some(filter),
-    )
+    Plugins {
+        gate: Arc::new(crate::masking::MaskingGate::new(
+            chain,
+            Arc::clone(&catalog),
+        )),
+        filter,
+    }
 }
 
 /// Loads the configured policies (compiling can take seconds: done off the runtime's
@@ -357,7 +329,7 @@ pub async fn start_with(config: Config, plugins: Plugins) -> anyhow::Result<Gate
         "the configuration declares {} [[policies]], which server::start_with would not enforce; use server::start",
         config.policies.len()
     );
-    start_inner(config, plugins, Metrics::new(), None, Vec::new(), None).await
+    start_inner(config, plugins, Metrics::new(), None, Vec::new()).await
 }
 
 async fn start_inner(
@@ -366,9 +338,8 @@ async fn start_inner(
     metrics: Metrics,
     policy_sets: Option<Arc<PolicySets>>,
     policies: Vec<PolicyRef>,
-    masking: Option<Arc<crate::masking::MaskingFilter>>,
 ) -> anyhow::Result<GatewayHandle> {
-    let (plugins, recorder, shadow) = observe(&config, plugins, masking, &metrics).await?;
+    let (plugins, recorder, shadow) = observe(&config, plugins, &metrics).await?;
     let identities = Arc::new(IdentityStore::from_config(&config)?);
     identities.prime().await;
     anyhow::ensure!(
@@ -444,6 +415,12 @@ async fn start_inner(
         }
         None => None,
     };
+    if let Some(s) = shadow.as_ref().filter(|s| s.config().watch) {
+        tasks.push(crate::policy::shadow::spawn_watcher(
+            Arc::clone(s),
+            shutdown.clone(),
+        )?);
+    }
     let shared = Arc::new(Shared {
         analyzer: Arc::new(Analyzer::new(config.analysis.parse_cache_entries)),
         config: Arc::new(config),

@@ -20,6 +20,16 @@ pub async fn get(addr: SocketAddr, path: &str) -> Result<HttpResponse> {
     request(addr, "GET", path, None).await
 }
 
+/// `GET path`, which must answer 200 with a JSON body; panics otherwise.
+pub async fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
+    let r = get(addr, path)
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e:#}"));
+    assert_eq!(r.status, 200, "GET {path}: {}", r.body);
+    serde_json::from_str(&r.body)
+        .unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {}", r.body))
+}
+
 /// `POST path` (empty body) with an optional bearer token.
 pub async fn post(addr: SocketAddr, path: &str, token: Option<&str>) -> Result<HttpResponse> {
     request(addr, "POST", path, token).await

@@ -103,11 +103,7 @@ async fn probe_denied(c: &Conn) -> bool {
 }
 
 async fn status(gw: &Gateway) -> serde_json::Value {
-    let r = admin::get(gw.admin_addr().unwrap(), "/policies")
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", r.body);
-    serde_json::from_str(&r.body).unwrap()
+    admin::get_json(gw.admin_addr().unwrap(), "/policies").await
 }
 
 async fn reload(gw: &Gateway) -> admin::HttpResponse {

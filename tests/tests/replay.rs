@@ -51,8 +51,15 @@ fn portcullis_bin() -> PathBuf {
 fn policy_dir(env: &TestEnv, name: &str, policies: &[PolicyConfig]) -> PathBuf {
     let dir = env.scratch_dir().join(portcullis_tests::unique(name));
     std::fs::create_dir_all(&dir).unwrap();
+    write_policy_dir(&dir, name, policies);
+    dir
+}
+
+/// (Re)writes the policy directory `dir` as version `version` of `policies`; the
+/// manifest is replaced last, in one rename.
+fn write_policy_dir(dir: &Path, version: &str, policies: &[PolicyConfig]) {
     let mut manifest = toml::Table::new();
-    manifest.insert("version".into(), name.into());
+    manifest.insert("version".into(), version.into());
     let mut entries = Vec::new();
     for (i, p) in policies.iter().enumerate() {
         let bytes = std::fs::read(&p.path).unwrap();
@@ -73,12 +80,9 @@ fn policy_dir(env: &TestEnv, name: &str, policies: &[PolicyConfig]) -> PathBuf {
         entries.push(toml::Value::Table(e));
     }
     manifest.insert("policies".into(), toml::Value::Array(entries));
-    std::fs::write(
-        dir.join("policies.toml"),
-        toml::to_string(&manifest).unwrap(),
-    )
-    .unwrap();
-    dir
+    let tmp = dir.join(".policies.toml.tmp");
+    std::fs::write(&tmp, toml::to_string(&manifest).unwrap()).unwrap();
+    std::fs::rename(&tmp, dir.join("policies.toml")).unwrap();
 }
 
 /// The demo guardrails with one more rule: agents may not read `orders`.
@@ -231,7 +235,7 @@ async fn the_recording_holds_what_the_policies_saw_and_the_client_got() {
     let text = std::fs::read_to_string(&r.recording).unwrap();
     let header: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     assert_eq!(header["format"], "portcullis-recording");
-    assert_eq!(header["version"], 1);
+    assert_eq!(header["version"], 2);
     let statements = lines_of(&r.recording, "statement");
     assert_eq!(statements.len(), 10, "{statements:#?}");
     let drop = statements
@@ -251,6 +255,11 @@ async fn the_recording_holds_what_the_policies_saw_and_the_client_got() {
         .collect();
     assert_eq!(etl.len(), 3);
     assert!(etl.iter().all(|s| s["protocol"] == "extended"));
+    assert!(
+        etl.iter()
+            .all(|s| s["params"] == serde_json::json!(["\\x0000000000000005"])),
+        "each execution with its (binary) LIMIT parameter: {etl:#?}"
+    );
     assert!(
         etl[0]["statement"]["columns"]
             .as_array()
@@ -547,14 +556,8 @@ async fn recording_filters_select_identity_database_and_sample() {
 async fn shadow_mode_counts_differences_while_clients_get_live_decisions() {
     let env = env().await;
     let candidate = policy_dir(env, "shadow", &[stricter_guardrails()]);
-    let gw = env
-        .start_gateway(GatewayOptions {
-            policies: vec![demo_guardrails()],
-            extra_toml: format!("[shadow]\npath = {:?}\n", candidate.display().to_string()),
-            ..GatewayOptions::default()
-        })
-        .await
-        .expect("gateway with a shadow set");
+    let toml = format!("[shadow]\npath = {:?}\n", candidate.display().to_string());
+    let gw = gateway(env, vec![demo_guardrails()], toml).await;
     let etl = gw.connect("etl-agent", "demo").await.unwrap();
     for _ in 0..4 {
         let rows = etl
@@ -599,9 +602,7 @@ async fn shadow_mode_counts_differences_while_clients_get_live_decisions() {
         !m.contains("shadow_differences_total{kind=\"deny_to_allow\"}"),
         "{m}"
     );
-    let status = admin::get(addr, "/shadow").await.unwrap();
-    assert_eq!(status.status, 200, "{}", status.body);
-    let status: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+    let status = shadow_status(&gw).await;
     assert_eq!(status["version"], "shadow");
     assert_eq!(status["differences"]["allow_to_deny"], 4, "{status}");
     gw.shutdown().await;
@@ -784,4 +785,277 @@ async fn a_rule_asking_for_approval_shows_newly_held_statements() {
         assert_eq!(d["user"], "etl-agent");
         assert_eq!(d["policy"], "guardrails");
     }
+}
+
+/// A parameter tokio-postgres sends in text format (its own types go in binary).
+#[derive(Debug)]
+struct TextParam(&'static str);
+
+impl tokio_postgres::types::ToSql for TextParam {
+    fn to_sql(
+        &self,
+        _ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(tokio_postgres::types::IsNull::No)
+    }
+
+    fn accepts(_ty: &tokio_postgres::types::Type) -> bool {
+        true
+    }
+
+    fn encode_format(&self, _ty: &tokio_postgres::types::Type) -> tokio_postgres::types::Format {
+        tokio_postgres::types::Format::Text
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// The probe test policy denying statements whose SQL or text parameters hold
+/// `/*probe*/`.
+fn denying_probe() -> PolicyConfig {
+    let mut p = PolicyConfig::new("probe", portcullis_tests::policies::component("probe"));
+    p.settings = toml::from_str("behaviour = \"deny\"").unwrap();
+    p
+}
+
+#[tokio::test]
+async fn bound_parameters_are_recorded_and_replayed_to_policies() {
+    let env = env().await;
+    let recording = env
+        .scratch_dir()
+        .join(portcullis_tests::unique("params"))
+        .join("params.jsonl");
+    let toml = format!(
+        "[recording]\npath = {:?}\n",
+        recording.display().to_string()
+    );
+    let gw = gateway(env, vec![demo_guardrails()], toml).await;
+    let etl = gw.connect("etl-agent", "demo").await.unwrap();
+    let rows = etl
+        .query(
+            "SELECT $1::text AS v, $2::int8 AS n",
+            &[&TextParam("hello /*probe*/"), &7i64],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, String>(0), "hello /*probe*/");
+    // A statement prepared once and executed twice is recorded at each execution.
+    let st = etl.prepare("SELECT $1::int8 + 1 AS next").await.unwrap();
+    for n in [1i64, 2] {
+        etl.query(&st, &[&n]).await.unwrap();
+    }
+    etl.simple_query("SELECT 'no parameters' AS simple")
+        .await
+        .unwrap();
+    wait_statements(&recording, 4).await;
+    gw.shutdown().await;
+
+    let header: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&recording)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["version"], 2);
+    let statements = lines_of(&recording, "statement");
+    assert_eq!(statements.len(), 4, "{statements:#?}");
+    let first = &statements[0];
+    assert_eq!(first["protocol"], "extended");
+    assert_eq!(
+        first["params"],
+        serde_json::json!(["hello /*probe*/", "\\x0000000000000007"]),
+        "text as text, binary as hex: {first}"
+    );
+    assert_eq!(first["binary_params"], serde_json::json!([1]), "{first}");
+    let nexts: Vec<&serde_json::Value> = statements[1..3].iter().map(|s| &s["params"]).collect();
+    assert_eq!(
+        nexts,
+        [
+            &serde_json::json!(["\\x0000000000000001"]),
+            &serde_json::json!(["\\x0000000000000002"])
+        ]
+    );
+    assert!(statements[3].get("params").is_none(), "{}", statements[3]);
+
+    // The probe decides on the parameter: only the statement that bound it differs.
+    let unchanged = policy_dir(env, "params-unchanged", &[demo_guardrails()]);
+    let (code, report, stderr) = replay_cli(&recording, &unchanged, &[]);
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    let probing = policy_dir(env, "params-probe", &[demo_guardrails(), denying_probe()]);
+    let (code, report, _) = replay_cli(&recording, &probing, &[]);
+    assert_ne!(code, 0);
+    let diffs = report["differences"].as_array().unwrap();
+    assert_eq!(diffs.len(), 1, "{report:#}");
+    assert_eq!(diffs[0]["kind"], "allow_to_deny");
+    assert_eq!(diffs[0]["policy"], "probe");
+    assert_eq!(diffs[0]["seq"], first["seq"]);
+}
+
+/// `GET /shadow` as JSON.
+async fn shadow_status(gw: &Gateway) -> serde_json::Value {
+    admin::get_json(gw.admin_addr().unwrap(), "/shadow").await
+}
+
+/// A gateway enforcing `policies`, with `extra_toml` added to its configuration.
+async fn gateway(env: &TestEnv, policies: Vec<PolicyConfig>, extra_toml: String) -> Gateway {
+    env.start_gateway(GatewayOptions {
+        policies,
+        extra_toml,
+        ..GatewayOptions::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("gateway: {e:#}"))
+}
+
+#[tokio::test]
+async fn shadow_mode_compares_mask_plans_per_column() {
+    let env = env().await;
+    let candidate = policy_dir(env, "shadow-mask", &[demo_guardrails(), stricter_mask()]);
+    let toml = format!("[shadow]\npath = {:?}\n", candidate.display().to_string());
+    let gw = gateway(env, vec![demo_guardrails(), demo_mask()], toml).await;
+    let alice = gw.connect("alice", "demo").await.unwrap();
+    for _ in 0..2 {
+        let rows = alice
+            .query(
+                "SELECT id, email, phone FROM customers ORDER BY id LIMIT 2",
+                &[],
+            )
+            .await
+            .unwrap();
+        let phone: String = rows[0].get(2);
+        assert!(
+            phone.chars().filter(|c| c.is_ascii_digit()).count() <= 4 && phone != "***",
+            "the client gets the live mask (last 4 digits), not the candidate's: {phone}"
+        );
+    }
+    // Same masks in both sets: no difference.
+    alice
+        .query("SELECT email FROM customers ORDER BY id LIMIT 1", &[])
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "shadow mask plans", || async {
+        let s = shadow_status(&gw).await;
+        anyhow::ensure!(s["results_evaluated"].as_u64() >= Some(3), "{s}");
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let status = shadow_status(&gw).await;
+    assert_eq!(
+        status["differences"],
+        serde_json::json!({"mask_changed": 2}),
+        "one per result set with a phone column, no decision difference: {status}"
+    );
+    let m = admin::get(gw.admin_addr().unwrap(), "/metrics")
+        .await
+        .unwrap()
+        .body;
+    assert_eq!(
+        admin::metric_value(
+            &m,
+            "portcullis_shadow_differences_total{kind=\"mask_changed\"}"
+        ),
+        Some(2.0),
+        "{m}"
+    );
+    gw.shutdown().await;
+}
+
+/// Runs the probe statement twice on `c` (the live set allows it) and waits until
+/// the shadow set evaluated both; returns `GET /shadow` then.
+async fn probe_twice(gw: &Gateway, c: &portcullis_tests::Conn) -> serde_json::Value {
+    let before = shadow_status(gw).await["evaluated"].as_u64().unwrap();
+    for _ in 0..2 {
+        c.simple_query("SELECT 1 /*probe*/")
+            .await
+            .expect("the live set allows it");
+    }
+    eventually(Duration::from_secs(10), "shadow evaluations", || async {
+        let s = shadow_status(gw).await;
+        anyhow::ensure!(s["evaluated"].as_u64().unwrap() >= before + 2, "{s}");
+        Ok(s)
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits until `GET /shadow` satisfies `ok`.
+async fn shadow_until(
+    gw: &Gateway,
+    what: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    eventually(Duration::from_secs(20), what, || async {
+        let s = shadow_status(gw).await;
+        anyhow::ensure!(ok(&s), "{s}");
+        Ok(s)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_shadow_candidate_is_reloaded_when_its_directory_changes() {
+    let env = env().await;
+    let probe = |behaviour: &str| {
+        let mut p = denying_probe();
+        p.settings = toml::from_str(&format!("behaviour = {behaviour:?}")).unwrap();
+        p
+    };
+    let candidate = policy_dir(env, "shadow-reload", &[probe("deny")]);
+    let toml = format!(
+        "[shadow]\npath = {:?}\ndebounce_ms = 50\n",
+        candidate.display().to_string()
+    );
+    let gw = gateway(env, vec![demo_guardrails()], toml).await;
+    let c = gw.connect("alice", "demo").await.unwrap();
+    let s = probe_twice(&gw, &c).await;
+    assert_eq!(s["differences"]["allow_to_deny"], 2, "{s}");
+
+    // The candidate now allows the probe statement: no new difference.
+    write_policy_dir(&candidate, "v2", &[probe("allow")]);
+    let s = shadow_until(&gw, "candidate v2", |s| s["version"] == "v2").await;
+    assert!(s["reloads"]["ok"].as_u64() >= Some(1), "{s}");
+    let s = probe_twice(&gw, &c).await;
+    assert_eq!(s["differences"]["allow_to_deny"], 2, "{s}");
+
+    // A candidate that does not load (an artifact that is not the pinned one) keeps
+    // v2 evaluating, and says why.
+    let manifest = candidate.join("policies.toml");
+    let mut broken: toml::Table =
+        toml::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    broken.insert("version".into(), "v3".into());
+    broken["policies"].as_array_mut().unwrap()[0]
+        .as_table_mut()
+        .unwrap()
+        .insert("sha256".into(), "00".repeat(32).into());
+    std::fs::write(&manifest, toml::to_string(&broken).unwrap()).unwrap();
+    let s = shadow_until(&gw, "a failed reload", |s| {
+        s["reloads"]["error"].as_u64() >= Some(1)
+    })
+    .await;
+    assert_eq!(s["version"], "v2", "{s}");
+    assert!(s["last_error"].as_str().unwrap().contains("sha256"), "{s}");
+    let s = probe_twice(&gw, &c).await;
+    assert_eq!(s["differences"]["allow_to_deny"], 2, "v2 still allows: {s}");
+
+    // Denying again: the differences count again, on the same connection.
+    write_policy_dir(&candidate, "v4", &[probe("deny")]);
+    let s = shadow_until(&gw, "candidate v4", |s| s["version"] == "v4").await;
+    assert!(s["last_error"].is_null(), "{s}");
+    let s = probe_twice(&gw, &c).await;
+    assert_eq!(s["differences"]["allow_to_deny"], 4, "{s}");
+    let m = admin::get(gw.admin_addr().unwrap(), "/metrics")
+        .await
+        .unwrap()
+        .body;
+    assert!(
+        admin::metric_value(&m, "portcullis_shadow_reloads_total{result=\"error\"}") >= Some(1.0),
+        "{m}"
+    );
+    gw.shutdown().await;
 }

@@ -261,6 +261,16 @@ pub fn rows_from_tag(tag: &str) -> Option<u64> {
     tag.rsplit(' ').next()?.parse().ok()
 }
 
+/// Whether parameter `i` of a Bind with these format codes is in binary format (no
+/// codes: all text; one code: all of that format; else one code per parameter).
+pub fn param_is_binary(formats: &[i16], i: usize) -> bool {
+    match formats.len() {
+        0 => false,
+        1 => formats[0] == 1,
+        _ => formats.get(i) == Some(&1),
+    }
+}
+
 /// Bound parameters as recorded: text format as UTF-8 (lossy), binary as `\x` hex,
 /// each cut to [`MAX_PARAM_BYTES`].
 pub fn params_record(formats: &[i16], params: &[Option<&[u8]>]) -> Arc<[Option<String>]> {
@@ -270,11 +280,7 @@ pub fn params_record(formats: &[i16], params: &[Option<&[u8]>]) -> Arc<[Option<S
         .enumerate()
         .map(|(i, p)| {
             p.map(|bytes| {
-                let binary = match formats.len() {
-                    0 => false,
-                    1 => formats[0] == 1,
-                    _ => formats.get(i) == Some(&1),
-                };
+                let binary = param_is_binary(formats, i);
                 let cut = &bytes[..bytes.len().min(MAX_PARAM_BYTES)];
                 if binary {
                     format!("\\x{}", hex::encode(cut))

@@ -81,7 +81,8 @@ fn default_true() -> bool {
     true
 }
 
-fn default_debounce_ms() -> u64 {
+/// The default quiet time after a policy directory change before it is reloaded, ms.
+pub(crate) fn default_debounce_ms() -> u64 {
     200
 }
 

@@ -214,11 +214,47 @@ impl ResultFilter for MaskingFilter {
         ctx: &ResultContext<'_>,
         masked: &mut Vec<crate::pipeline::MaskedColumn>,
     ) -> Option<Box<dyn RowRewriter>> {
-        let mut obs = MaskObservation::default();
-        let rw = self.begin_observed(ctx, Some(&mut obs));
-        masked.extend(masked_columns(ctx, &obs));
+        self.begin_with_plan(ctx, masked, &mut MaskObservation::default())
+    }
+
+    fn begin_with_plan(
+        &self,
+        ctx: &ResultContext<'_>,
+        masked: &mut Vec<crate::pipeline::MaskedColumn>,
+        plan: &mut MaskObservation,
+    ) -> Option<Box<dyn RowRewriter>> {
+        let rw = self.begin_observed(ctx, Some(plan));
+        masked.extend(masked_columns(ctx, plan));
         rw
     }
+}
+
+/// The masking context of a result set with these columns (with provenance).
+pub fn result_context(
+    ctx: &ResultContext<'_>,
+    columns: Vec<wit::ResultColumn>,
+) -> wit::ResultContext {
+    wit::ResultContext {
+        identity: crate::policy::request::identity(ctx.session),
+        database: ctx.session.database.clone(),
+        statement: ctx
+            .statement
+            .map(|s| crate::policy::request::statement(s, &s.fingerprint, false, 0)),
+        columns,
+    }
+}
+
+/// The masking context the plan was made with, or — when no masking policy planned
+/// (none live, or no columns) — one with provenance from the statement alone (no
+/// catalog), as a policy would have been asked.
+pub fn planned_context(ctx: &ResultContext<'_>, plan: &MaskObservation) -> Arc<wit::ResultContext> {
+    if let Some(c) = &plan.context {
+        return Arc::clone(c);
+    }
+    let cat = catalog::DbCatalog::default();
+    let mut missed = false;
+    let columns = provenance::result_columns(ctx.columns, ctx.statement, &cat, &mut missed);
+    Arc::new(result_context(ctx, columns))
 }
 
 /// The masked columns of an observed plan, named as the client sees them.
@@ -240,7 +276,7 @@ pub fn masked_columns(
         .collect()
 }
 
-/// What a mask plan did to one result set, for the traffic recording.
+/// What a mask plan did to one result set, for the traffic recording and shadow mode.
 #[derive(Debug, Default)]
 pub struct MaskObservation {
     /// The masking context the policies saw (columns with provenance).
@@ -288,14 +324,7 @@ impl MaskingFilter {
             .iter()
             .map(|f| ColumnType::new(f.type_oid, f.format))
             .collect();
-        let wctx = Arc::new(wit::ResultContext {
-            identity: crate::policy::request::identity(ctx.session),
-            database: db.clone(),
-            statement: ctx
-                .statement
-                .map(|s| crate::policy::request::statement(s, &s.fingerprint, false, 0)),
-            columns,
-        });
+        let wctx = Arc::new(result_context(ctx, columns));
         let call = CallContext::of(&ctx.session.identity);
         if let Some(o) = obs.as_deref_mut() {
             o.context = Some(Arc::clone(&wctx));

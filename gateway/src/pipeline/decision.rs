@@ -179,6 +179,31 @@ pub trait Gate: Send + Sync {
     fn route_approval(&self, _ctx: &StatementContext<'_>, ask: &ApprovalAsk<'_>) -> ApprovalRoute {
         ApprovalRoute::default_for(ask.need)
     }
+
+    /// True when this gate (or one it wraps) wants [`Gate::bound`] calls; the relay
+    /// only keeps what they need when one does. The default is false.
+    fn observes_binds(&self) -> bool {
+        false
+    }
+
+    /// Observes a Bind the server accepted (BindComplete) for an extended-protocol
+    /// statement this gate allowed at Parse, once per statement of it, with its
+    /// parameters as the audit trail renders them (text as text, binary as `\x` hex,
+    /// see [`crate::audit::record::params_record`]) and their format codes as sent.
+    /// Nothing is decided here (the decision was made at Parse); observers such as
+    /// the traffic recording use it. Called only when [`Gate::observes_binds`] is
+    /// true; the default does nothing.
+    fn bound(&self, _ctx: &StatementContext<'_>, _params: &BoundParams<'_>) {}
+}
+
+/// The parameters of an executed Bind, for [`Gate::bound`].
+#[derive(Debug, Clone, Copy)]
+pub struct BoundParams<'a> {
+    /// The values as the audit trail renders them; `None` is NULL.
+    pub values: &'a [Option<String>],
+    /// The Bind's parameter format codes as sent (none: all text; one: all of that
+    /// format; else one per parameter).
+    pub formats: &'a [i16],
 }
 
 /// Allows everything. The gateway core's default until policies are loaded.

@@ -90,6 +90,20 @@ pub trait ResultFilter: Send + Sync {
         self.begin(ctx)
     }
 
+    /// [`ResultFilter::begin_masked`], also reporting the mask plan to `plan`: a
+    /// masking filter fills it, a wrapper passes it on to the filter it wraps (and may
+    /// read it afterwards: the traffic recording and shadow mode do). The default
+    /// reports nothing.
+    fn begin_with_plan(
+        &self,
+        ctx: &ResultContext<'_>,
+        masked: &mut Vec<MaskedColumn>,
+        plan: &mut crate::masking::MaskObservation,
+    ) -> Option<Box<dyn RowRewriter>> {
+        let _ = plan;
+        self.begin_masked(ctx, masked)
+    }
+
     /// True if [`ResultFilter::begin`] never returns a rewriter, so the relay can skip
     /// tracking result sets altogether.
     fn is_passthrough(&self) -> bool {

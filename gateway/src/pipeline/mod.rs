@@ -7,11 +7,13 @@
 
 mod decision;
 mod filter;
+mod observe;
 mod role_lock;
 
 pub use decision::{
-    ApprovalAsk, ApprovalNeed, ApprovalRoute, Decision, Denial, Gate, PassThrough,
+    ApprovalAsk, ApprovalNeed, ApprovalRoute, BoundParams, Decision, Denial, Gate, PassThrough,
     PolicyVerdictRecord, Protocol, SessionInfo, StatementContext, VerdictSink, Verdicts,
 };
 pub use filter::{MaskedColumn, NoMasking, Refusal, ResultContext, ResultFilter, RowRewriter};
+pub use observe::{DecisionObserver, ObservingFilter, ObservingGate, PlanObserver};
 pub use role_lock::RoleLock;

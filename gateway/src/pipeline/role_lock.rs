@@ -71,4 +71,12 @@ impl Gate for RoleLock {
     fn decide_function_call(&self, session: &SessionInfo, function_oid: u32) -> Decision {
         self.inner.decide_function_call(session, function_oid)
     }
+
+    fn observes_binds(&self) -> bool {
+        self.inner.observes_binds()
+    }
+
+    fn bound(&self, ctx: &StatementContext<'_>, params: &crate::pipeline::BoundParams<'_>) {
+        self.inner.bound(ctx, params)
+    }
 }

@@ -28,6 +28,7 @@ pub mod evaluate;
 pub mod harness;
 pub mod instance;
 pub mod load;
+pub mod maskdiff;
 pub mod metrics;
 pub mod reload;
 pub mod replay;

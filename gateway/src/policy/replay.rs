@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::bindings::portcullis::policy::types as wit;
 use super::candidate::{load_candidate, offline_runtime};
 use super::chain::PolicyChain;
 use super::evaluate::{Outcome, evaluate};
-use crate::recording::format::{ResultLine, StatementLine, mask_name};
+use super::maskdiff;
+use crate::recording::format::{ResultLine, StatementLine};
 use crate::recording::read::{Entry, Fidelity, Reader};
 
 /// Longest SQL text shown in a difference.
@@ -567,20 +567,6 @@ fn statement(
     Ok(())
 }
 
-/// The masks of a plan, per column, as `policy:mask` joined by `+`.
-fn masks_by_column(n: usize, masks: &[(u32, String, String)]) -> Vec<String> {
-    let mut v = vec![String::new(); n];
-    for (c, _, m) in masks {
-        if let Some(slot) = v.get_mut(*c as usize) {
-            if !slot.is_empty() {
-                slot.push('+');
-            }
-            slot.push_str(m);
-        }
-    }
-    v
-}
-
 fn result(
     chain: &PolicyChain,
     r: &ResultLine,
@@ -592,114 +578,36 @@ fn result(
     }
     let ctx = r.context()?;
     let call = r.identity.call_context();
-    let mut masks: Vec<(u32, String, String)> = Vec::new();
-    let mut refused: Option<(String, String)> = None;
-    let mut error: Option<(String, String)> = None;
-    for p in chain.mask_policies().iter() {
-        let i = chain
-            .policies()
-            .iter()
-            .position(|q| q.id() == p.id())
-            .unwrap_or(0);
-        let started = Instant::now();
-        let mut plan = p.plan_masks(&ctx, &call);
-        timings.add(i, p.id(), "plan-masks", started.elapsed());
-        if plan.is_err() {
-            plan = p.plan_masks(&ctx, &call);
-        }
-        match plan {
-            Err(f) => {
-                error = Some((p.id().to_owned(), f.to_string()));
-                break;
-            }
-            Ok(wit::MaskPlan {
-                refuse: Some(d), ..
-            }) => {
-                refused = Some((p.id().to_owned(), d.message));
-                break;
-            }
-            Ok(plan) => masks.extend(
-                plan.columns
-                    .iter()
-                    .map(|c| (c.index, p.id().to_owned(), mask_name(&c.mask))),
-            ),
-        }
-    }
+    let planned = maskdiff::plan(chain, &ctx, &call, |i, policy, d| {
+        timings.add(i, policy, "plan-masks", d)
+    });
+    let recorded: Vec<maskdiff::Mask> = r
+        .masks
+        .iter()
+        .map(|m| (m.column, m.policy.clone(), m.mask.clone()))
+        .collect();
+    let refused_by = r.refused.as_ref().map(|f| f.policy.as_str());
     let fingerprint = r
         .statement
         .as_ref()
         .map(|s| s.fingerprint.clone())
         .unwrap_or_default();
-    let diff = |kind: &str, before: String, after: String, policy: Option<String>| Difference {
-        kind: kind.to_owned(),
-        seq: r.seq,
-        user: r.identity.user.clone(),
-        database: r.database.clone(),
-        fingerprint: fingerprint.clone(),
-        sql: cut(&fingerprint),
-        before,
-        after,
-        policy,
-        column: None,
-        detail: None,
-        verdicts: Vec::new(),
-        expected: false,
-    };
-    if let Some((policy, message)) = error {
-        let mut d = diff("error", "planned".into(), "failed".into(), Some(policy));
-        d.detail = Some(message);
-        out.push(d);
-        return Ok(());
-    }
-    match (&r.refused, &refused) {
-        (None, Some((policy, message))) => {
-            let mut d = diff(
-                "result_refused",
-                "served".into(),
-                "refused".into(),
-                Some(policy.clone()),
-            );
-            d.detail = Some(message.clone());
-            out.push(d);
-            return Ok(());
-        }
-        (Some(old), None) => {
-            out.push(diff(
-                "result_unrefused",
-                "refused".into(),
-                "served".into(),
-                Some(old.policy.clone()),
-            ));
-        }
-        (Some(_), Some(_)) => return Ok(()),
-        (None, None) => {}
-    }
-    let n = r.columns.len();
-    let recorded: Vec<(u32, String, String)> = r
-        .masks
-        .iter()
-        .map(|m| (m.column, m.policy.clone(), m.mask.clone()))
-        .collect();
-    let before = masks_by_column(n, &recorded);
-    let after = masks_by_column(n, &masks);
-    for (i, (b, a)) in before.iter().zip(&after).enumerate() {
-        if b != a {
-            let policy = masks
-                .iter()
-                .chain(recorded.iter())
-                .find(|(c, _, _)| *c as usize == i)
-                .map(|(_, p, _)| p.clone());
-            let none = |s: &String| {
-                if s.is_empty() {
-                    "none".to_owned()
-                } else {
-                    s.clone()
-                }
-            };
-            let mut d = diff("mask_changed", none(b), none(a), policy);
-            d.column = Some(r.columns[i].name.clone());
-            out.push(d);
-        }
+    for d in maskdiff::compare(r.columns.len(), &recorded, refused_by, &planned) {
+        out.push(Difference {
+            kind: d.kind.to_owned(),
+            seq: r.seq,
+            user: r.identity.user.clone(),
+            database: r.database.clone(),
+            fingerprint: fingerprint.clone(),
+            sql: cut(&fingerprint),
+            before: d.before,
+            after: d.after,
+            policy: d.policy,
+            column: d.column.map(|i| r.columns[i].name.clone()),
+            detail: d.detail,
+            verdicts: Vec::new(),
+            expected: false,
+        });
     }
     Ok(())
 }
@@ -864,18 +772,5 @@ mod tests {
         assert_eq!(s[0].calls, 101);
         assert_eq!(s[0].p50_us, 51.0);
         assert_eq!(s[0].max_us, 1000.0);
-    }
-
-    #[test]
-    fn masks_are_compared_per_column() {
-        let v = masks_by_column(
-            3,
-            &[
-                (1, "a".into(), "email".into()),
-                (1, "b".into(), "null".into()),
-                (7, "a".into(), "null".into()),
-            ],
-        );
-        assert_eq!(v, ["", "email+null", ""]);
     }
 }

@@ -1,4 +1,4 @@
-//! The recording format (version 1): JSON lines, a header line first. Documented in
+//! The recording format (version 2): JSON lines, a header line first. Documented in
 //! `docs/recording.md`; every type here is one JSON object of it.
 
 use serde::{Deserialize, Serialize};
@@ -7,8 +7,10 @@ use crate::policy::bindings::portcullis::policy::types as wit;
 
 /// The `format` of a recording's header line.
 pub const FORMAT_NAME: &str = "portcullis-recording";
-/// The format version this gateway writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this gateway writes, and the newest it reads. Version 2 added
+/// the bound parameters of extended-protocol statements (`params`,
+/// `binary_params`); version 1 recordings read as they are (no parameters).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The first line of a recording.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -160,9 +162,14 @@ pub struct StatementLine {
     pub sql: String,
     /// The parse summary (after the gateway completed view columns).
     pub statement: SummaryRec,
-    /// Bound parameters, when known (the decision is made at Parse, before Bind).
+    /// The parameters of the Bind that executed it (extended protocol; version 2):
+    /// text values as text, binary ones as `\x` hex, `null` for NULL, each cut to
+    /// [`crate::audit::record::MAX_PARAM_BYTES`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<Vec<Option<String>>>,
+    /// Positions (from 0) of the parameters sent in binary format.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub binary_params: Vec<u32>,
     /// The live decision.
     pub decision: DecisionRec,
     /// Each policy's verdict, when the gateway knew them.
@@ -460,7 +467,7 @@ impl StatementLine {
             identity: self.identity.to_wit()?,
             database: self.database.clone(),
             statement: self.statement.to_wit(&self.sql)?,
-            params: None,
+            params: self.params.as_ref().map(|p| self.param_values(p)),
             protocol: if self.protocol == "extended" {
                 wit::Protocol::Extended
             } else {
@@ -473,6 +480,29 @@ impl StatementLine {
             },
             session_id: self.session,
         })
+    }
+}
+
+impl StatementLine {
+    /// The recorded parameters as the policy `request` carries them: binary ones
+    /// (`binary_params`) decoded from their `\x` hex, the others as text.
+    fn param_values(&self, params: &[Option<String>]) -> Vec<wit::ParamValue> {
+        params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| match p {
+                None => wit::ParamValue::Null,
+                Some(v) => {
+                    let bytes = v.strip_prefix("\\x").and_then(|h| hex::decode(h).ok());
+                    match bytes {
+                        Some(b) if self.binary_params.contains(&(i as u32)) => {
+                            wit::ParamValue::Binary(b)
+                        }
+                        _ => wit::ParamValue::Text(v.clone()),
+                    }
+                }
+            })
+            .collect()
     }
 }
 
@@ -610,5 +640,20 @@ mod tests {
         assert_eq!(req.statement.kind, wit::StatementKind::Select);
         let back = SummaryRec::from_wit(&req.statement);
         assert_eq!(back, s.statement);
+        assert!(req.params.is_none(), "a line without params has none");
+    }
+
+    #[test]
+    fn recorded_params_reach_the_request() {
+        let line = r#"{"type":"statement","seq":1,"time":"t","session":2,"identity":{"user":"a","kind":"agent"},"database":"demo","protocol":"extended","transaction":"idle","sql":"select $1, $2, $3, $4","statement":{"kind":"select","fingerprint":"select ?, ?, ?, ?"},"params":["42",null,"\\x0102","\\xzz"],"binary_params":[2,3],"decision":{"outcome":"allow"}}"#;
+        let Line::Statement(s) = serde_json::from_str(line).unwrap() else {
+            panic!("not a statement")
+        };
+        let params = s.request().unwrap().params.expect("params");
+        assert!(matches!(&params[0], wit::ParamValue::Text(t) if t == "42"));
+        assert!(matches!(params[1], wit::ParamValue::Null));
+        assert!(matches!(&params[2], wit::ParamValue::Binary(b) if b == &[1, 2]));
+        // Not valid hex (a value cut mid-byte, say): kept as the text recorded.
+        assert!(matches!(&params[3], wit::ParamValue::Text(t) if t == "\\xzz"));
     }
 }

@@ -124,15 +124,20 @@ pub fn wrap(
     recorder: &Arc<Recorder>,
     gate: Arc<dyn crate::pipeline::Gate>,
     filter: Arc<dyn crate::pipeline::ResultFilter>,
-    masking: Option<Arc<crate::masking::MaskingFilter>>,
 ) -> (
     Arc<dyn crate::pipeline::Gate>,
     Arc<dyn crate::pipeline::ResultFilter>,
 ) {
     let catalog = filter.catalog().cloned();
-    let gate = Arc::new(RecordingGate::new(gate, Arc::clone(recorder), catalog));
+    let gate = Arc::new(crate::pipeline::ObservingGate::new(
+        gate,
+        RecordingGate::new(Arc::clone(recorder), catalog),
+    ));
     let filter: Arc<dyn crate::pipeline::ResultFilter> = if recorder.config().results {
-        Arc::new(RecordingFilter::new(filter, masking, Arc::clone(recorder)))
+        Arc::new(crate::pipeline::ObservingFilter::new(
+            filter,
+            RecordingFilter::new(Arc::clone(recorder)),
+        ))
     } else {
         filter
     };

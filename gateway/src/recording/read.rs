@@ -266,6 +266,7 @@ impl Reader {
             sql,
             statement: summary,
             params: st.params.as_ref().map(|p| p.to_vec()),
+            binary_params: Vec::new(),
             decision: DecisionRec {
                 // A statement that waited for an approval was held by the gate,
                 // whatever the reviewer then decided.
@@ -338,6 +339,9 @@ mod tests {
         assert!(e.contains(":3: "), "{e}");
         let e = read(&format!("{HEADER}\n{}", &STATEMENT[..40])).unwrap_err();
         assert!(e.contains(":2: truncated line"), "{e}");
+        // Version 1 (no parameters) still reads; so does the current version.
+        let current = HEADER.replace("\"version\":1", "\"version\":2");
+        assert_eq!(read(&format!("{current}\n{STATEMENT}\n")).unwrap().len(), 1);
         let newer = HEADER.replace("\"version\":1", "\"version\":9");
         let e = read(&format!("{newer}\n")).unwrap_err();
         assert!(e.contains("version 9 is newer"), "{e}");

@@ -1,5 +1,5 @@
-//! The recording at the pipeline seams: a [`Gate`] and a [`ResultFilter`] that pass
-//! everything to the real ones and record what they saw.
+//! The recording at the pipeline seams: observers of the gate and the result filter
+//! (see [`crate::pipeline::ObservingGate`]) that record what they saw.
 
 use std::sync::Arc;
 
@@ -11,9 +11,10 @@ use super::format::{
     SummaryRec, mask_name, transaction_name,
 };
 use super::writer::{Recorder, now_rfc3339};
-use crate::masking::{Catalog, MaskObservation, MaskingFilter};
+use crate::masking::{Catalog, MaskObservation};
 use crate::pipeline::{
-    Decision, Gate, ResultContext, ResultFilter, RowRewriter, SessionInfo, StatementContext,
+    BoundParams, Decision, DecisionObserver, PlanObserver, Protocol, ResultContext, RowRewriter,
+    StatementContext,
 };
 use crate::policy::bindings::portcullis::policy::types as wit;
 
@@ -55,146 +56,116 @@ pub fn live_request(ctx: &StatementContext<'_>, catalog: Option<&Arc<Catalog>>) 
     req
 }
 
-/// Records every selected statement with the decision of the gate it wraps.
+/// Records every selected statement with the decision of the gate it observes
+/// (an [`ObservingGate`](crate::pipeline::ObservingGate) observer).
 pub struct RecordingGate {
-    inner: Arc<dyn Gate>,
     recorder: Arc<Recorder>,
     catalog: Option<Arc<Catalog>>,
 }
 
 impl RecordingGate {
-    /// Wraps `inner`; `catalog` completes view columns like the masking gate does.
-    pub fn new(
-        inner: Arc<dyn Gate>,
-        recorder: Arc<Recorder>,
-        catalog: Option<Arc<Catalog>>,
-    ) -> Self {
-        RecordingGate {
-            inner,
-            recorder,
-            catalog,
+    /// Records to `recorder`; `catalog` completes view columns like the masking gate
+    /// does.
+    pub fn new(recorder: Arc<Recorder>, catalog: Option<Arc<Catalog>>) -> Self {
+        RecordingGate { recorder, catalog }
+    }
+
+    /// Queues the line of one statement, when its session is selected and sampled.
+    fn record(
+        &self,
+        ctx: &StatementContext<'_>,
+        decision: &Decision,
+        params: Option<&BoundParams<'_>>,
+    ) {
+        let config = self.recorder.config();
+        if !(config.selects(ctx.session) && config.sampled()) {
+            return;
         }
+        let req = live_request(ctx, self.catalog.as_ref());
+        let line = StatementLine {
+            seq: 0,
+            time: now_rfc3339(),
+            session: ctx.session.session_id,
+            identity: IdentityRec::of(ctx.session),
+            database: req.database.clone(),
+            protocol: match req.protocol {
+                wit::Protocol::Simple => "simple",
+                wit::Protocol::Extended => "extended",
+            }
+            .into(),
+            transaction: transaction_name(req.transaction).into(),
+            sql: req.statement.sql.clone(),
+            statement: SummaryRec::from_wit(&req.statement),
+            params: params.map(|p| p.values.to_vec()),
+            binary_params: params.map(binary_positions).unwrap_or_default(),
+            decision: decision_rec(decision),
+            verdicts: Vec::new(),
+        };
+        self.recorder.record(Line::Statement(Box::new(line)));
     }
 }
 
-impl Gate for RecordingGate {
-    fn decide(&self, ctx: &StatementContext<'_>) -> Decision {
-        let decision = self.inner.decide(ctx);
-        let config = self.recorder.config();
-        if config.selects(ctx.session) && config.sampled() {
-            let req = live_request(ctx, self.catalog.as_ref());
-            let line = StatementLine {
-                seq: 0,
-                time: now_rfc3339(),
-                session: ctx.session.session_id,
-                identity: IdentityRec::of(ctx.session),
-                database: req.database.clone(),
-                protocol: match req.protocol {
-                    wit::Protocol::Simple => "simple",
-                    wit::Protocol::Extended => "extended",
-                }
-                .into(),
-                transaction: transaction_name(req.transaction).into(),
-                sql: req.statement.sql.clone(),
-                statement: SummaryRec::from_wit(&req.statement),
-                params: None,
-                decision: decision_rec(&decision),
-                verdicts: Vec::new(),
-            };
-            self.recorder.record(Line::Statement(Box::new(line)));
+/// Positions of the binary-format parameters among the recorded values.
+fn binary_positions(p: &BoundParams<'_>) -> Vec<u32> {
+    (0..p.values.len())
+        .filter(|&i| crate::audit::record::param_is_binary(p.formats, i))
+        .map(|i| i as u32)
+        .collect()
+}
+
+impl DecisionObserver for RecordingGate {
+    fn decided(&self, ctx: &StatementContext<'_>, decision: &Decision) {
+        // An allowed Parse is recorded at each of its Binds, with the parameters
+        // (see `bound`); denials and holds are recorded here.
+        if !(ctx.protocol == Protocol::ExtendedParse && *decision == Decision::Allow) {
+            self.record(ctx, decision, None);
         }
-        decision
     }
 
-    fn decide_function_call(&self, session: &SessionInfo, function_oid: u32) -> Decision {
-        self.inner.decide_function_call(session, function_oid)
+    fn observes_binds(&self) -> bool {
+        true
     }
 
-    fn route_approval(
-        &self,
-        ctx: &StatementContext<'_>,
-        ask: &crate::pipeline::ApprovalAsk<'_>,
-    ) -> crate::pipeline::ApprovalRoute {
-        self.inner.route_approval(ctx, ask)
+    fn bound(&self, ctx: &StatementContext<'_>, params: &BoundParams<'_>) {
+        self.record(ctx, &Decision::Allow, Some(params));
     }
 }
 
 /// Records the selected result sets: columns with provenance, the masks applied and,
-/// with `sample_rows`, the first rows as the client received them.
+/// with `sample_rows`, the first rows as the client received them (an
+/// [`ObservingFilter`](crate::pipeline::ObservingFilter) observer).
 pub struct RecordingFilter {
-    inner: Arc<dyn ResultFilter>,
-    masking: Option<Arc<MaskingFilter>>,
     recorder: Arc<Recorder>,
 }
 
 impl RecordingFilter {
-    /// Wraps `inner`; `masking` is the same filter when it masks (so its plan can be
-    /// observed), `None` otherwise.
-    pub fn new(
-        inner: Arc<dyn ResultFilter>,
-        masking: Option<Arc<MaskingFilter>>,
-        recorder: Arc<Recorder>,
-    ) -> Self {
-        RecordingFilter {
-            inner,
-            masking,
-            recorder,
-        }
+    /// Records to `recorder`.
+    pub fn new(recorder: Arc<Recorder>) -> Self {
+        RecordingFilter { recorder }
     }
 }
 
-impl ResultFilter for RecordingFilter {
-    fn begin(&self, ctx: &ResultContext<'_>) -> Option<Box<dyn RowRewriter>> {
-        self.begin_masked(ctx, &mut Vec::new())
-    }
-
-    fn begin_masked(
+impl PlanObserver for RecordingFilter {
+    fn planned(
         &self,
         ctx: &ResultContext<'_>,
-        masked: &mut Vec<crate::pipeline::MaskedColumn>,
+        plan: &MaskObservation,
+        rewriter: Option<Box<dyn RowRewriter>>,
     ) -> Option<Box<dyn RowRewriter>> {
         let config = self.recorder.config();
         if !(config.selects(ctx.session) && config.sampled()) {
-            return self.inner.begin_masked(ctx, masked);
+            return rewriter;
         }
-        let mut obs = MaskObservation::default();
-        let rewriter = match &self.masking {
-            Some(m) => m.begin_observed(ctx, Some(&mut obs)),
-            None => self.inner.begin_masked(ctx, masked),
-        };
-        masked.extend(crate::masking::masked_columns(ctx, &obs));
-        let columns: Vec<ColumnRec> = match &obs.context {
-            Some(c) => c.columns.iter().map(ColumnRec::from_wit).collect(),
-            None => {
-                let cat = crate::masking::catalog::DbCatalog::default();
-                let mut missed = false;
-                crate::masking::provenance::result_columns(
-                    ctx.columns,
-                    ctx.statement,
-                    &cat,
-                    &mut missed,
-                )
-                .iter()
-                .map(ColumnRec::from_wit)
-                .collect()
-            }
-        };
+        let planned = crate::masking::planned_context(ctx, plan);
         let line = ResultLine {
             seq: 0,
             time: now_rfc3339(),
             session: ctx.session.session_id,
             identity: IdentityRec::of(ctx.session),
             database: ctx.session.database.clone(),
-            statement: ctx.statement.map(|s| {
-                SummaryRec::from_wit(&crate::policy::request::statement(
-                    s,
-                    &s.fingerprint,
-                    false,
-                    0,
-                ))
-            }),
-            columns,
-            masks: obs
+            statement: planned.statement.as_ref().map(SummaryRec::from_wit),
+            columns: planned.columns.iter().map(ColumnRec::from_wit).collect(),
+            masks: plan
                 .masks
                 .iter()
                 .map(|(c, p, m)| MaskRec {
@@ -203,8 +174,9 @@ impl ResultFilter for RecordingFilter {
                     mask: mask_name(m),
                 })
                 .collect(),
-            refused: obs
+            refused: plan
                 .refused
+                .clone()
                 .map(|(policy, message)| RefusalRec { policy, message }),
             rows: Vec::new(),
         };
@@ -218,22 +190,6 @@ impl ResultFilter for RecordingFilter {
             line: Some(line),
             recorder: Arc::clone(&self.recorder),
         }))
-    }
-
-    fn is_passthrough(&self) -> bool {
-        false
-    }
-
-    fn scrub_error(
-        &self,
-        session: &SessionInfo,
-        error: &portcullis_wire::backend::ErrorFields,
-    ) -> Option<portcullis_wire::backend::ErrorFields> {
-        self.inner.scrub_error(session, error)
-    }
-
-    fn catalog(&self) -> Option<&Arc<Catalog>> {
-        self.inner.catalog()
     }
 }
 

@@ -117,6 +117,7 @@ impl Relay {
                         columns: None,
                         sql: None,
                         verdicts: None,
+                        bound_sql: None,
                     };
                     self.pending.push_back(Pending::Parse {
                         name: p.name.to_owned(),
@@ -128,8 +129,14 @@ impl Relay {
                 }
                 let analysis = self.deps.analyzer.analyze(p.sql);
                 let sql = self.audit_sql(p.sql);
+                let mut bound_sql = None;
                 let denial = match self.decide_all(&analysis, p.sql, Protocol::ExtendedParse, now) {
-                    Gated::Allow => None,
+                    Gated::Allow => {
+                        if self.deps.gate.observes_binds() {
+                            bound_sql = Some(sql.clone().unwrap_or_else(|| Arc::from(p.sql)));
+                        }
+                        None
+                    }
                     Gated::Deny(index, d) => {
                         self.audit_denied("extended", &analysis, index, sql.as_deref(), None, &d);
                         Some(denial_fields(&d))
@@ -158,6 +165,7 @@ impl Relay {
                     columns: None,
                     sql,
                     verdicts: self.last_verdicts.clone(),
+                    bound_sql,
                 };
                 self.pending.push_back(Pending::Parse {
                     name: p.name.to_owned(),
@@ -168,12 +176,10 @@ impl Relay {
             }
             tag::BIND => {
                 let b = Bind::decode(body).map_err(RelayError::Client)?;
-                let params = self
-                    .deps
-                    .audit
-                    .as_ref()
-                    .filter(|a| a.wants_params())
-                    .map(|_| crate::audit::record::params_record(&b.param_formats, &b.params));
+                let observed = self.deps.gate.observes_binds();
+                let params = (observed
+                    || self.deps.audit.as_ref().is_some_and(|a| a.wants_params()))
+                .then(|| crate::audit::record::params_record(&b.param_formats, &b.params));
                 if let Some(aw) = self.awaiting.get(b.statement) {
                     let values = params.clone().unwrap_or_else(|| {
                         crate::audit::record::params_record(&b.param_formats, &b.params)
@@ -207,6 +213,11 @@ impl Relay {
                     statement: b.statement.to_owned(),
                     result_formats: b.result_formats,
                     params,
+                    param_formats: if observed {
+                        b.param_formats
+                    } else {
+                        Vec::new()
+                    },
                     denial: None,
                     approval: None,
                 });

@@ -186,6 +186,7 @@ impl Relay {
                     statement,
                     result_formats,
                     params: audit_params,
+                    param_formats: Vec::new(),
                     denial: None,
                     approval: Some(approval),
                 });
@@ -214,6 +215,7 @@ impl Relay {
                     statement,
                     result_formats,
                     params: audit_params,
+                    param_formats: Vec::new(),
                     denial: Some(denial_fields(&d)),
                     approval: None,
                 });

@@ -59,6 +59,10 @@ struct StatementInfo {
     sql: Option<Arc<str>>,
     /// Each policy's verdict (when auditing).
     verdicts: crate::pipeline::Verdicts,
+    /// The SQL as sent, kept when the gate allowed it and observes Binds
+    /// ([`Gate::observes_binds`]): each executed Bind is reported to
+    /// [`Gate::bound`].
+    bound_sql: Option<Arc<str>>,
 }
 
 /// What the relay knows about a portal.
@@ -67,7 +71,8 @@ struct PortalInfo {
     statement: Option<StatementInfo>,
     /// Result-column format codes from the Bind.
     result_formats: Vec<i16>,
-    /// Bound parameters, kept only when the audit trail records them.
+    /// Bound parameters, kept when the audit trail records them or the gate
+    /// observes Binds.
     params: Option<Arc<[Option<String>]>>,
     /// The approval its statement runs under, if it was held.
     approval: Option<crate::audit::ApprovalRecord>,

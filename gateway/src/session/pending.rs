@@ -38,8 +38,11 @@ pub(super) enum Pending {
         portal: String,
         statement: String,
         result_formats: Vec<i16>,
-        /// Bound parameters, kept only when the audit trail records them.
+        /// Bound parameters, kept when the audit trail records them or the gate
+        /// observes Binds.
         params: Option<Arc<[Option<String>]>>,
+        /// Their format codes as sent (kept when the gate observes Binds).
+        param_formats: Vec<i16>,
         /// Set when the Bind was refused (a held statement not approved).
         denial: Option<ErrorFields>,
         /// The approval it runs under, if it was held.

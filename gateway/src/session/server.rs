@@ -148,11 +148,17 @@ impl Relay {
                     statement,
                     result_formats,
                     params,
+                    param_formats,
                     approval,
                     ..
                 }) = self.pending.pop_front()
                 {
                     let statement = self.statements.get(&statement).cloned();
+                    if approval.is_none()
+                        && let (Some(info), Some(values)) = (&statement, &params)
+                    {
+                        self.report_bound(info, values, &param_formats);
+                    }
                     self.portals.insert(
                         portal,
                         PortalInfo {
@@ -233,6 +239,32 @@ impl Relay {
             _ => {}
         }
         Ok(true)
+    }
+
+    /// Tells the gate about an executed Bind of a statement it allowed at Parse
+    /// (held ones were recorded as held).
+    fn report_bound(
+        &self,
+        info: &super::StatementInfo,
+        values: &[Option<String>],
+        formats: &[i16],
+    ) {
+        let Some(sql) = &info.bound_sql else {
+            return;
+        };
+        let params = crate::pipeline::BoundParams { values, formats };
+        for statement in &info.analysis.statements {
+            let ctx = crate::pipeline::StatementContext {
+                session: &self.session,
+                analysis: &info.analysis,
+                statement,
+                sql,
+                protocol: crate::pipeline::Protocol::ExtendedParse,
+                transaction: self.transaction,
+                verdicts: None,
+            };
+            self.deps.gate.bound(&ctx, &params);
+        }
     }
 
     /// The server entered COPY IN for the request at the front. It ignores the Syncs

@@ -765,3 +765,75 @@ fn show_portcullis_identity_is_answered_from_the_gateway_in_both_protocols() {
     );
     assert_eq!(sent.len(), 4);
 }
+
+/// The test gate, also keeping every executed Bind it is told about.
+#[derive(Default)]
+struct ObservingGate(std::sync::Mutex<Vec<(String, Vec<Option<String>>)>>);
+
+impl Gate for ObservingGate {
+    fn decide(&self, ctx: &StatementContext<'_>) -> Decision {
+        TestGate.decide(ctx)
+    }
+
+    fn decide_function_call(&self, _: &SessionInfo, _: u32) -> Decision {
+        Decision::Allow
+    }
+
+    fn observes_binds(&self) -> bool {
+        true
+    }
+
+    fn bound(&self, ctx: &StatementContext<'_>, params: &crate::pipeline::BoundParams<'_>) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((ctx.sql.to_owned(), params.values.to_vec()));
+    }
+}
+
+#[test]
+fn each_executed_bind_of_an_allowed_parse_is_reported_with_its_params() {
+    let gate = Arc::new(ObservingGate::default());
+    let mut r = relay();
+    r.deps.gate = gate.clone();
+    let mut c = BytesMut::new();
+    Parse::encode("s1", "select $1", &[], &mut c);
+    Bind::encode("", "s1", &[Some(b"7")], &mut c);
+    Execute::encode("", 0, &mut c);
+    Bind::encode("", "s1", &[None], &mut c);
+    Execute::encode("", 0, &mut c);
+    frontend::sync(&mut c);
+    client(&mut r, c);
+    assert!(
+        gate.0.lock().unwrap().is_empty(),
+        "nothing before BindComplete"
+    );
+    let mut s = BytesMut::new();
+    portcullis_wire::put_message(&mut s, b'1', |_| {});
+    for _ in 0..2 {
+        portcullis_wire::put_message(&mut s, b'2', |_| {});
+        backend::command_complete(&mut s, "SELECT 1");
+    }
+    ready(&mut s, TransactionStatus::Idle);
+    server(&mut r, s);
+    assert_eq!(
+        *gate.0.lock().unwrap(),
+        [
+            ("select $1".to_owned(), vec![Some("7".to_owned())]),
+            ("select $1".to_owned(), vec![None]),
+        ]
+    );
+
+    // A denied Parse is poisoned: its Bind fails upstream and is never reported;
+    // neither is a Bind the server refused.
+    let mut c = BytesMut::new();
+    Parse::encode("", "drop table t", &[], &mut c);
+    Bind::encode("", "", &[Some(b"1")], &mut c);
+    Execute::encode("", 0, &mut c);
+    frontend::sync(&mut c);
+    client(&mut r, c);
+    let mut s = server_error("26000", "prepared statement does not exist");
+    ready(&mut s, TransactionStatus::Idle);
+    server(&mut r, s);
+    assert_eq!(gate.0.lock().unwrap().len(), 2);
+}

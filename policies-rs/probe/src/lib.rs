@@ -1,14 +1,14 @@
 //! # probe — an authorize-only test policy, FOR TESTS ONLY
 //!
-//! Denies (SQLSTATE 42501) every statement whose SQL contains `trigger` when
-//! `behaviour = "deny"`, panics on them with `behaviour = "panic"`, and allows
+//! Denies (SQLSTATE 42501) every statement whose SQL or one of whose bound text
+//! parameters contains `trigger` when `behaviour = "deny"`, panics on them with `behaviour = "panic"`, and allows
 //! everything else. `behaviour = "reject-settings"` fails `configure`. It implements
 //! only `authorize`, so it can be shipped through a policy directory (which refuses
 //! masking policies). Build: `bash policies-rs/build.sh` → `target/policies/probe.wasm`.
 
 #![warn(missing_docs)]
 
-use portcullis_sdk::{Decision, Policy, Request};
+use portcullis_sdk::{Decision, ParamValue, Policy, Request};
 use serde::Deserialize;
 
 /// What the policy does with triggering statements.
@@ -60,7 +60,12 @@ impl Policy for Probe {
     }
 
     fn authorize(&self, req: &Request) -> Decision {
-        if !req.statement.sql.contains(self.0.trigger.as_str()) {
+        let trigger = self.0.trigger.as_str();
+        let in_params = req.params.iter().flatten().any(|p| match p {
+            ParamValue::Text(t) => t.contains(trigger),
+            _ => false,
+        });
+        if !(req.statement.sql.contains(trigger) || in_params) {
             return Decision::Allow;
         }
         match self.0.behaviour {

@@ -2,6 +2,7 @@
 //! API, SIGHUP (the binary), and rollbacks. One task runs them one at a time, off the
 //! statement path (compiling runs on a blocking thread).
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,22 +71,11 @@ pub fn spawn(
     on_swap: Option<OnSwap>,
 ) -> anyhow::Result<(ReloadHandle, JoinHandle<()>)> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Request>();
-    let (changed_tx, mut changed_rx) = mpsc::unbounded_channel::<()>();
-    let watcher = if sets.config().watch {
-        let dir = sets.config().path.clone();
-        let mut w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-            if let Ok(ev) = ev
-                && !matches!(ev.kind, notify::EventKind::Access(_))
-            {
-                let _ = changed_tx.send(());
-            }
-        })?;
-        w.watch(&dir, RecursiveMode::NonRecursive).map_err(|e| {
-            anyhow::anyhow!("cannot watch the policy directory {}: {e}", dir.display())
-        })?;
-        Some(w)
+    let (watcher, mut changed_rx) = if sets.config().watch {
+        let (w, rx) = watch_dir(&sets.config().path)?;
+        (Some(w), rx)
     } else {
-        None
+        (None, mpsc::unbounded_channel().1)
     };
     let debounce = Duration::from_millis(sets.config().debounce_ms);
     let handle = ReloadHandle {
@@ -102,12 +92,7 @@ pub fn spawn(
                     Some(r) => r,
                     None => break,
                 },
-                Some(()) = changed_rx.recv() => {
-                    // Debounce: wait until the directory has been quiet for a while, so
-                    // a sync tool writing several files triggers one reload.
-                    while let Ok(Some(())) =
-                        tokio::time::timeout(debounce, changed_rx.recv()).await
-                    {}
+                Some(()) = next_change(&mut changed_rx, debounce) => {
                     Request { action: Action::Reload, reply: None }
                 }
             };
@@ -131,4 +116,34 @@ pub fn spawn(
         }
     });
     Ok((handle, task))
+}
+
+/// Watches the directory `dir` (not its subdirectories): every change but a read sends
+/// `()` on the channel, for as long as the watcher is kept.
+pub fn watch_dir(
+    dir: &Path,
+) -> anyhow::Result<(notify::RecommendedWatcher, mpsc::UnboundedReceiver<()>)> {
+    let (changed_tx, changed_rx) = mpsc::unbounded_channel::<()>();
+    let mut w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if let Ok(ev) = ev
+            && !matches!(ev.kind, notify::EventKind::Access(_))
+        {
+            let _ = changed_tx.send(());
+        }
+    })?;
+    w.watch(dir, RecursiveMode::NonRecursive)
+        .map_err(|e| anyhow::anyhow!("cannot watch the policy directory {}: {e}", dir.display()))?;
+    Ok((w, changed_rx))
+}
+
+/// Waits for the next change from [`watch_dir`], then until the directory has been
+/// quiet for `debounce`, so a sync tool writing several files triggers one reload.
+/// `None` once the watcher is gone.
+pub async fn next_change(
+    changed: &mut mpsc::UnboundedReceiver<()>,
+    debounce: Duration,
+) -> Option<()> {
+    changed.recv().await?;
+    while let Ok(Some(())) = tokio::time::timeout(debounce, changed.recv()).await {}
+    Some(())
 }
