@@ -54,10 +54,12 @@ BUILTIN = os.environ.get("BENCH_BUILTIN", "select-only")
 PROFILE = os.environ.get("BENCH_PROFILE", "") not in ("", "0")
 PROFILE_CLIENTS = int(os.environ.get("BENCH_PROFILE_CLIENTS", "8"))
 PG_MAX_CONNECTIONS = max(200, IDLE_CONNS + 100)
-# BENCH_POLICIES=1: a second gateway enforcing the demo policy set (guardrails with its
-# demo settings, from target/policies/) runs as a fourth target, "policies", in the same
+# BENCH_POLICIES=1: a second gateway enforcing the demo policy set (guardrails, approvals
+# and pii-mask with their demo settings, from target/policies/) runs as a fourth target, "policies", in the same
 # rounds, so its cost is a ratio against the pass-through gateway measured alongside.
 POLICIES = os.environ.get("BENCH_POLICIES", "") not in ("", "0")
+# BENCH_DECISION_CACHE=0: the policies run without their decision cache.
+DECISION_CACHE = os.environ.get("BENCH_DECISION_CACHE", "1") not in ("", "0")
 TARGETS = ["direct", "gateway", "policies", "pgbouncer"] if POLICIES else ["direct", "gateway", "pgbouncer"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 HOST = "127.0.0.1"
@@ -244,18 +246,31 @@ def ensure_pgbouncer():
 
 
 def demo_policies_toml():
-    """[[policies]] for the demo policy set: guardrails.wasm with its demo settings."""
-    wasm = os.path.join(REPO, "target", "policies", "guardrails.wasm")
-    if not os.path.isfile(wasm):
-        log("bash policies-rs/build.sh guardrails")
-        r = subprocess.run(["bash", os.path.join(REPO, "policies-rs", "build.sh"), "guardrails"], cwd=REPO,
+    """[[policies]] for the demo policy set: guardrails, approvals and pii-mask with their
+    demo settings, as `portcullis demo` loads them (decision cache on, unless
+    BENCH_DECISION_CACHE=0)."""
+    names = ["guardrails", "approvals", "pii-mask"]
+    wasms = {n: os.path.join(REPO, "target", "policies", f"{n}.wasm") for n in names}
+    if not all(os.path.isfile(w) for w in wasms.values()):
+        log("bash policies-rs/build.sh " + " ".join(names))
+        r = subprocess.run(["bash", os.path.join(REPO, "policies-rs", "build.sh"), *names], cwd=REPO,
                            stdout=sys.stderr, stderr=sys.stderr)
-        if r.returncode != 0 or not os.path.isfile(wasm):
-            raise Fail("building the guardrails policy failed")
-    out = [f'\n[[policies]]\nid = "guardrails"\npath = "{wasm}"\n[policies.settings]\n']
-    with open(os.path.join(REPO, "policies-rs", "guardrails", "demo-settings.toml")) as f:
-        for line in f:
-            out.append("[[policies.settings.rules]]\n" if line.strip() == "[[rules]]" else line)
+        if r.returncode != 0 or not all(os.path.isfile(w) for w in wasms.values()):
+            raise Fail("building the demo policies failed")
+    out = []
+    for n in names:
+        out.append(f'\n[[policies]]\nid = "{n}"\npath = "{wasms[n]}"\ndecision_cache = {str(DECISION_CACHE).lower()}\n'
+                   "[policies.settings]\n")
+        with open(os.path.join(REPO, "policies-rs", n, "demo-settings.toml")) as f:
+            for line in f:
+                t = line.strip()
+                # A table of the settings file becomes a table of this entry's settings.
+                if t.startswith("[[") and t.endswith("]]"):
+                    out.append(f"[[policies.settings.{t[2:-2].strip()}]]\n")
+                elif t.startswith("[") and t.endswith("]"):
+                    out.append(f"[policies.settings.{t[1:-1].strip()}]\n")
+                else:
+                    out.append(line)
     return "".join(out)
 
 

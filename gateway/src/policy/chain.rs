@@ -299,9 +299,27 @@ impl LoadedPolicy {
         result
     }
 
-    /// Calls `plan-masks` for one result set. The plan is checked against the caps
-    /// (a column index outside the result, an oversized refusal message).
+    /// Calls `plan-masks` for one result set (or reuses the plan made for an equal
+    /// context, with `decision_cache`). The plan is checked against the caps (a column
+    /// index outside the result, an oversized refusal message).
     pub fn plan_masks(
+        &self,
+        ctx: &wit::ResultContext,
+        call: &CallContext,
+    ) -> Result<wit::MaskPlan, CallFailure> {
+        let Some(cache) = &self.decision_cache else {
+            return self.call_plan_masks(ctx, call);
+        };
+        let key = super::decision_cache::result_key(ctx, call);
+        if let Some(plan) = cache.plan(&key) {
+            return Ok(plan);
+        }
+        let plan = self.call_plan_masks(ctx, call)?;
+        cache.insert_plan(key, &plan);
+        Ok(plan)
+    }
+
+    fn call_plan_masks(
         &self,
         ctx: &wit::ResultContext,
         call: &CallContext,

@@ -1,5 +1,5 @@
-//! Remembered `authorize` verdicts, for policies whose verdict depends only on the
-//! literal-free part of a request.
+//! Remembered `authorize` verdicts and `plan-masks` plans, for policies whose answers
+//! depend only on the literal-free part of a request.
 //!
 //! A policy runs sandboxed with no clock, randomness, files or network, so its verdict
 //! is a function of what it is given. Most governance rules read the statement's
@@ -8,7 +8,9 @@
 //! verdicts on everything the request holds except the SQL text, the bound parameters
 //! and the session id, so `WHERE aid = 1` and `WHERE aid = 2` from the same connection
 //! are decided once. When the statement has no fingerprint (it did not parse), the SQL
-//! text is part of the key.
+//! text is part of the key. Mask plans are keyed the same way, plus every result
+//! column with its type, format and provenance; the rows themselves (`mask-rows`) are
+//! never cached.
 //!
 //! The key is the full encoding, compared byte for byte, not a hash of it: two requests
 //! share a verdict only when they are equal in every keyed field. A failed call is
@@ -23,10 +25,12 @@ use super::chain::Verdict;
 /// Verdicts remembered per policy.
 pub const DECISION_CACHE_ENTRIES: usize = 8192;
 
-/// Remembered verdicts of one policy, and their hit/miss counters.
+/// Remembered verdicts and mask plans of one policy, and their hit/miss counters.
 pub struct DecisionCache {
-    /// Key encoding → verdict.
+    /// Request key encoding → `authorize` verdict.
     verdicts: Cache<Vec<u8>, Verdict>,
+    /// Result key encoding → `plan-masks` plan.
+    plans: Cache<Vec<u8>, wit::MaskPlan>,
     /// `portcullis_policy_decision_cache_total{policy, outcome="hit"}`.
     hits: prometheus::IntCounter,
     /// `portcullis_policy_decision_cache_total{policy, outcome="miss"}`.
@@ -38,6 +42,7 @@ impl DecisionCache {
     pub fn new(hits: prometheus::IntCounter, misses: prometheus::IntCounter) -> Self {
         DecisionCache {
             verdicts: Cache::new(DECISION_CACHE_ENTRIES),
+            plans: Cache::new(DECISION_CACHE_ENTRIES),
             hits,
             misses,
         }
@@ -45,7 +50,20 @@ impl DecisionCache {
 
     /// The remembered verdict for `key`, counting a hit or a miss.
     pub fn get(&self, key: &[u8]) -> Option<Verdict> {
-        let v = self.verdicts.get(key);
+        self.counted(self.verdicts.get(key))
+    }
+
+    /// The remembered mask plan for a [`result_key`], counting a hit or a miss.
+    pub fn plan(&self, key: &[u8]) -> Option<wit::MaskPlan> {
+        self.counted(self.plans.get(key))
+    }
+
+    /// Remembers a mask plan (a failed call has none to remember).
+    pub fn insert_plan(&self, key: Vec<u8>, plan: &wit::MaskPlan) {
+        self.plans.insert(key, plan.clone());
+    }
+
+    fn counted<T>(&self, v: Option<T>) -> Option<T> {
         match v {
             Some(_) => self.hits.inc(),
             None => self.misses.inc(),
@@ -65,55 +83,54 @@ impl DecisionCache {
 /// fingerprint), `params` and `session-id`, plus the `context` answers.
 pub fn key(req: &wit::Request, call: &CallContext) -> Vec<u8> {
     let mut k = Key(Vec::with_capacity(256));
-    let id = &req.identity;
-    k.str(&id.user);
-    k.strs(&id.groups);
-    k.byte(id.kind as u8);
-    k.byte(id.auth_method as u8);
-    k.opt_str(id.acting_for.as_deref());
-    k.str(&id.client_addr);
-    k.str(&id.application_name);
-    match &call.acting_for {
-        Some(d) => {
-            k.byte(1);
-            k.str(&d.user);
-            k.strs(&d.groups);
-        }
-        None => k.byte(0),
-    }
+    k.byte(b'a');
+    k.identity(&req.identity, call);
     k.str(&req.database);
-    let s = &req.statement;
-    k.byte(s.kind as u8);
-    k.str(&s.leading_keyword);
-    k.str(&s.fingerprint);
-    if s.fingerprint.is_empty() {
-        k.str(&s.sql);
-    }
-    k.len(s.tables.len());
-    for t in &s.tables {
-        k.opt_str(t.schema.as_deref());
-        k.str(&t.name);
-        k.byte(t.access as u8);
-    }
-    k.strs(&s.columns);
-    k.strs(&s.functions);
-    k.byte(match s.has_where {
-        None => 2,
-        Some(w) => w as u8,
-    });
-    match &s.copy {
-        Some(c) => {
-            k.byte(1);
-            k.byte(c.to as u8);
-            k.byte(c.target as u8);
-        }
-        None => k.byte(0),
-    }
-    k.opt_str(s.parse_error.as_deref());
-    k.byte(s.multi_statement as u8);
-    k.len(s.index as usize);
+    k.statement(&req.statement);
     k.byte(req.protocol as u8);
     k.byte(req.transaction as u8);
+    k.0
+}
+
+/// The cache key of a result context (for `plan-masks`): the identity, the database,
+/// the statement as in [`key`], and every result column with its provenance.
+pub fn result_key(ctx: &wit::ResultContext, call: &CallContext) -> Vec<u8> {
+    let mut k = Key(Vec::with_capacity(256));
+    k.byte(b'r');
+    k.identity(&ctx.identity, call);
+    k.str(&ctx.database);
+    match &ctx.statement {
+        Some(s) => {
+            k.byte(1);
+            k.statement(s);
+        }
+        None => k.byte(0),
+    }
+    k.len(ctx.columns.len());
+    for c in &ctx.columns {
+        k.len(c.index as usize);
+        k.str(&c.name);
+        k.len(c.type_oid as usize);
+        k.byte(c.format as u8);
+        match &c.provenance {
+            wit::Provenance::Direct(src) => {
+                k.byte(0);
+                k.source(src);
+            }
+            wit::Provenance::Derived(srcs) => {
+                k.byte(1);
+                k.len(srcs.len());
+                for src in srcs {
+                    k.source(src);
+                }
+            }
+            wit::Provenance::Constant => k.byte(2),
+            wit::Provenance::Unknown(tables) => {
+                k.byte(3);
+                k.tables(tables);
+            }
+        }
+    }
     k.0
 }
 
@@ -149,6 +166,66 @@ impl Key {
         for s in v {
             self.str(s);
         }
+    }
+
+    fn identity(&mut self, id: &wit::Identity, call: &CallContext) {
+        self.str(&id.user);
+        self.strs(&id.groups);
+        self.byte(id.kind as u8);
+        self.byte(id.auth_method as u8);
+        self.opt_str(id.acting_for.as_deref());
+        self.str(&id.client_addr);
+        self.str(&id.application_name);
+        match &call.acting_for {
+            Some(d) => {
+                self.byte(1);
+                self.str(&d.user);
+                self.strs(&d.groups);
+            }
+            None => self.byte(0),
+        }
+    }
+
+    fn tables(&mut self, tables: &[wit::TableRef]) {
+        self.len(tables.len());
+        for t in tables {
+            self.opt_str(t.schema.as_deref());
+            self.str(&t.name);
+            self.byte(t.access as u8);
+        }
+    }
+
+    fn source(&mut self, c: &wit::ColumnSource) {
+        self.str(&c.schema);
+        self.str(&c.table);
+        self.str(&c.column);
+    }
+
+    fn statement(&mut self, s: &wit::Statement) {
+        self.byte(s.kind as u8);
+        self.str(&s.leading_keyword);
+        self.str(&s.fingerprint);
+        if s.fingerprint.is_empty() {
+            self.str(&s.sql);
+        }
+        self.tables(&s.tables);
+        self.strs(&s.columns);
+        self.strs(&s.functions);
+        self.byte(match s.has_where {
+            None => 2,
+            Some(w) => w as u8,
+        });
+        match &s.copy {
+            Some(c) => {
+                self.byte(1);
+                self.byte(c.to as u8);
+                self.byte(c.target as u8);
+            }
+            None => self.byte(0),
+        }
+        self.opt_str(s.parse_error.as_deref());
+        self.byte(s.multi_statement as u8);
+        self.len(s.index as usize);
     }
 }
 
@@ -241,6 +318,55 @@ mod tests {
         let mut two = request("x", fp);
         two.identity.groups = vec!["a".into(), "b".into()];
         assert_ne!(key(&one, &none), key(&two, &none));
+    }
+
+    fn result(sql: &str, provenance: wit::Provenance) -> wit::ResultContext {
+        let r = request(sql, "select email from customers where id = ?");
+        wit::ResultContext {
+            identity: r.identity,
+            database: r.database,
+            statement: Some(r.statement),
+            columns: vec![wit::ResultColumn {
+                index: 0,
+                name: "email".into(),
+                type_oid: 25,
+                format: wit::ValueFormat::Text,
+                provenance,
+            }],
+        }
+    }
+
+    #[test]
+    fn result_keys_hold_the_columns_and_their_provenance_not_the_literals() {
+        let none = CallContext::default();
+        let src = |c: &str| wit::ColumnSource {
+            schema: "public".into(),
+            table: "customers".into(),
+            column: c.into(),
+        };
+        let direct = wit::Provenance::Direct(src("email"));
+        let a = result("SELECT email FROM customers WHERE id = 1", direct.clone());
+        let b = result("SELECT email FROM customers WHERE id = 2", direct.clone());
+        assert_eq!(result_key(&a, &none), result_key(&b, &none));
+        let others = [
+            wit::Provenance::Direct(src("name")),
+            wit::Provenance::Derived(vec![src("email")]),
+            wit::Provenance::Constant,
+            wit::Provenance::Unknown(Vec::new()),
+        ];
+        for p in others {
+            let c = result("SELECT email FROM customers WHERE id = 1", p);
+            assert_ne!(result_key(&a, &none), result_key(&c, &none));
+        }
+        let mut binary = a.clone();
+        binary.columns[0].format = wit::ValueFormat::Binary;
+        assert_ne!(result_key(&a, &none), result_key(&binary, &none));
+        let mut renamed = a.clone();
+        renamed.columns[0].name = "e".into();
+        assert_ne!(result_key(&a, &none), result_key(&renamed, &none));
+        let mut other_user = a.clone();
+        other_user.identity.user = "bob".into();
+        assert_ne!(result_key(&a, &none), result_key(&other_user, &none));
     }
 
     #[test]

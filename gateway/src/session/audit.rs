@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use portcullis_sql::Analysis;
+use portcullis_sql::{Analysis, StatementKind};
 use portcullis_wire::Frame;
 use portcullis_wire::backend::ErrorFields;
 
@@ -254,11 +254,11 @@ impl Relay {
             let end = body.iter().position(|b| *b == 0).unwrap_or(body.len());
             Some(String::from_utf8_lossy(&body[..end]).into_owned())
         };
-        let writes = cur
-            .analysis
-            .statements
-            .get(cur.index)
-            .is_none_or(changes_data);
+        let statement = cur.analysis.statements.get(cur.index);
+        let mut writes = statement.is_none_or(changes_data);
+        // A COMMIT makes the transaction's writes stick: its event is held like theirs,
+        // so a client never sees a commit the trail could still lose.
+        let commit = statement.is_some_and(|s| s.kind == StatementKind::Commit);
         let outcome = OutcomeRecord {
             status: if suspended { "suspended" } else { "ok" }.into(),
             rows: command.as_deref().and_then(rows_from_tag),
@@ -269,6 +269,11 @@ impl Relay {
         };
         let mut event = self.statement_event(&cur, DecisionRecord::allow(), outcome);
         event.masked = std::mem::take(&mut self.result_masks);
+        if commit {
+            writes |= std::mem::take(&mut self.wrote_in_transaction);
+        } else if writes {
+            self.wrote_in_transaction = true;
+        }
         self.push_audit(event, writes.then_some(at));
     }
 

@@ -156,6 +156,9 @@ pub struct Relay {
     last_verdicts: crate::pipeline::Verdicts,
     /// Columns masked in the result set streaming now (for its audit event).
     result_masks: Vec<crate::pipeline::MaskedColumn>,
+    /// A statement that may have changed data completed in the open transaction, so
+    /// the COMMIT that makes it stick waits for its own event too (when auditing).
+    wrote_in_transaction: bool,
     /// The client message held for approval; no client message is read meanwhile.
     parked: Option<hold::Parked>,
     /// Prepared statements (by name, in client order) whose Parse the gate held:
@@ -194,6 +197,7 @@ impl Relay {
             parked: None,
             awaiting: HashMap::new(),
             result_masks: Vec::new(),
+            wrote_in_transaction: false,
             last_verdicts: None,
         }
     }

@@ -210,6 +210,9 @@ impl Relay {
             tag::READY_FOR_QUERY => {
                 self.transaction =
                     TransactionStatus::decode(frame.body()).map_err(RelayError::Server)?;
+                if self.transaction == TransactionStatus::Idle {
+                    self.wrote_in_transaction = false;
+                }
                 self.end_result();
                 self.query_statement = 0;
                 // Everything up to the request this answers is settled (requests the

@@ -130,6 +130,47 @@ fn a_write_holds_its_command_complete_and_a_read_does_not() {
     log.close();
 }
 
+/// Sends `sql`, answers it with `tag` and a ReadyForQuery in `status`, and returns
+/// where the relay holds client output from (if it does).
+fn round_trip(r: &mut Relay, sql: &str, tag: &str, status: TransactionStatus) -> Option<usize> {
+    let mut q = BytesMut::new();
+    Query::encode(sql, &mut q);
+    client(r, q);
+    let mut resp = BytesMut::new();
+    backend::command_complete(&mut resp, tag);
+    ready(&mut resp, status);
+    server(r, resp);
+    r.take_audit().hold_from
+}
+
+#[test]
+fn a_commit_after_writes_holds_like_the_writes_and_a_read_only_one_does_not() {
+    use TransactionStatus::{Idle, InTransaction};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut r, log) = audited_relay(dir.path());
+    assert_eq!(round_trip(&mut r, "BEGIN", "BEGIN", InTransaction), None);
+    assert!(round_trip(&mut r, "update t set a = 1", "UPDATE 1", InTransaction).is_some());
+    assert_eq!(
+        round_trip(&mut r, "select 1", "SELECT 1", InTransaction),
+        None
+    );
+    assert!(
+        round_trip(&mut r, "END", "COMMIT", Idle).is_some(),
+        "the commit of a write waits for its event"
+    );
+    assert_eq!(round_trip(&mut r, "BEGIN", "BEGIN", InTransaction), None);
+    assert_eq!(
+        round_trip(&mut r, "select 1", "SELECT 1", InTransaction),
+        None
+    );
+    assert_eq!(round_trip(&mut r, "COMMIT", "COMMIT", Idle), None);
+    // An autocommit write does not make a later read-only transaction's commit wait.
+    assert!(round_trip(&mut r, "delete from t where a = 1", "DELETE 1", Idle).is_some());
+    assert_eq!(round_trip(&mut r, "BEGIN", "BEGIN", InTransaction), None);
+    assert_eq!(round_trip(&mut r, "COMMIT", "COMMIT", Idle), None);
+    log.close();
+}
+
 #[test]
 fn denials_and_server_errors_are_recorded_with_params() {
     let dir = tempfile::tempdir().unwrap();
