@@ -619,7 +619,10 @@ def profile(env, stamp):
     w(f"pgbench -n -S -T {SECONDS} -c {PROFILE_CLIENTS} -j {min(PROFILE_CLIENTS, 2)}; counters are per transaction. "
       "The observers slow the runs (strace a lot); the counts, not the TPS, are what matter here.")
     for proto in PROTOCOLS:
-        for target, pid in (("gateway", env.gw.pid), ("pgbouncer", env.pgb.pid)):
+        observed = [("gateway", env.gw.pid), ("pgbouncer", env.pgb.pid)]
+        if env.gwp is not None:
+            observed.insert(1, ("policies", env.gwp.pid))
+        for target, pid in observed:
             w("")
             w(f"## {target}, -M {proto}")
             res, _, err = with_observer(env, target, proto, PROFILE_CLIENTS, SECONDS,
@@ -645,8 +648,8 @@ def profile(env, stamp):
                     calls = int(f[3])
                     if calls / txs >= 0.01:
                         w(f"- {f[-1]}: {calls / txs:.2f}")
-            if target == "gateway":
-                data = os.path.join(env.dir, f"perf-{proto}.data")
+            if target in ("gateway", "policies"):
+                data = os.path.join(env.dir, f"perf-{target}-{proto}.data")
                 res, _, err = with_observer(env, target, proto, PROFILE_CLIENTS, SECONDS,
                                             ["perf", "record", "-F", "1999", "-o", data, "-p", str(pid)])
                 rep = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "dso,symbol",

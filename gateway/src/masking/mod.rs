@@ -332,7 +332,12 @@ impl MaskingFilter {
         let mut steps: Vec<Vec<Step>> = vec![Vec::new(); n];
         let mut customs: Vec<(Arc<LoadedPolicy>, Vec<usize>)> = Vec::new();
         for p in policies {
-            let plan = match off_runtime(|| p.plan_masks(&wctx, &call)) {
+            // A remembered plan needs no policy call, so no trip off the runtime.
+            let planned = match p.remembered_plan(&wctx, &call) {
+                Ok(plan) => Ok(plan),
+                Err(miss) => off_runtime(|| p.plan_masks_after(miss, &wctx, &call)),
+            };
+            let plan = match planned {
                 Ok(plan) => plan,
                 Err(f) => {
                     if let Some(o) = obs.as_deref_mut() {

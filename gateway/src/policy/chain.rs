@@ -95,6 +95,10 @@ pub enum Verdict {
     Failed(CallFailure),
 }
 
+/// A `plan-masks` lookup that found no remembered plan (see
+/// [`LoadedPolicy::remembered_plan`]); holds the cache key, if the policy caches.
+pub struct PlanMiss(Option<Vec<u8>>);
+
 /// A loaded, configured policy.
 pub struct LoadedPolicy {
     id: Arc<str>,
@@ -307,15 +311,43 @@ impl LoadedPolicy {
         ctx: &wit::ResultContext,
         call: &CallContext,
     ) -> Result<wit::MaskPlan, CallFailure> {
+        match self.remembered_plan(ctx, call) {
+            Ok(plan) => Ok(plan),
+            Err(miss) => self.plan_masks_after(miss, ctx, call),
+        }
+    }
+
+    /// The plan remembered for an equal context (with `decision_cache`), without
+    /// calling the policy; otherwise what [`LoadedPolicy::plan_masks_after`] needs to
+    /// call it and remember the answer. Lets a caller leave the async runtime only
+    /// when the policy really runs.
+    pub fn remembered_plan(
+        &self,
+        ctx: &wit::ResultContext,
+        call: &CallContext,
+    ) -> Result<wit::MaskPlan, PlanMiss> {
         let Some(cache) = &self.decision_cache else {
-            return self.call_plan_masks(ctx, call);
+            return Err(PlanMiss(None));
         };
         let key = super::decision_cache::result_key(ctx, call);
-        if let Some(plan) = cache.plan(&key) {
-            return Ok(plan);
+        match cache.plan(&key) {
+            Some(plan) => Ok(plan),
+            None => Err(PlanMiss(Some(key))),
         }
+    }
+
+    /// Calls `plan-masks` after [`LoadedPolicy::remembered_plan`] missed, and
+    /// remembers the plan.
+    pub fn plan_masks_after(
+        &self,
+        miss: PlanMiss,
+        ctx: &wit::ResultContext,
+        call: &CallContext,
+    ) -> Result<wit::MaskPlan, CallFailure> {
         let plan = self.call_plan_masks(ctx, call)?;
-        cache.insert_plan(key, &plan);
+        if let (Some(cache), Some(key)) = (&self.decision_cache, miss.0) {
+            cache.insert_plan(key, &plan);
+        }
         Ok(plan)
     }
 
