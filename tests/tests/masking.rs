@@ -967,3 +967,89 @@ async fn audit_events_name_the_masked_columns() {
     );
     assert_eq!(e.masked[0].mask, "email");
 }
+
+// ---------------------------------------------------------------------------
+// Inference by column comparison (`deny_column_comparisons`).
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn column_comparisons_of_masked_columns_are_denied_when_configured() {
+    let env = env().await;
+    let probes = [
+        "SELECT c.id FROM customers c JOIN customers d ON d.ssn = c.ssn AND d.id <> c.id",
+        "SELECT c.id FROM customers c JOIN (VALUES ('123-45-6789')) g(s) ON g.s = c.ssn",
+        "SELECT id FROM customers WHERE email IN (SELECT email FROM customer_contacts)",
+        "SELECT c.id FROM customers c JOIN customers d USING (email)",
+        "SELECT c.id FROM customers c, orders o WHERE c.card_number = o.status",
+    ];
+    // Default settings: allowed (pseudonyms must still join), and masked as usual.
+    let alice = env.connect_gateway("alice", "demo").await.unwrap();
+    let etl = env.connect_gateway("etl-agent", "demo").await.unwrap();
+    for sql in probes {
+        simple_rows(&alice, sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        simple_rows(&etl, sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    let mut mask = demo_policies().remove(1);
+    mask.settings
+        .insert("deny_column_comparisons".into(), true.into());
+    let gw = env
+        .start_gateway(GatewayOptions {
+            policies: vec![mask],
+            ..GatewayOptions::default()
+        })
+        .await
+        .unwrap();
+    for user in ["alice", "etl-agent"] {
+        let c = pg::connect(&gw.uri(user, "demo")).await.unwrap();
+        for sql in probes {
+            let e = c
+                .simple_query(sql)
+                .await
+                .expect_err(&format!("{user}: {sql} was allowed"));
+            assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{user}: {sql}: {e}");
+            assert!(
+                pg::message(&e).contains("another column"),
+                "{user}: {sql}: {}",
+                pg::message(&e)
+            );
+        }
+        // The extended protocol is decided at Parse, the same way.
+        let e = c
+            .query(
+                "SELECT c.id FROM customers c JOIN customers d ON d.ssn = c.ssn",
+                &[],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(sqlstate(&e).as_deref(), Some("42501"));
+        // Joins on keys, and comparisons of unmasked columns, stay allowed.
+        let rows = simple_rows(
+            &c,
+            "SELECT c.id, c.email FROM customers c JOIN orders o ON o.customer_id = c.id \
+             WHERE c.name = c.name ORDER BY o.id LIMIT 3",
+        )
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), 3);
+        for r in &rows {
+            let email = r[1].as_deref().unwrap();
+            assert!(
+                email.starts_with("****@") || email.starts_with("pseu_"),
+                "{r:?}"
+            );
+        }
+    }
+    // Exempt identities may compare.
+    let bob = pg::connect(&gw.uri("bob", "demo")).await.unwrap();
+    for sql in probes {
+        simple_rows(&bob, sql)
+            .await
+            .unwrap_or_else(|e| panic!("bob: {sql}: {e}"));
+    }
+    gw.shutdown().await;
+}
