@@ -101,6 +101,8 @@ pub struct GatewayOptions {
     pub admin_control_token: Option<String>,
     /// `server.session_threads`.
     pub session_threads: usize,
+    /// `masking.catalog_refresh_ms` (with policies); `None`: the default.
+    pub catalog_refresh_ms: Option<u64>,
 }
 
 impl Default for GatewayOptions {
@@ -117,6 +119,7 @@ impl Default for GatewayOptions {
             extra_toml: String::new(),
             admin_control_token: None,
             session_threads: 0,
+            catalog_refresh_ms: None,
         }
     }
 }
@@ -632,6 +635,9 @@ pub fn gateway_config_text(
         t.push('\n');
         t.push_str(&policies::policies_toml(&opts.policies));
         t.push_str("\n[masking]\npseudonym_key = \"portcullis-tests-pseudonym-key\"\n");
+        if let Some(ms) = opts.catalog_refresh_ms {
+            t.push_str(&format!("catalog_refresh_ms = {ms}\n"));
+        }
     }
     for (name, kind, groups, password) in IDENTITIES {
         let groups: Vec<String> = groups.iter().map(|g| toml_str(g)).collect();

@@ -604,7 +604,7 @@ async fn returning_cursors_and_prepared_statements_are_masked() {
         assert_eq!(
             r[2].as_deref(),
             Some("***"),
-            "FETCH of an expression: unknown provenance"
+            "FETCH of an expression: derived from ssn, as in the declared query"
         );
     }
     let rows = simple_rows(
@@ -966,4 +966,311 @@ async fn audit_events_name_the_masked_columns() {
         e.masked
     );
     assert_eq!(e.masked[0].mask, "email");
+}
+
+// ---------------------------------------------------------------------------
+// Inference by column comparison (`deny_column_comparisons`).
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn column_comparisons_of_masked_columns_are_denied_when_configured() {
+    let env = env().await;
+    let probes = [
+        "SELECT c.id FROM customers c JOIN customers d ON d.ssn = c.ssn AND d.id <> c.id",
+        "SELECT c.id FROM customers c JOIN (VALUES ('123-45-6789')) g(s) ON g.s = c.ssn",
+        "SELECT id FROM customers WHERE email IN (SELECT email FROM customer_contacts)",
+        "SELECT c.id FROM customers c JOIN customers d USING (email)",
+        "SELECT c.id FROM customers c, orders o WHERE c.card_number = o.status",
+    ];
+    // Default settings: allowed (pseudonyms must still join), and masked as usual.
+    let alice = env.connect_gateway("alice", "demo").await.unwrap();
+    let etl = env.connect_gateway("etl-agent", "demo").await.unwrap();
+    for sql in probes {
+        simple_rows(&alice, sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        simple_rows(&etl, sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    let mut mask = demo_policies().remove(1);
+    mask.settings
+        .insert("deny_column_comparisons".into(), true.into());
+    let gw = env
+        .start_gateway(GatewayOptions {
+            policies: vec![mask],
+            ..GatewayOptions::default()
+        })
+        .await
+        .unwrap();
+    for user in ["alice", "etl-agent"] {
+        let c = pg::connect(&gw.uri(user, "demo")).await.unwrap();
+        for sql in probes {
+            let e = c
+                .simple_query(sql)
+                .await
+                .expect_err(&format!("{user}: {sql} was allowed"));
+            assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{user}: {sql}: {e}");
+            assert!(
+                pg::message(&e).contains("another column"),
+                "{user}: {sql}: {}",
+                pg::message(&e)
+            );
+        }
+        // The extended protocol is decided at Parse, the same way.
+        let e = c
+            .query(
+                "SELECT c.id FROM customers c JOIN customers d ON d.ssn = c.ssn",
+                &[],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(sqlstate(&e).as_deref(), Some("42501"));
+        // Joins on keys, and comparisons of unmasked columns, stay allowed.
+        let rows = simple_rows(
+            &c,
+            "SELECT c.id, c.email FROM customers c JOIN orders o ON o.customer_id = c.id \
+             WHERE c.name = c.name ORDER BY o.id LIMIT 3",
+        )
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), 3);
+        for r in &rows {
+            let email = r[1].as_deref().unwrap();
+            assert!(
+                email.starts_with("****@") || email.starts_with("pseu_"),
+                "{r:?}"
+            );
+        }
+    }
+    // Exempt identities may compare.
+    let bob = pg::connect(&gw.uri("bob", "demo")).await.unwrap();
+    for sql in probes {
+        simple_rows(&bob, sql)
+            .await
+            .unwrap_or_else(|e| panic!("bob: {sql}: {e}"));
+    }
+    gw.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------
+// DDL run after an approval refreshes the catalog at once.
+// ---------------------------------------------------------------------------
+
+/// pii-mask with the demo settings plus the approvals policy holding bob's DDL for
+/// alice's approval, with a catalog refresh interval far longer than the test.
+async fn approvals_gateway(env: &TestEnv) -> portcullis_tests::Gateway {
+    let mut approvals = portcullis_tests::policies::demo_approvals();
+    approvals.settings = toml::from_str(
+        r#"
+        [[rules]]
+        description = "bob's DDL needs alice"
+        users = ["bob"]
+        tables = ["*"]
+        access = ["ddl"]
+        approvers = ["user:alice"]
+        approvals = 1
+        "#,
+    )
+    .unwrap();
+    let store = env
+        .scratch_dir()
+        .join(portcullis_tests::unique("approvals"))
+        .join("approvals.json");
+    env.start_gateway(GatewayOptions {
+        policies: vec![approvals, demo_policies().remove(1)],
+        extra_toml: format!(
+            "[approvals]\nmode = \"hold\"\nhold_timeout_ms = 60000\npath = {:?}\n",
+            store.display().to_string()
+        ),
+        catalog_refresh_ms: Some(3_600_000),
+        ..GatewayOptions::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// The pending approval requests of `gw`, as alice sees them, once there is one.
+async fn pending_request(gw: &portcullis_tests::Gateway) -> String {
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/approvals", gw.admin_addr().unwrap());
+    portcullis_tests::eventually(Duration::from_secs(30), "a pending request", || async {
+        let list: serde_json::Value = http
+            .get(&url)
+            .basic_auth("alice", Some(password_for("alice")))
+            .send()
+            .await?
+            .json()
+            .await?;
+        list.as_array()
+            .and_then(|l| l.iter().find(|r| r["status"] == "pending"))
+            .and_then(|r| r["id"].as_str().map(str::to_owned))
+            .ok_or_else(|| anyhow::anyhow!("none pending: {list}"))
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_view_created_after_approval_is_masked_by_its_lineage_at_once() {
+    let env = env().await;
+    let gw = approvals_gateway(env).await;
+    let view = portcullis_tests::unique("held_v");
+    let direct = env.connect_direct("demo").await.unwrap();
+    let plain = simple_rows(
+        &direct,
+        "SELECT id, name FROM customers ORDER BY id LIMIT 5",
+    )
+    .await
+    .unwrap();
+    // alice's session (and the catalog) exist before the view does.
+    let alice = pg::connect(&gw.uri("alice", "demo")).await.unwrap();
+    simple_rows(&alice, "SELECT id FROM customers LIMIT 1")
+        .await
+        .unwrap();
+
+    let bob = pg::connect(&gw.uri("bob", "demo")).await.unwrap();
+    let ddl = format!(
+        "CREATE VIEW {view} AS SELECT id, name, upper(name) AS shout, email, ssn FROM customers"
+    );
+    let task = tokio::spawn(async move { bob.simple_query(&ddl).await.map(|_| bob) });
+    let id = pending_request(&gw).await;
+    assert!(!task.is_finished(), "the DDL waits for its approval");
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "http://{}/approvals/{id}/approve",
+            gw.admin_addr().unwrap()
+        ))
+        .basic_auth("alice", Some(password_for("alice")))
+        .json(&serde_json::json!({ "reason": "view for the report" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let bob = tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("the approved DDL runs")
+        .unwrap()
+        .expect("the approved DDL succeeds");
+
+    // At once, on the first query: the view's columns have their lineage (a stale
+    // catalog would make every column unknown: ids NULL, names "***").
+    let rows = simple_rows(
+        &alice,
+        &format!("SELECT id, name, shout, email, ssn FROM {view} ORDER BY id LIMIT 5"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), plain.len());
+    for (r, p) in rows.iter().zip(&plain) {
+        assert_eq!((&r[0], &r[1]), (&p[0], &p[1]), "{r:?}");
+        assert_eq!(
+            r[2].as_deref(),
+            p[1].as_deref().map(str::to_uppercase).as_deref()
+        );
+        assert_eq!(r[3].as_deref(), Some("***"), "a view's email is derived");
+        assert_eq!(r[4].as_deref(), Some("***"), "a view's ssn is derived");
+    }
+    drop(bob);
+    direct
+        .batch_execute(&format!("DROP VIEW {view}"))
+        .await
+        .unwrap();
+    gw.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------
+// FETCH from a declared cursor: the provenance of the cursor's query.
+// ---------------------------------------------------------------------------
+
+const CURSOR_QUERY: &str = "SELECT id, name, email, ssn, upper(name) AS shout, 'tag' AS tag, \
+     upper(ssn) AS s FROM customers ORDER BY id";
+
+/// A function opening a cursor the session did not declare (its query reads ssn where
+/// the declared one read name).
+const OPEN_CURSOR_FN: &str = "CREATE OR REPLACE FUNCTION portcullis_open_cursor(cur refcursor) \
+     RETURNS refcursor LANGUAGE plpgsql AS $$ BEGIN \
+     OPEN cur FOR SELECT id, upper(ssn) AS shout FROM customers ORDER BY id; RETURN cur; END $$";
+
+#[tokio::test]
+async fn fetch_from_a_declared_cursor_is_masked_like_its_query() {
+    let env = env().await;
+    let needles = forbidden().await;
+    env.connect_direct("demo")
+        .await
+        .unwrap()
+        .batch_execute(OPEN_CURSOR_FN)
+        .await
+        .unwrap();
+    let tap = Tap::start(env.gw.addr()).await;
+    let alice = connect(&tap.uri("alice")).await;
+    let direct = simple_rows(&alice, &format!("{CURSOR_QUERY} LIMIT 5"))
+        .await
+        .unwrap();
+    assert!(direct[0][2].as_deref().unwrap().starts_with("****@"));
+    assert!(direct[0][3].as_deref().unwrap().starts_with("*******"));
+    assert_eq!(direct[0][5].as_deref(), Some("tag"), "a constant");
+    assert_eq!(direct[0][6].as_deref(), Some("***"), "derived from ssn");
+    assert_ne!(direct[0][4].as_deref(), Some("***"), "derived from name");
+
+    // Simple protocol: FETCH gives exactly what the SELECT gave.
+    let fetched = simple_rows(
+        &alice,
+        &format!(
+            "BEGIN; DECLARE c CURSOR FOR {CURSOR_QUERY}; FETCH 2 FROM c; FETCH 3 FROM c; \
+             CLOSE c; COMMIT"
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(fetched, direct);
+
+    // Extended protocol, binary results, and the cursor named with another case.
+    alice
+        .batch_execute(&format!("BEGIN; DECLARE \"Cur\" CURSOR FOR {CURSOR_QUERY}"))
+        .await
+        .unwrap();
+    let rows = alice.query("FETCH 2 FROM \"Cur\"", &[]).await.unwrap();
+    for (r, d) in rows.iter().zip(&direct) {
+        let id: i64 = r.get(0);
+        assert_eq!(Some(id.to_string()), d[0]);
+        for (i, want) in d.iter().enumerate().skip(1) {
+            let v: String = r.get(i);
+            assert_eq!(Some(v), *want, "column {i}");
+        }
+    }
+    alice.batch_execute("COMMIT").await.unwrap();
+
+    // CLOSE forgets: a cursor reopened under the same name by a function has no known
+    // lineage, and its computed column is masked (fail closed), never plain.
+    let rows = simple_rows(
+        &alice,
+        "BEGIN; DECLARE c CURSOR FOR SELECT id, upper(name) AS shout FROM customers ORDER BY id; \
+         FETCH 1 FROM c; CLOSE c; SELECT portcullis_open_cursor('c'); FETCH 2 FROM c; COMMIT",
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert_eq!(
+        rows[0][1], direct[0][4],
+        "the declared cursor's own lineage"
+    );
+    assert_eq!(rows[1][0].as_deref(), Some("c"));
+    for r in &rows[2..] {
+        assert_eq!(r[1].as_deref(), Some("***"), "unknown cursor: {r:?}");
+    }
+    // The end of the transaction forgets too.
+    let rows = simple_rows(
+        &alice,
+        "BEGIN; DECLARE k CURSOR FOR SELECT id, upper(name) AS shout FROM customers; COMMIT; \
+         BEGIN; SELECT portcullis_open_cursor('k'); FETCH 2 FROM k; COMMIT",
+    )
+    .await
+    .unwrap();
+    for r in &rows[1..] {
+        assert_eq!(r[1].as_deref(), Some("***"), "{r:?}");
+    }
+    drop(alice);
+    assert_no_leak(&tap.bytes(), &needles, "cursors");
 }

@@ -67,7 +67,7 @@ mod proptests;
 
 pub use cache::{Analyzer, CacheStats, MAX_CACHED_SQL_BYTES};
 pub use kind::{Access, StatementKind};
-pub use lineage::{Lineage, OutputItem, RelName, Source, query_lineage};
+pub use lineage::{CursorOp, Lineage, OutputItem, RelName, Source, query_lineage};
 pub use split::split_statements;
 pub use summary::{Analysis, ColumnRef, CopyInfo, CopyTarget, StatementSummary, TableRef};
 

@@ -1,5 +1,6 @@
 //! Column lineage: which source columns each output column of a statement is computed
-//! from, and which columns are compared with literals in predicates.
+//! from, which columns are compared with literals or with other columns in
+//! predicates, and what a statement does to a cursor.
 //!
 //! The analysis is syntactic and over-approximates: a column reference that cannot be
 //! bound with certainty (an unqualified name with several relations in scope, a name
@@ -12,9 +13,9 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Join, ObjectName, Query, Select,
-    SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Statement, TableAlias, TableFactor,
-    TableWithJoins, ValueWithSpan, Visit, Visitor,
+    CloseCursor, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Join, JoinConstraint,
+    JoinOperator, ObjectName, Query, Select, SelectItem, SelectItemQualifiedWildcardKind, SetExpr,
+    Statement, TableAlias, TableFactor, TableWithJoins, ValueWithSpan, Visit, Visitor,
 };
 
 use crate::names::{fold, parts};
@@ -62,6 +63,24 @@ pub enum OutputItem {
     AllColumns(RelName),
 }
 
+/// What a statement does to a cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CursorOp {
+    /// `DECLARE name CURSOR FOR query`.
+    Declare {
+        /// The cursor name, folded.
+        name: String,
+        /// The output lineage of the cursor's query (`None`: not understood).
+        output: Option<Vec<OutputItem>>,
+    },
+    /// `FETCH ... FROM name`: rows of the cursor's query.
+    Fetch(String),
+    /// `CLOSE name`.
+    Close(String),
+    /// `CLOSE ALL`.
+    CloseAll,
+}
+
 /// The lineage of one statement.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Lineage {
@@ -79,6 +98,13 @@ pub struct Lineage {
     /// Columns a result is sorted or grouped by (ORDER BY, GROUP BY; output names and
     /// positions resolved): the order of rows can reveal masked values.
     pub ordered: Vec<Source>,
+    /// Columns used in a WHERE / HAVING / JOIN condition that reads two or more column
+    /// references or a subquery (`ON s.ssn = c.ssn_guess`, `JOIN t USING (ssn)`,
+    /// `WHERE ssn IN (SELECT ...)`; `NATURAL JOIN`: the whole rows of its relations):
+    /// comparing a column with another reveals whether their values are equal.
+    pub compared: Vec<Source>,
+    /// What the statement does to a cursor, if anything.
+    pub cursor: Option<CursorOp>,
 }
 
 /// Lineage of a statement.
@@ -91,6 +117,8 @@ pub(crate) fn statement(stmt: &Statement) -> Lineage {
         literal_predicates: finish(w.literal_predicates),
         written_from: finish(w.written_from),
         ordered: finish(w.ordered),
+        compared: finish(w.compared),
+        cursor: w.cursor,
     }
 }
 
@@ -137,6 +165,8 @@ struct Walker {
     literal_predicates: Vec<Source>,
     written_from: Vec<Source>,
     ordered: Vec<Source>,
+    compared: Vec<Source>,
+    cursor: Option<CursorOp>,
     depth: usize,
 }
 
@@ -282,9 +312,26 @@ impl Walker {
             Statement::Declare { stmts } => {
                 for d in stmts {
                     if let Some(q) = &d.for_query {
-                        self.query(q);
+                        let output = self.query(q);
+                        if let [name] = d.names.as_slice() {
+                            self.cursor = Some(CursorOp::Declare {
+                                name: fold(name),
+                                output,
+                            });
+                        }
                     }
                 }
+                None
+            }
+            Statement::Fetch { name, .. } => {
+                self.cursor = Some(CursorOp::Fetch(fold(name)));
+                None
+            }
+            Statement::Close { cursor } => {
+                self.cursor = Some(match cursor {
+                    CloseCursor::All => CursorOp::CloseAll,
+                    CloseCursor::Specific { name } => CursorOp::Close(fold(name)),
+                });
                 None
             }
             Statement::Copy {
@@ -698,6 +745,30 @@ impl Walker {
         for e in v.exprs {
             self.predicate(&e);
         }
+        match join_constraint(&j.join_operator) {
+            // `USING (c)` compares `c` of the relations on both sides.
+            Some(JoinConstraint::Using(names)) => {
+                for n in names {
+                    if let Some(p) = parts(n) {
+                        let s = self.resolve(&p);
+                        self.compared.extend(s);
+                    }
+                }
+            }
+            // `NATURAL` compares every column name the two sides share.
+            Some(JoinConstraint::Natural) => {
+                let rels: Vec<Rel> = self.scopes.last().cloned().unwrap_or_default();
+                for r in &rels {
+                    let s = match &r.kind {
+                        RelKind::Base(t) => vec![Source::WholeRow(t.clone())],
+                        RelKind::Derived(items) => all_sources(items),
+                        RelKind::Opaque => vec![Source::Unknown],
+                    };
+                    self.compared.extend(s);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// A WHERE / HAVING / ON condition: every conjunct or disjunct holding a literal
@@ -716,9 +787,12 @@ impl Walker {
             Expr::Nested(inner) => self.predicate(inner),
             Expr::UnaryOp { expr, .. } => self.predicate(expr),
             _ => {
-                let sources = self.expr_sources(e);
+                let (sources, refs) = self.expr_sources_counted(e);
                 let mut lit = LiteralFinder::default();
                 let _ = e.visit(&mut lit);
+                if refs >= 2 {
+                    self.compared.extend(sources.iter().cloned());
+                }
                 if lit.found {
                     self.literal_predicates.extend(sources);
                 }
@@ -757,11 +831,18 @@ impl Walker {
 
     /// Every source an expression may read, subqueries included.
     fn expr_sources(&mut self, e: &Expr) -> Vec<Source> {
+        self.expr_sources_counted(e).0
+    }
+
+    /// [`Walker::expr_sources`], with the number of column references, whole-row
+    /// references and subqueries the expression holds (outside its subqueries).
+    fn expr_sources_counted(&mut self, e: &Expr) -> (Vec<Source>, usize) {
         if self.depth >= MAX_DEPTH {
-            return vec![Source::Unknown];
+            return (vec![Source::Unknown], 2);
         }
         let mut c = RefCollector::default();
         let _ = e.visit(&mut c);
+        let refs = c.refs.len();
         let mut out = Vec::new();
         for r in c.refs {
             match r {
@@ -778,7 +859,7 @@ impl Walker {
         }
         out.sort();
         out.dedup();
-        out
+        (out, refs)
     }
 
     /// Resolves a (possibly qualified) column reference.
@@ -894,6 +975,30 @@ impl Walker {
             out.push(Source::Unknown);
         }
         out
+    }
+}
+
+/// The constraint of a join (`ON`, `USING`, `NATURAL`), if it has one.
+fn join_constraint(op: &JoinOperator) -> Option<&JoinConstraint> {
+    use JoinOperator as J;
+    match op {
+        J::Join(c)
+        | J::Inner(c)
+        | J::Left(c)
+        | J::LeftOuter(c)
+        | J::Right(c)
+        | J::RightOuter(c)
+        | J::FullOuter(c)
+        | J::CrossJoin(c)
+        | J::Semi(c)
+        | J::LeftSemi(c)
+        | J::RightSemi(c)
+        | J::Anti(c)
+        | J::LeftAnti(c)
+        | J::RightAnti(c)
+        | J::StraightJoin(c)
+        | J::AsOf { constraint: c, .. } => Some(c),
+        J::CrossApply | J::OuterApply | J::ArrayJoin | J::LeftArrayJoin | J::InnerArrayJoin => None,
     }
 }
 
@@ -1187,6 +1292,78 @@ mod tests {
         covers1(&l.literal_predicates, &[col("customers", "ssn")]);
         let l = lin("delete from customers where email = 'a@b' returning id");
         covers1(&l.literal_predicates, &[col("customers", "email")]);
+    }
+
+    #[test]
+    fn column_comparisons_are_reported() {
+        let c = |sql: &str| lin(sql).compared;
+        let (ssn, other_ssn) = (col("customers", "ssn"), col("secrets", "ssn"));
+        let cases = [
+            (
+                "select c.id from customers c join secrets s on s.ssn = c.ssn_guess",
+                vec![other_ssn.clone(), col("customers", "ssn_guess")],
+            ),
+            (
+                "select c.id from customers c, secrets o where c.ssn = o.ssn and c.id = 1",
+                vec![ssn.clone(), other_ssn.clone()],
+            ),
+            // A self-join compares a column with itself.
+            (
+                "select a.id from customers a join customers b on a.ssn = b.ssn",
+                vec![ssn.clone()],
+            ),
+            (
+                "select id from customers join secrets using (ssn)",
+                vec![ssn.clone(), other_ssn.clone()],
+            ),
+            (
+                "select id from customers natural join secrets",
+                vec![whole("customers"), whole("secrets")],
+            ),
+            (
+                "select id from customers where ssn in (select ssn from secrets)",
+                vec![ssn.clone(), other_ssn.clone()],
+            ),
+            // A constant hidden in a derived table is still another reference.
+            (
+                "select c.id from customers c join (values ('x')) g(v) on g.v = c.ssn",
+                vec![ssn.clone()],
+            ),
+            (
+                "select id from customers c where exists (select 1 from secrets s where s.ssn = c.ssn)",
+                vec![ssn.clone(), other_ssn.clone()],
+            ),
+        ];
+        for (sql, expected) in cases {
+            covers1(&c(sql), &expected);
+        }
+        // One column against literals, or alone, is not a column comparison.
+        assert!(c("select id from customers where ssn like '1%'").is_empty());
+        assert!(c("select id from customers where active").is_empty());
+        assert!(c("select id from customers order by ssn").is_empty());
+    }
+
+    #[test]
+    fn cursor_statements_are_reported() {
+        let l = lin("declare c cursor for select id, upper(email) from customers");
+        match l.cursor {
+            Some(CursorOp::Declare { name, output }) => {
+                assert_eq!(name, "c");
+                assert_eq!(output.map(|o| o.len()), Some(2));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            lin("fetch 2 from C").cursor,
+            Some(CursorOp::Fetch("c".into()))
+        );
+        assert_eq!(
+            lin("fetch next in \"Cur\"").cursor,
+            Some(CursorOp::Fetch("Cur".into()))
+        );
+        assert_eq!(lin("close c").cursor, Some(CursorOp::Close("c".into())));
+        assert_eq!(lin("close all").cursor, Some(CursorOp::CloseAll));
+        assert_eq!(lin("select 1").cursor, None);
     }
 
     #[test]

@@ -21,14 +21,63 @@ const HIGH_WATER: usize = 256 * 1024;
 /// Read buffer size.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// Client output that waits for the audit trail: everything from the CommandComplete
+/// Client output that waits: for the audit trail, everything from the CommandComplete
 /// of a statement that may have changed data on, until that statement's event is
-/// durable.
+/// durable; for the masking catalog, everything from the ReadyForQuery that ends a
+/// transaction with DDL on, until the catalog is reloaded.
 #[derive(Default)]
 struct Held {
     bytes: BytesMut,
-    /// The ticket to wait for; `None` when nothing is held.
+    /// The audit ticket to wait for, if any.
     ticket: Option<u64>,
+    /// The catalog reload to wait for, if any.
+    catalog: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl Held {
+    /// True while client output is held back.
+    fn active(&self) -> bool {
+        self.ticket.is_some() || self.catalog.is_some()
+    }
+
+    /// Releases the held bytes once nothing is awaited any more.
+    fn release_into(&mut self, to_client: &mut BytesMut) {
+        if !self.active() {
+            to_client.extend_from_slice(&self.bytes);
+            self.bytes.clear();
+        }
+    }
+}
+
+/// Starts holding client output for a catalog reload if the relay asks for one (its
+/// DDL committed): the client gets nothing more until the reload ends.
+fn start_catalog_reload(
+    relay: &mut Relay,
+    shared: &Shared,
+    to_client: &mut BytesMut,
+    held: &mut Held,
+) {
+    let Some(at) = relay.take_catalog_refresh() else {
+        return;
+    };
+    let Some(catalog) = shared.filter.catalog().cloned() else {
+        return;
+    };
+    if held.catalog.is_some() {
+        // A reload is awaited already; it may have read the catalog before this DDL.
+        let database = relay.session().database.clone();
+        let previous = held.catalog.take().expect("checked");
+        held.catalog = Some(Box::pin(async move {
+            previous.await;
+            catalog.reload(&database).await;
+        }));
+        return;
+    }
+    if !held.active() {
+        held.bytes = to_client.split_off(at.min(to_client.len()));
+    }
+    let database = relay.session().database.clone();
+    held.catalog = Some(Box::pin(async move { catalog.reload(&database).await }));
 }
 
 /// Hands the relay's audit events to the log, and starts holding client output if one
@@ -46,14 +95,11 @@ fn submit_audit(
     }
     let ticket = log.submit(out.events, out.hold_from.is_some());
     if let Some(at) = out.hold_from {
-        match held.ticket {
-            // Already holding: everything new went to the held buffer anyway.
-            Some(t) => held.ticket = Some(t.max(ticket)),
-            None => {
-                held.bytes = to_client.split_off(at.min(to_client.len()));
-                held.ticket = Some(ticket);
-            }
+        if !held.active() {
+            held.bytes = to_client.split_off(at.min(to_client.len()));
         }
+        // Already holding: everything new went to the held buffer anyway.
+        held.ticket = Some(held.ticket.map_or(ticket, |t| t.max(ticket)));
     }
 }
 
@@ -137,6 +183,7 @@ pub async fn run(
     if !from_server.is_empty() {
         relay.server_input(&mut from_server, &mut to_client, Instant::now())?;
         submit_audit(&mut relay, audit, &mut to_client, &mut held);
+        start_catalog_reload(&mut relay, shared, &mut to_client, &mut held);
     }
     let outcome: Result<(), RelayError> = loop {
         if approval.is_none()
@@ -155,7 +202,7 @@ pub async fn run(
             && relay.is_idle()
             && relay.transaction() == TransactionStatus::Idle
             && to_client.is_empty()
-            && held.ticket.is_none()
+            && !held.active()
         {
             ErrorFields::new(Severity::Fatal, "57P01", "terminating connection due to administrator command (the Portcullis gateway is shutting down)")
                 .encode_error(&mut to_client);
@@ -166,7 +213,7 @@ pub async fn run(
         if relay.terminated() && to_server.is_empty() {
             break Ok(());
         }
-        if !server_open && to_client.is_empty() && held.ticket.is_none() {
+        if !server_open && to_client.is_empty() && !held.active() {
             break Ok(());
         }
         tokio::select! {
@@ -210,18 +257,19 @@ pub async fn run(
                     server_open = false;
                     if !relay.terminated() && !relay.is_idle() {
                         shared.metrics.errors.with_label_values(&["upstream"]).inc();
-                        let out = if held.ticket.is_some() { &mut held.bytes } else { &mut to_client };
+                        let out = if held.active() { &mut held.bytes } else { &mut to_client };
                         ErrorFields::new(Severity::Fatal, "08006", "the database server closed the connection unexpectedly")
                             .encode_error(out);
                     }
                     continue;
                 }
                 bytes_out.inc_by(n as u64);
-                let out = if held.ticket.is_some() { &mut held.bytes } else { &mut to_client };
+                let out = if held.active() { &mut held.bytes } else { &mut to_client };
                 if let Err(e) = relay.server_input(&mut from_server, out, Instant::now()) {
                     break Err(e);
                 }
                 submit_audit(&mut relay, audit, &mut to_client, &mut held);
+                start_catalog_reload(&mut relay, shared, &mut to_client, &mut held);
                 if from_server.capacity() < READ_CHUNK {
                     from_server.reserve(READ_CHUNK);
                 }
@@ -238,7 +286,7 @@ pub async fn run(
                     client_wr.flush().await?;
                 }
             }
-            _ = &mut idle, if !idle_timeout.is_zero() && !relay.holding() && relay.is_idle() && relay.transaction() == TransactionStatus::Idle && held.ticket.is_none() => {
+            _ = &mut idle, if !idle_timeout.is_zero() && !relay.holding() && relay.is_idle() && relay.transaction() == TransactionStatus::Idle && !held.active() => {
                 ErrorFields::new(Severity::Fatal, "57P05", "terminating connection due to idle-session timeout")
                     .encode_error(&mut to_client);
                 let _ = client_wr.write_all(&to_client).await;
@@ -260,14 +308,14 @@ pub async fn run(
                 };
                 match state {
                     Some(true) => {
-                        to_client.extend_from_slice(&held.bytes);
-                        held = Held::default();
+                        held.ticket = None;
+                        held.release_into(&mut to_client);
                     }
                     Some(false) if fail_open => {
                         // audit.fail_open: the statement goes on unaudited.
                         tracing::warn!("audit trail not written; releasing a result anyway (audit.fail_open)");
-                        to_client.extend_from_slice(&held.bytes);
-                        held = Held::default();
+                        held.ticket = None;
+                        held.release_into(&mut to_client);
                     }
                     Some(false) => {
                         // The statement ran but its event is not on disk: its result is
@@ -281,6 +329,10 @@ pub async fn run(
                     }
                     None => {}
                 }
+            }
+            () = async { held.catalog.as_mut().expect("guarded").await }, if held.catalog.is_some() => {
+                held.catalog = None;
+                held.release_into(&mut to_client);
             }
             _ = shutdown.changed(), if !draining => {
                 draining = true;

@@ -3,9 +3,11 @@
 //!
 //! A database's catalog is loaded over a session's own upstream connection before the
 //! client gets it, when the cache is missing or older than the refresh interval; it is
-//! reloaded in the background over a side connection after DDL and when a result names
-//! a relation the cache does not know (at most once per second). Until then such
-//! columns have unknown provenance, which the masking policy treats as sensitive.
+//! reloaded over a side connection once a session's DDL has committed (the session's
+//! next results wait for it, see [`Catalog::reload`]) and, in the background, when a
+//! result names a relation the cache does not know (at most once per second). Until
+//! then such columns have unknown provenance, which the masking policy treats as
+//! sensitive.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -201,30 +203,38 @@ impl Catalog {
         if !self.needs_load(database) {
             return;
         }
+        let started = Instant::now();
         match simple_query(upstream, CATALOG_SQL).await {
-            Ok(rows) => self.store(database, rows, Some(target.clone())),
+            Ok(rows) => self.store(database, rows, Some(target.clone()), started),
             Err(e) => {
                 tracing::warn!(database, error = %e, "cannot load the catalog for masking")
             }
         }
     }
 
+    /// Stores a catalog read by a load that started at `started`, unless a load that
+    /// started later was stored already (a slow background load must not undo a
+    /// reload after DDL).
     fn store(
         &self,
         database: &str,
         rows: Vec<Vec<Option<String>>>,
         target: Option<UpstreamTarget>,
+        started: Instant,
     ) {
         let snapshot = Arc::new(DbCatalog::from_rows(rows));
         tracing::debug!(database, relations = snapshot.len(), "catalog loaded");
         if let Ok(mut m) = self.dbs.write() {
+            if m.get(database).is_some_and(|e| e.loaded_at > started) {
+                return;
+            }
             let prev = m.remove(database);
             let target = target.or_else(|| prev.as_ref().and_then(|p| p.target.clone()));
             m.insert(
                 database.to_owned(),
                 Entry {
                     snapshot,
-                    loaded_at: Instant::now(),
+                    loaded_at: started,
                     target,
                     stale: false,
                     last_background: prev.and_then(|p| p.last_background),
@@ -233,9 +243,9 @@ impl Catalog {
         }
     }
 
-    /// Marks `database`'s catalog stale (after DDL, or a result naming an unknown
-    /// relation) and reloads it in the background over a side connection after
-    /// `delay` (DDL is seen before it runs). At most one reload per second.
+    /// Marks `database`'s catalog stale (a result named a relation it does not know)
+    /// and reloads it in the background over a side connection after `delay`. At most
+    /// one such reload per second; after DDL, sessions use [`Catalog::reload`].
     pub fn invalidate(self: &Arc<Self>, database: &str, delay: Duration) {
         let target = {
             let Ok(mut m) = self.dbs.write() else { return };
@@ -260,23 +270,52 @@ impl Catalog {
         let database = database.to_owned();
         rt.spawn(async move {
             tokio::time::sleep(delay).await;
-            let result = async {
-                let mut up = crate::backend::connect(&target, Vec::new())
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                simple_query(&mut up, CATALOG_SQL).await
-            }
-            .await;
-            match result {
-                Ok(rows) => this.store(&database, rows, None),
-                Err(e) => {
-                    tracing::warn!(database, error = %e, "cannot reload the catalog for masking")
-                }
-            }
+            this.load_side(&database, &target).await;
             this.refreshing.store(false, Ordering::Release);
         });
     }
+
+    /// Reloads `database`'s catalog now over a side connection (after a session's DDL
+    /// committed), within [`RELOAD_TIMEOUT`]. A database never loaded, a failure or a
+    /// timeout leaves the cache as it was, marked stale: relations it does not know
+    /// keep unknown provenance (masked by the standard policy).
+    pub async fn reload(&self, database: &str) {
+        let target = {
+            let Ok(mut m) = self.dbs.write() else { return };
+            let Some(e) = m.get_mut(database) else { return };
+            e.stale = true;
+            e.target.clone()
+        };
+        let Some(target) = target else { return };
+        if tokio::time::timeout(RELOAD_TIMEOUT, self.load_side(database, &target))
+            .await
+            .is_err()
+        {
+            tracing::warn!(database, "catalog reload after DDL timed out");
+        }
+    }
+
+    /// Loads and stores `database`'s catalog over a new connection to `target`.
+    async fn load_side(&self, database: &str, target: &UpstreamTarget) {
+        let started = Instant::now();
+        let result = async {
+            let mut up = crate::backend::connect(target, Vec::new())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            simple_query(&mut up, CATALOG_SQL).await
+        }
+        .await;
+        match result {
+            Ok(rows) => self.store(database, rows, None, started),
+            Err(e) => {
+                tracing::warn!(database, error = %e, "cannot reload the catalog for masking")
+            }
+        }
+    }
 }
+
+/// Longest a session's results wait for the catalog reload after its DDL.
+pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs one simple query and returns the text values of every row.
 async fn simple_query(

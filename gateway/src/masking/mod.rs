@@ -405,8 +405,9 @@ impl MaskingFilter {
 /// statement's `columns` that name view columns are completed with the base columns
 /// they come from (through the catalog), so a policy that lists `customers.email` also
 /// sees `WHERE v.email LIKE 'a%'` or `COPY (SELECT email FROM v) TO STDOUT` over a
-/// view `v` of `customers`. After DDL the catalog of the session's database is
-/// reloaded (in the background, shortly after the statement is allowed).
+/// view `v` of `customers`. The catalog is reloaded after DDL by the session once
+/// the DDL has run and committed, whether it ran at once or after an approval (see
+/// [`changes_catalog`]).
 pub struct MaskingGate {
     chain: Policies,
     catalog: Arc<Catalog>,
@@ -442,24 +443,8 @@ impl Gate for MaskingGate {
         let cat = self.catalog.get(&ctx.session.database);
         provenance::expand_view_columns(&mut req.statement.columns, &cat);
         let call = CallContext::of(&ctx.session.identity);
-        let d = self
-            .chain
-            .with_chain(|c| c.decide_request_into(&req, &call, ctx.verdicts));
-        if d == Decision::Allow
-            && matches!(
-                ctx.statement.kind,
-                StatementKind::CreateTable
-                    | StatementKind::CreateView
-                    | StatementKind::CreateOther
-                    | StatementKind::Alter
-                    | StatementKind::Drop
-                    | StatementKind::Unparsed
-            )
-        {
-            self.catalog
-                .invalidate(&ctx.session.database, Duration::from_millis(250));
-        }
-        d
+        self.chain
+            .with_chain(|c| c.decide_request_into(&req, &call, ctx.verdicts))
     }
 
     fn route_approval(
@@ -474,6 +459,22 @@ impl Gate for MaskingGate {
         self.chain
             .with_chain(|c| c.decide_function_call(session, function_oid))
     }
+}
+
+/// Whether a statement of this kind may change what the masking catalog holds
+/// (relations, columns, view definitions): its session reloads the catalog once it
+/// has committed, and holds back its next results until then.
+pub fn changes_catalog(kind: StatementKind) -> bool {
+    matches!(
+        kind,
+        StatementKind::CreateTable
+            | StatementKind::CreateView
+            | StatementKind::CreateOther
+            | StatementKind::Alter
+            | StatementKind::Drop
+            | StatementKind::Do
+            | StatementKind::Unparsed
+    )
 }
 
 #[cfg(test)]

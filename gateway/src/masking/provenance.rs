@@ -3,8 +3,9 @@
 //!
 //! Fail closed: a relation the catalog does not know, a view whose definition does
 //! not parse, or an expression whose lineage cannot be aligned with the result yields
-//! `unknown`; with no statement tables to name (FETCH, EXECUTE, a catalog miss) the
-//! list is empty, which the standard masking policy treats as sensitive.
+//! `unknown`; with no statement tables to name (FETCH from a cursor the session did
+//! not declare, EXECUTE, a catalog miss) the list is empty, which the standard
+//! masking policy treats as sensitive.
 
 use portcullis_sql::{Access, OutputItem, RelName, Source, StatementSummary};
 use portcullis_wire::backend::RowDescription;

@@ -98,7 +98,11 @@ pub fn statement(s: &StatementSummary, sql: &str, multi: bool, index: usize) -> 
 /// one `predicate:table.column` entry per column a WHERE / HAVING / JOIN condition
 /// compares with a literal or parameter (e.g. `WHERE ssn LIKE '1%'`), then one
 /// `written:table.column` entry per column whose values flow into stored data
-/// (INSERT ... SELECT, UPDATE ... SET, CREATE TABLE AS, SELECT INTO, CREATE VIEW).
+/// (INSERT ... SELECT, UPDATE ... SET, CREATE TABLE AS, SELECT INTO, CREATE VIEW), then
+/// one `ordered:table.column` entry per column a result is sorted or grouped by, then
+/// one `compared:table.column` entry per column a condition compares with another
+/// column or a subquery (`JOIN s ON s.ssn = c.ssn`, `USING (ssn)`, `NATURAL JOIN`:
+/// `compared:table.*`).
 pub fn columns(s: &StatementSummary) -> Vec<String> {
     use portcullis_sql::Source;
     fn name(src: &Source) -> Option<String> {
@@ -133,6 +137,13 @@ pub fn columns(s: &StatementSummary) -> Vec<String> {
             .iter()
             .filter_map(name)
             .map(|n| format!("ordered:{n}")),
+    );
+    out.extend(
+        s.lineage
+            .compared
+            .iter()
+            .filter_map(name)
+            .map(|n| format!("compared:{n}")),
     );
     out
 }

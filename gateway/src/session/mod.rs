@@ -21,6 +21,7 @@ mod pending;
 mod server;
 #[cfg(test)]
 mod tests;
+mod tracked;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -164,6 +165,14 @@ pub struct Relay {
     /// Prepared statements (by name, in client order) whose Parse the gate held:
     /// binding one parks the Bind.
     awaiting: HashMap<String, hold::Awaiting>,
+    /// The queries of the cursors this session declared, by name (see [`tracked`]).
+    cursors: HashMap<String, tracked::CursorQuery>,
+    /// A statement that may change the masking catalog completed in the transaction
+    /// running now.
+    catalog_changed: bool,
+    /// Where client output must wait for a catalog reload (see
+    /// [`Relay::take_catalog_refresh`]).
+    catalog_refresh: Option<usize>,
 }
 
 impl Relay {
@@ -196,6 +205,9 @@ impl Relay {
             discarding: false,
             parked: None,
             awaiting: HashMap::new(),
+            cursors: HashMap::new(),
+            catalog_changed: false,
+            catalog_refresh: None,
             result_masks: Vec::new(),
             wrote_in_transaction: false,
             last_verdicts: None,

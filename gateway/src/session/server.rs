@@ -126,6 +126,9 @@ impl Relay {
                     let suspended = frame.tag() == tag::PORTAL_SUSPENDED;
                     self.audit_complete(frame, suspended, out.len(), now);
                 }
+                if frame.tag() == tag::COMMAND_COMPLETE && self.track_results {
+                    self.on_command_complete(frame);
+                }
                 match self.pending.front() {
                     Some(Pending::Execute { .. }) => {
                         self.pending.pop_front();
@@ -212,6 +215,9 @@ impl Relay {
                     TransactionStatus::decode(frame.body()).map_err(RelayError::Server)?;
                 if self.transaction == TransactionStatus::Idle {
                     self.wrote_in_transaction = false;
+                }
+                if self.track_results {
+                    self.track_ready(self.transaction, out.len());
                 }
                 self.end_result();
                 self.query_statement = 0;
@@ -341,6 +347,32 @@ impl Relay {
         Ok(())
     }
 
+    /// Cursor and catalog bookkeeping for the statement a CommandComplete ends (before
+    /// the pending request moves on).
+    fn on_command_complete(&mut self, frame: &Frame) {
+        let body = frame.body();
+        let command = String::from_utf8_lossy(body.strip_suffix(&[0]).unwrap_or(body));
+        // A simple Query's `i`-th result, or the statement of an executed portal.
+        let (analysis, index) = match self.pending.front() {
+            Some(Pending::Query { analysis, .. }) => {
+                (Some(Arc::clone(analysis)), Some(self.query_statement))
+            }
+            Some(Pending::Execute { portal, .. }) => (
+                self.portals
+                    .get(portal)
+                    .and_then(|p| p.statement.as_ref())
+                    .map(|s| Arc::clone(&s.analysis)),
+                None,
+            ),
+            _ => (None, None),
+        };
+        let statement = analysis.as_deref().and_then(|a| match index {
+            Some(i) => a.result_statement(i),
+            None => a.statements.first(),
+        });
+        self.track_completed(statement, &command);
+    }
+
     /// Offers the result set that is starting to the filter.
     fn start_result(&mut self, columns: Option<RowDescription>, out: &mut BytesMut) {
         self.result_started = true;
@@ -378,6 +410,8 @@ impl Relay {
             (None, Some(k)) => (*k).clone(),
             (None, None) => RowDescription::default(),
         };
+        // FETCH from a cursor this session declared: the rows of its query.
+        let statement = self.fetch_as_declared(statement.as_ref()).or(statement);
         let ctx = ResultContext {
             session: &self.session,
             statement: statement.as_ref(),

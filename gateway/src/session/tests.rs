@@ -561,8 +561,15 @@ fn masking_relay() -> Relay {
 
 fn one_column_result(rows: usize) -> BytesMut {
     let mut b = BytesMut::new();
+    one_column_rows(&mut b, rows);
+    backend::command_complete(&mut b, &format!("SELECT {rows}"));
+    b
+}
+
+/// A RowDescription of one text column of unknown origin, then `rows` DataRows.
+fn one_column_rows(b: &mut BytesMut, rows: usize) {
     backend::row_description(
-        &mut b,
+        b,
         &[backend::FieldDescription {
             name: "x".into(),
             table_oid: 0,
@@ -574,10 +581,8 @@ fn one_column_result(rows: usize) -> BytesMut {
         }],
     );
     for _ in 0..rows {
-        backend::data_row(&mut b, &[Some(b"plain")]);
+        backend::data_row(b, &[Some(b"plain")]);
     }
-    backend::command_complete(&mut b, &format!("SELECT {rows}"));
-    b
 }
 
 #[test]
@@ -877,4 +882,108 @@ fn each_executed_bind_of_an_allowed_parse_is_reported_with_its_params() {
     ready(&mut s, TransactionStatus::Idle);
     server(&mut r, s);
     assert_eq!(gate.0.lock().unwrap().len(), 2);
+}
+
+/// Records what each result's statement tells about its output lineage.
+#[derive(Default)]
+struct LineageFilter {
+    seen: std::sync::Mutex<Vec<(Option<usize>, Vec<String>)>>,
+}
+
+impl crate::pipeline::ResultFilter for LineageFilter {
+    fn begin(
+        &self,
+        ctx: &crate::pipeline::ResultContext<'_>,
+    ) -> Option<Box<dyn crate::pipeline::RowRewriter>> {
+        let s = ctx.statement.expect("a statement");
+        self.seen.lock().unwrap().push((
+            s.lineage.output.as_ref().map(Vec::len),
+            s.tables.iter().map(|t| t.name.clone()).collect(),
+        ));
+        None
+    }
+}
+
+fn lineage_relay() -> (Relay, Arc<LineageFilter>) {
+    let mut r = relay();
+    let f = Arc::new(LineageFilter::default());
+    r.deps.filter = f.clone();
+    r.track_results = true;
+    (r, f)
+}
+
+/// Sends `sql` and answers it with `tags` (a one-column result for a `FETCH` tag),
+/// then ReadyForQuery with `status`.
+fn exchange(r: &mut Relay, sql: &str, tags: &[&str], status: TransactionStatus) -> BytesMut {
+    let mut q = BytesMut::new();
+    Query::encode(sql, &mut q);
+    client(r, q);
+    let mut resp = BytesMut::new();
+    for t in tags {
+        if t.starts_with("FETCH") {
+            one_column_rows(&mut resp, 1);
+        }
+        backend::command_complete(&mut resp, t);
+    }
+    ready(&mut resp, status);
+    server(r, resp)
+}
+
+#[test]
+fn fetch_from_a_declared_cursor_has_the_lineage_of_its_query() {
+    let (mut r, f) = lineage_relay();
+    let t = TransactionStatus::InTransaction;
+    exchange(
+        &mut r,
+        "begin; declare c cursor for select upper(name) from customers",
+        &["BEGIN", "DECLARE CURSOR"],
+        t,
+    );
+    exchange(&mut r, "fetch 1 from c", &["FETCH 1"], t);
+    exchange(&mut r, "close c", &["CLOSE CURSOR"], t);
+    exchange(&mut r, "fetch 1 from c", &["FETCH 1"], t);
+    exchange(
+        &mut r,
+        "declare d cursor for select upper(name) from customers; commit; fetch 1 from d",
+        &["DECLARE CURSOR", "COMMIT", "FETCH 1"],
+        TransactionStatus::Idle,
+    );
+    let seen = f.seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![
+            (Some(1), vec!["customers".to_owned()]),
+            (None, vec![]),
+            (None, vec![]),
+        ],
+        "declared, then closed, then ended with the transaction"
+    );
+}
+
+#[test]
+fn the_catalog_is_reloaded_once_ddl_has_committed() {
+    let (mut r, _) = lineage_relay();
+    exchange(&mut r, "select 1", &["SELECT 1"], TransactionStatus::Idle);
+    assert_eq!(r.take_catalog_refresh(), None);
+    let out = exchange(
+        &mut r,
+        "create view v as select 1",
+        &["CREATE VIEW"],
+        TransactionStatus::Idle,
+    );
+    assert_eq!(
+        r.take_catalog_refresh(),
+        Some(out.len() - 6),
+        "from the ReadyForQuery on"
+    );
+    assert_eq!(r.take_catalog_refresh(), None, "once");
+    exchange(
+        &mut r,
+        "begin; alter table t add column c int",
+        &["BEGIN", "ALTER TABLE"],
+        TransactionStatus::InTransaction,
+    );
+    assert_eq!(r.take_catalog_refresh(), None, "not before it commits");
+    exchange(&mut r, "commit", &["COMMIT"], TransactionStatus::Idle);
+    assert!(r.take_catalog_refresh().is_some());
 }

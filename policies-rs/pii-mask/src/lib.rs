@@ -5,7 +5,8 @@
 //! whole), who sees deterministic pseudonyms instead (so joins and GROUP BY still
 //! work). It also denies, in `authorize`, what would let a masked identity get around
 //! the masks: conditions comparing a masked column with a literal (inference, one
-//! character at a time), `COPY ... TO` of a sensitive table, and statements copying
+//! character at a time), optionally with another column (a join against a table of
+//! guesses), `COPY ... TO` of a sensitive table, and statements copying
 //! sensitive columns into other tables, and DDL on tables holding sensitive columns
 //! (a renamed column or a table moved to another schema would escape the settings).
 //! It implements the `authorize` and `mask` hooks.
@@ -27,6 +28,16 @@
 //! deny_ordering = false             # default false: ORDER BY / GROUP BY of a masked
 //!                                   # column (the row order reveals how its values
 //!                                   # sort; a pseudonym still groups); true denies it
+//! deny_column_comparisons = false   # default false: a WHERE / JOIN condition comparing
+//!                                   # a masked column with another column or a
+//!                                   # subquery (`JOIN guesses g ON g.ssn = c.ssn`,
+//!                                   # `USING (ssn)`, `NATURAL JOIN`, `IN (SELECT ...)`)
+//!                                   # tells whether values are equal, so a join with
+//!                                   # a table of guesses confirms them; true denies it
+//!                                   # for every non-exempt identity. Off by default:
+//!                                   # pseudonym identities (pipelines) rely on such
+//!                                   # joins, and masked ones join on keys far more
+//!                                   # often than on masked columns
 //! deny_copy_out = true              # default true
 //! deny_tables = ["pg_stats", ...]   # default: the statistics catalogs and views
 //!                                   # (sampled values); masked identities may not read
@@ -76,7 +87,7 @@ mod tests;
 
 use portcullis_sdk::{
     Decision, Identity, MaskFunction, MaskPlan, Policy, Provenance, Request, ResultColumn,
-    ResultContext, Row, StatementKind,
+    ResultContext, Row, Statement, StatementKind,
 };
 
 pub use settings::{MaskSpec, Settings};
@@ -212,6 +223,15 @@ impl PiiMask {
         } else {
             self.column_mask(schema, table, column).is_some()
         }
+    }
+
+    /// The first `columns` entry with `prefix` (`predicate:`, ...) that names a
+    /// sensitive column, without the prefix.
+    fn sensitive_entry<'a>(&self, st: &'a Statement, prefix: &str) -> Option<&'a str> {
+        st.columns
+            .iter()
+            .filter_map(|c| c.strip_prefix(prefix))
+            .find(|c| self.entry_is_sensitive(c))
     }
 
     fn plan_column(&self, col: &ResultColumn) -> Option<&MaskSpec> {
@@ -351,29 +371,28 @@ impl Policy for PiiMask {
                 req.identity.user
             ));
         }
-        if s.deny_literal_predicates
-            && let Some(c) = st
-                .columns
-                .iter()
-                .filter_map(|c| c.strip_prefix("predicate:"))
-                .find(|c| self.entry_is_sensitive(c))
-        {
-            return Decision::deny(format!(
-                "{c} is masked for {}: a condition comparing it with a literal or parameter would reveal it",
-                req.identity.user
-            ));
-        }
-        if s.deny_ordering
-            && let Some(c) = st
-                .columns
-                .iter()
-                .filter_map(|c| c.strip_prefix("ordered:"))
-                .find(|c| self.entry_is_sensitive(c))
-        {
-            return Decision::deny(format!(
-                "{c} is masked for {}: sorting or grouping by it would reveal the order of its values",
-                req.identity.user
-            ));
+        // Inference controls: how a masked column is used, by `columns` prefix.
+        let controls = [
+            (
+                s.deny_literal_predicates,
+                "predicate:",
+                "a condition comparing it with a literal or parameter would reveal it",
+            ),
+            (
+                s.deny_ordering,
+                "ordered:",
+                "sorting or grouping by it would reveal the order of its values",
+            ),
+            (
+                s.deny_column_comparisons,
+                "compared:",
+                "a condition comparing it with another column or a subquery (JOIN ... ON, USING, IN (SELECT ...)) would reveal which values match",
+            ),
+        ];
+        for (on, prefix, why) in controls {
+            if on && let Some(c) = self.sensitive_entry(st, prefix) {
+                return Decision::deny(format!("{c} is masked for {}: {why}", req.identity.user));
+            }
         }
         let sensitive_read = || {
             st.columns
@@ -381,12 +400,7 @@ impl Policy for PiiMask {
                 .filter(|c| !c.contains(':'))
                 .find(|c| self.entry_is_sensitive(c))
         };
-        let sensitive_written = || {
-            st.columns
-                .iter()
-                .filter_map(|c| c.strip_prefix("written:"))
-                .find(|c| self.entry_is_sensitive(c))
-        };
+        let sensitive_written = || self.sensitive_entry(st, "written:");
         if s.deny_copy_out
             && st.kind == StatementKind::Copy
             && st.copy.as_ref().is_some_and(|c| c.to)

@@ -27,6 +27,9 @@ pub struct Settings {
     pub deny_literal_predicates: bool,
     /// Deny ORDER BY / GROUP BY of a masked column.
     pub deny_ordering: bool,
+    /// Deny conditions comparing a masked column with another column or a subquery
+    /// (`JOIN s ON s.ssn = c.ssn`, `USING (ssn)`, `NATURAL JOIN`, `IN (SELECT ...)`).
+    pub deny_column_comparisons: bool,
     /// Deny `COPY ... TO` of sensitive tables or columns.
     pub deny_copy_out: bool,
     /// Deny statements copying sensitive columns into tables or views.
@@ -58,6 +61,7 @@ impl Default for Settings {
             derived_mask: "redact(***)".into(),
             deny_literal_predicates: true,
             deny_ordering: false,
+            deny_column_comparisons: false,
             deny_copy_out: true,
             deny_copies_into_tables: true,
             deny_tables: [

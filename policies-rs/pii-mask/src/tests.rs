@@ -163,6 +163,55 @@ fn ordering_by_a_masked_column_is_denied_only_when_configured() {
 }
 
 #[test]
+fn column_comparisons_are_denied_only_when_configured() {
+    let join = RequestBuilder::new("alice")
+        .groups(["analysts"])
+        .kind(StatementKind::Select)
+        .table("customers", Access::Read)
+        .column("customers.id")
+        .column("compared:customers.ssn")
+        .column("compared:guesses.ssn");
+    assert!(
+        host().authorize(&join.clone().build()).is_allow(),
+        "allowed by default"
+    );
+    let strict = TestHost::<PiiMask>::with_json(
+        r#"{"columns": {"customers.ssn": "partial(last 4)"}, "deny_column_comparisons": true, "exempt_groups": ["pii-readers"], "pseudonym_groups": ["pipelines"]}"#,
+    )
+    .unwrap();
+    match strict.authorize(&join.clone().build()) {
+        Decision::Deny(d) => assert!(
+            d.message.contains("customers.ssn") && d.message.contains("another column"),
+            "{d:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        strict
+            .authorize(&join.clone().user("etl-agent").groups(["pipelines"]).build())
+            .is_deny(),
+        "pseudonyms do not exempt"
+    );
+    assert!(
+        strict
+            .authorize(&join.user("bob").groups(["pii-readers"]).build())
+            .is_allow()
+    );
+    let natural = RequestBuilder::new("alice")
+        .kind(StatementKind::Select)
+        .column("compared:customers.*")
+        .build();
+    assert!(strict.authorize(&natural).is_deny(), "NATURAL JOIN");
+    let by_key = RequestBuilder::new("alice")
+        .kind(StatementKind::Select)
+        .column("customers.ssn")
+        .column("compared:customers.id")
+        .column("compared:orders.customer_id")
+        .build();
+    assert!(strict.authorize(&by_key).is_allow(), "joins on keys stay");
+}
+
+#[test]
 fn inference_and_exfiltration_are_denied_for_masked_identities() {
     let h = host();
     let probe = RequestBuilder::new("alice")
