@@ -654,10 +654,10 @@ def profile(env, stamp):
                                             ["perf", "record", "-F", "1999", "-o", data, "-p", str(pid)])
                 rep = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "dso,symbol",
                                       "--stdio", "--percent-limit", "0.7"], capture_output=True, text=True)
-                dso = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "dso", "--stdio"],
+                dso = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "comm,dso", "--stdio"],
                                      capture_output=True, text=True)
                 w("")
-                w("perf record, share of samples by binary:")
+                w("perf record, share of samples by thread and binary:")
                 w("")
                 w("```")
                 w("\n".join(l for l in dso.stdout.splitlines() if l.strip() and not l.startswith("#"))[:2000])

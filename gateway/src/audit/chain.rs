@@ -7,46 +7,72 @@
 //! point. A checkpoint signs `(head_seq, head_hash)` with Ed25519: whoever holds the
 //! public key can tell that the chain up to the head is the one the gateway wrote.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::event::{AuditEvent, CheckpointRecord};
+use super::event::{AuditEvent, CheckpointRecord, PolicyRef, SessionRecord};
 
 /// `prev` of the first event of a trail.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Writes `v` as canonical JSON (sorted keys, no whitespace).
 pub fn canonical(v: &Value, out: &mut String) {
+    let mut buf = std::mem::take(out).into_bytes();
+    write_canonical(v, &mut buf);
+    *out = String::from_utf8(buf).expect("serde_json writes UTF-8");
+}
+
+/// [`canonical`] into bytes, without an allocation per key or scalar (this runs for
+/// every audit event).
+fn write_canonical(v: &Value, out: &mut Vec<u8>) {
+    const OK: &str = "JSON serialises into a Vec";
     match v {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&serde_json::to_string(k).expect("a string serializes"));
-                out.push(':');
-                canonical(&map[k], out);
+            out.push(b'{');
+            // Without serde_json's `preserve_order` the map is a BTreeMap, so its keys
+            // already come in byte order; sort only if they do not.
+            let mut entries: Vec<(&String, &Value)> = Vec::new();
+            let in_order = map.keys().is_sorted();
+            if !in_order {
+                entries = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
             }
-            out.push('}');
+            let write = |i: usize, k: &String, item: &Value, out: &mut Vec<u8>| {
+                if i > 0 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut *out, k).expect(OK);
+                out.push(b':');
+                write_canonical(item, out);
+            };
+            if in_order {
+                for (i, (k, item)) in map.iter().enumerate() {
+                    write(i, k, item, out);
+                }
+            } else {
+                for (i, (k, item)) in entries.into_iter().enumerate() {
+                    write(i, k, item, out);
+                }
+            }
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                canonical(item, out);
+                write_canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        other => out.push_str(&serde_json::to_string(other).expect("a scalar serializes")),
+        other => serde_json::to_writer(&mut *out, other).expect(OK),
     }
 }
 
@@ -68,22 +94,115 @@ pub fn hash_value(v: &Value) -> String {
 /// The line is the canonical JSON with `hash` first (the line itself need not be
 /// canonical: verification re-canonicalises what it reads).
 pub fn seal(event: &mut AuditEvent) -> String {
-    event.hash.clear();
-    let value = serde_json::to_value(&*event).expect("an audit event serializes");
-    let mut body = String::with_capacity(512);
-    canonical(&value, &mut body);
-    let hash = hex::encode(Sha256::digest(body.as_bytes()));
-    let mut line = String::with_capacity(body.len() + 80);
-    line.push_str("{\"hash\":\"");
-    line.push_str(&hash);
-    line.push('"');
-    if body.len() > 2 {
-        line.push(',');
+    Sealer::default().seal(event)
+}
+
+/// Seals events, serialising the parts events share (the session record, the policy
+/// set) once per shared value instead of once per event. The lines are byte for byte
+/// those of [`seal`].
+#[derive(Default)]
+pub struct Sealer {
+    /// Canonical JSON of each session record seen, by address (the `Arc` kept here
+    /// keeps the address from being reused by another record).
+    sessions: HashMap<usize, (Arc<SessionRecord>, Vec<u8>)>,
+    /// Canonical JSON of the last policy set seen.
+    policies: Option<(Arc<[PolicyRef]>, Vec<u8>)>,
+}
+
+/// Session records remembered before the memo starts over.
+const MAX_SEALED_SESSIONS: usize = 4096;
+
+impl Sealer {
+    /// [`seal`], reusing the canonical JSON of shared parts.
+    pub fn seal(&mut self, event: &mut AuditEvent) -> String {
+        event.hash.clear();
+        let session = event.session.take();
+        let policies = event.policies.take();
+        let value = serde_json::to_value(&*event).expect("an audit event serializes");
+        event.session = session;
+        event.policies = policies;
+        let Value::Object(map) = &value else {
+            unreachable!("an audit event serializes as an object")
+        };
+        if let Some(p) = &event.policies {
+            self.remember_policies(p);
+        }
+        if let Some(s) = &event.session {
+            self.remember_session(s);
+        }
+        let mut shared: Vec<(&str, &[u8])> = Vec::with_capacity(2);
+        if let (Some(_), Some((_, json))) = (&event.policies, &self.policies) {
+            shared.push(("policies", json));
+        }
+        if let Some(s) = &event.session {
+            let (_, json) = &self.sessions[&(Arc::as_ptr(s) as usize)];
+            shared.push(("session", json));
+        }
+        let mut body = Vec::with_capacity(1024);
+        body.push(b'{');
+        let mut first = true;
+        let mut put_key = |k: &str, body: &mut Vec<u8>| {
+            if !first {
+                body.push(b',');
+            }
+            first = false;
+            serde_json::to_writer(&mut *body, k).expect("JSON serialises into a Vec");
+            body.push(b':');
+        };
+        // Merge the (sorted) keys of the rest with the shared parts' keys.
+        let mut shared = shared.into_iter().peekable();
+        for (k, v) in map {
+            while let Some((sk, json)) = shared.next_if(|(sk, _)| *sk < k.as_str()) {
+                put_key(sk, &mut body);
+                body.extend_from_slice(json);
+            }
+            put_key(k, &mut body);
+            write_canonical(v, &mut body);
+        }
+        for (sk, json) in shared {
+            put_key(sk, &mut body);
+            body.extend_from_slice(json);
+        }
+        body.push(b'}');
+        let body = String::from_utf8(body).expect("serde_json writes UTF-8");
+        let hash = hex::encode(Sha256::digest(body.as_bytes()));
+        let mut line = String::with_capacity(body.len() + 80);
+        line.push_str("{\"hash\":\"");
+        line.push_str(&hash);
+        line.push('"');
+        if body.len() > 2 {
+            line.push(',');
+        }
+        line.push_str(&body[1..]);
+        line.push('\n');
+        event.hash = hash;
+        line
     }
-    line.push_str(&body[1..]);
-    line.push('\n');
-    event.hash = hash;
-    line
+
+    fn remember_session(&mut self, s: &Arc<SessionRecord>) {
+        let key = Arc::as_ptr(s) as usize;
+        if self.sessions.contains_key(&key) {
+            return;
+        }
+        if self.sessions.len() >= MAX_SEALED_SESSIONS {
+            self.sessions.clear();
+        }
+        self.sessions
+            .insert(key, (Arc::clone(s), canonical_bytes(&**s)));
+    }
+
+    fn remember_policies(&mut self, p: &Arc<[PolicyRef]>) {
+        if !self.policies.as_ref().is_some_and(|(q, _)| Arc::ptr_eq(p, q)) {
+            self.policies = Some((Arc::clone(p), canonical_bytes(&**p)));
+        }
+    }
+}
+
+/// The canonical JSON of a serialisable value.
+fn canonical_bytes<T: serde::Serialize + ?Sized>(v: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_canonical(&serde_json::to_value(v).expect("a record serializes"), &mut out);
+    out
 }
 
 /// The bytes a checkpoint signs.

@@ -357,3 +357,98 @@ fn files_rotate_by_age_and_the_chain_verifies() {
     let r = verify(&files);
     assert!(r.ok(), "{:#?}", r.problems);
 }
+
+/// The canonical form as first written (a `serde_json` string per key and scalar):
+/// trails sealed with it must keep verifying.
+fn reference_canonical(v: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::to_string(k).unwrap());
+                out.push(':');
+                reference_canonical(&map[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                reference_canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&serde_json::to_string(other).unwrap()),
+    }
+}
+
+#[test]
+fn the_canonical_form_is_byte_for_byte_the_original_one() {
+    let mut samples = vec![serde_json::json!({
+        "z": 1, "a": [true, false, null, -0.5, 1e300, 18446744073709551615u64, -9223372036854775808i64],
+        "quote\"back\\slash": "tab\tnew\nline\r\u{8}\u{c}\u{1}\u{1f}\u{7f}",
+        "ünïcödé": "日本語 😀 </script>",
+        "": {}, "empty": [], "nested": {"b": {"d": 1, "c": [{"y": 2, "x": 3}]}}
+    })];
+    for mut e in events(3, "alice") {
+        e.seq = 7;
+        samples.push(serde_json::to_value(&e).unwrap());
+    }
+    for v in samples {
+        let (mut new, mut old) = (String::new(), String::new());
+        super::chain::canonical(&v, &mut new);
+        reference_canonical(&v, &mut old);
+        assert_eq!(new, old);
+    }
+}
+
+#[test]
+fn the_sealer_writes_the_lines_seal_always_wrote() {
+    use sha2::{Digest, Sha256};
+    // What `seal` computed before shared parts were memoised: the SHA-256 of the
+    // canonical JSON of the whole event.
+    let reference = |e: &AuditEvent| {
+        let mut e = e.clone();
+        e.hash.clear();
+        let mut body = String::new();
+        reference_canonical(&serde_json::to_value(&e).unwrap(), &mut body);
+        let hash = hex::encode(Sha256::digest(body.as_bytes()));
+        format!("{{\"hash\":\"{hash}\",{}\n", &body[1..])
+    };
+    let policies: Arc<[super::event::PolicyRef]> = Arc::from(vec![super::event::PolicyRef {
+        id: "guardrails".into(),
+        name: "guardrails".into(),
+        version: "0.1.0".into(),
+        sha256: "ab".repeat(32),
+        mode: "enforce".into(),
+    }]);
+    let (alice, bob) = (session("alice"), session("bob"));
+    let mut sealer = super::chain::Sealer::default();
+    for i in 0..6u64 {
+        let who = if i % 2 == 0 { &alice } else { &bob };
+        let mut e = AuditEvent::for_session(EventKind::Statement, who);
+        e.seq = i;
+        e.prev = format!("{i:064}");
+        e.time = "2026-12-01T00:00:00.000000Z".into();
+        if i > 1 {
+            e.policies = Some(Arc::clone(&policies));
+        }
+        e.detail = Some(serde_json::json!({"z": i, "a": "x\"y"}));
+        let want = reference(&e);
+        assert_eq!(sealer.seal(&mut e), want);
+        assert_eq!(super::chain::seal(&mut e.clone()), want);
+    }
+    // Events without a session or policies.
+    let mut e = AuditEvent::new(EventKind::Lost);
+    e.detail = Some(serde_json::json!({"events": 3}));
+    assert_eq!(sealer.seal(&mut e.clone()), reference(&e));
+}
