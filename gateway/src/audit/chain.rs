@@ -192,7 +192,11 @@ impl Sealer {
     }
 
     fn remember_policies(&mut self, p: &Arc<[PolicyRef]>) {
-        if !self.policies.as_ref().is_some_and(|(q, _)| Arc::ptr_eq(p, q)) {
+        if !self
+            .policies
+            .as_ref()
+            .is_some_and(|(q, _)| Arc::ptr_eq(p, q))
+        {
             self.policies = Some((Arc::clone(p), canonical_bytes(&**p)));
         }
     }
@@ -201,7 +205,10 @@ impl Sealer {
 /// The canonical JSON of a serialisable value.
 fn canonical_bytes<T: serde::Serialize + ?Sized>(v: &T) -> Vec<u8> {
     let mut out = Vec::new();
-    write_canonical(&serde_json::to_value(v).expect("a record serializes"), &mut out);
+    write_canonical(
+        &serde_json::to_value(v).expect("a record serializes"),
+        &mut out,
+    );
     out
 }
 
