@@ -7,16 +7,14 @@
 //! point. A checkpoint signs `(head_seq, head_hash)` with Ed25519: whoever holds the
 //! public key can tell that the chain up to the head is the one the gateway wrote.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::event::{AuditEvent, CheckpointRecord, PolicyRef, SessionRecord};
+use super::event::{AuditEvent, CheckpointRecord};
 
 /// `prev` of the first event of a trail.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -93,123 +91,34 @@ pub fn hash_value(v: &Value) -> String {
 /// Seals `event`: computes its hash and returns the JSON line (with `\n`) to write.
 /// The line is the canonical JSON with `hash` first (the line itself need not be
 /// canonical: verification re-canonicalises what it reads).
+///
+/// The record types declare their fields in byte order of their names and serde_json's
+/// maps are sorted, so serialising an event directly gives its canonical JSON, without
+/// building a JSON value first (this runs for every event). Debug builds check it.
 pub fn seal(event: &mut AuditEvent) -> String {
-    Sealer::default().seal(event)
-}
-
-/// Seals events, serialising the parts events share (the session record, the policy
-/// set) once per shared value instead of once per event. The lines are byte for byte
-/// those of [`seal`].
-#[derive(Default)]
-pub struct Sealer {
-    /// Canonical JSON of each session record seen, by address (the `Arc` kept here
-    /// keeps the address from being reused by another record).
-    sessions: HashMap<usize, (Arc<SessionRecord>, Vec<u8>)>,
-    /// Canonical JSON of the last policy set seen.
-    policies: Option<(Arc<[PolicyRef]>, Vec<u8>)>,
-}
-
-/// Session records remembered before the memo starts over.
-const MAX_SEALED_SESSIONS: usize = 4096;
-
-impl Sealer {
-    /// [`seal`], reusing the canonical JSON of shared parts.
-    pub fn seal(&mut self, event: &mut AuditEvent) -> String {
-        event.hash.clear();
-        let session = event.session.take();
-        let policies = event.policies.take();
-        let value = serde_json::to_value(&*event).expect("an audit event serializes");
-        event.session = session;
-        event.policies = policies;
-        let Value::Object(map) = &value else {
-            unreachable!("an audit event serializes as an object")
-        };
-        if let Some(p) = &event.policies {
-            self.remember_policies(p);
-        }
-        if let Some(s) = &event.session {
-            self.remember_session(s);
-        }
-        let mut shared: Vec<(&str, &[u8])> = Vec::with_capacity(2);
-        if let (Some(_), Some((_, json))) = (&event.policies, &self.policies) {
-            shared.push(("policies", json));
-        }
-        if let Some(s) = &event.session {
-            let (_, json) = &self.sessions[&(Arc::as_ptr(s) as usize)];
-            shared.push(("session", json));
-        }
-        let mut body = Vec::with_capacity(1024);
-        body.push(b'{');
-        let mut first = true;
-        let mut put_key = |k: &str, body: &mut Vec<u8>| {
-            if !first {
-                body.push(b',');
-            }
-            first = false;
-            serde_json::to_writer(&mut *body, k).expect("JSON serialises into a Vec");
-            body.push(b':');
-        };
-        // Merge the (sorted) keys of the rest with the shared parts' keys.
-        let mut shared = shared.into_iter().peekable();
-        for (k, v) in map {
-            while let Some((sk, json)) = shared.next_if(|(sk, _)| *sk < k.as_str()) {
-                put_key(sk, &mut body);
-                body.extend_from_slice(json);
-            }
-            put_key(k, &mut body);
-            write_canonical(v, &mut body);
-        }
-        for (sk, json) in shared {
-            put_key(sk, &mut body);
-            body.extend_from_slice(json);
-        }
-        body.push(b'}');
-        let body = String::from_utf8(body).expect("serde_json writes UTF-8");
-        let hash = hex::encode(Sha256::digest(body.as_bytes()));
-        let mut line = String::with_capacity(body.len() + 80);
-        line.push_str("{\"hash\":\"");
-        line.push_str(&hash);
-        line.push('"');
-        if body.len() > 2 {
-            line.push(',');
-        }
-        line.push_str(&body[1..]);
-        line.push('\n');
-        event.hash = hash;
-        line
-    }
-
-    fn remember_session(&mut self, s: &Arc<SessionRecord>) {
-        let key = Arc::as_ptr(s) as usize;
-        if self.sessions.contains_key(&key) {
-            return;
-        }
-        if self.sessions.len() >= MAX_SEALED_SESSIONS {
-            self.sessions.clear();
-        }
-        self.sessions
-            .insert(key, (Arc::clone(s), canonical_bytes(&**s)));
-    }
-
-    fn remember_policies(&mut self, p: &Arc<[PolicyRef]>) {
-        if !self
-            .policies
-            .as_ref()
-            .is_some_and(|(q, _)| Arc::ptr_eq(p, q))
+    event.hash.clear();
+    let body = serde_json::to_string(&*event).expect("an audit event serializes");
+    debug_assert_eq!(
+        body,
         {
-            self.policies = Some((Arc::clone(p), canonical_bytes(&**p)));
-        }
-    }
-}
-
-/// The canonical JSON of a serialisable value.
-fn canonical_bytes<T: serde::Serialize + ?Sized>(v: &T) -> Vec<u8> {
-    let mut out = Vec::new();
-    write_canonical(
-        &serde_json::to_value(v).expect("a record serializes"),
-        &mut out,
+            let mut c = String::new();
+            canonical(&serde_json::to_value(&*event).expect("serializes"), &mut c);
+            c
+        },
+        "audit record types must declare their fields in byte order of their names"
     );
-    out
+    let hash = hex::encode(Sha256::digest(body.as_bytes()));
+    let mut line = String::with_capacity(body.len() + 80);
+    line.push_str("{\"hash\":\"");
+    line.push_str(&hash);
+    line.push('"');
+    if body.len() > 2 {
+        line.push(',');
+    }
+    line.push_str(&body[1..]);
+    line.push('\n');
+    event.hash = hash;
+    line
 }
 
 /// The bytes a checkpoint signs.

@@ -57,31 +57,31 @@ impl EventKind {
 /// Who and where: the session part of every session event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionRecord {
-    /// Gateway-wide session number (unique within one gateway run).
-    pub id: u64,
-    /// The verified user name.
-    pub user: String,
-    /// The identity's groups.
-    pub groups: Vec<String>,
-    /// `person`, `service` or `agent`.
-    pub principal: String,
-    /// How the identity authenticated.
-    pub auth: String,
     /// The person an agent acts for, when the gateway knows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acting_for: Option<String>,
     /// The groups of the person in `acting_for`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub acting_for_groups: Vec<String>,
+    /// The client's `application_name`.
+    pub application: String,
+    /// How the identity authenticated.
+    pub auth: String,
+    /// The client's address.
+    pub client_addr: String,
+    /// The database the client asked for.
+    pub database: String,
+    /// The identity's groups.
+    pub groups: Vec<String>,
+    /// Gateway-wide session number (unique within one gateway run).
+    pub id: u64,
+    /// `person`, `service` or `agent`.
+    pub principal: String,
     /// The upstream role the session runs as, when mapped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
-    /// The client's address.
-    pub client_addr: String,
-    /// The client's `application_name`.
-    pub application: String,
-    /// The database the client asked for.
-    pub database: String,
+    /// The verified user name.
+    pub user: String,
 }
 
 impl SessionRecord {
@@ -106,23 +106,30 @@ impl SessionRecord {
 /// A table a statement touches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableAccess {
-    /// `schema.name` or `name`.
-    pub name: String,
     /// `read`, `write` or `ddl`.
     pub access: Cow<'static, str>,
+    /// `schema.name` or `name`.
+    pub name: String,
 }
 
 /// The statement of a statement event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatementRecord {
-    /// `simple`, `extended` or `function_call`.
-    pub protocol: Cow<'static, str>,
-    /// Statement kind (`select`, `insert`, ...).
-    pub kind: Cow<'static, str>,
     /// Literal-free fingerprint of this statement.
     pub fingerprint: String,
     /// Position of the statement in its query string (0-based).
     pub index: usize,
+    /// Statement kind (`select`, `insert`, ...).
+    pub kind: Cow<'static, str>,
+    /// Bound parameters (text format as UTF-8, binary as `\x` hex), with
+    /// `statement_text = "full"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Arc<[Option<String>]>>,
+    /// `simple`, `extended` or `function_call`.
+    pub protocol: Cow<'static, str>,
+    /// Relations touched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<TableAccess>,
     /// The text, as configured (`statement_text`): the SQL as sent, or with literals
     /// replaced by `?`; absent with `fingerprint`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -130,13 +137,6 @@ pub struct StatementRecord {
     /// True when `text` was cut to the size cap.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub text_truncated: bool,
-    /// Bound parameters (text format as UTF-8, binary as `\x` hex), with
-    /// `statement_text = "full"`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub params: Option<Arc<[Option<String>]>>,
-    /// Relations touched.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tables: Vec<TableAccess>,
     /// True when the gateway considers that the statement may change data (its event
     /// was on disk before the client saw the result).
     pub writes: bool,
@@ -145,20 +145,20 @@ pub struct StatementRecord {
 /// The gateway's decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DecisionRecord {
-    /// `allow` or `deny`.
-    pub verdict: Cow<'static, str>,
-    /// The policy (or gateway rule) that denied it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<String>,
-    /// The denial message.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// The denial SQLSTATE.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sqlstate: Option<String>,
     /// The approval request the statement waited for, if it was held.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalRecord>,
+    /// The denial message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The policy (or gateway rule) that denied it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// The denial SQLSTATE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<String>,
+    /// `allow` or `deny`.
+    pub verdict: Cow<'static, str>,
     /// Each called policy's verdict, in chain order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub verdicts: Vec<crate::pipeline::PolicyVerdictRecord>,
@@ -195,33 +195,33 @@ impl DecisionRecord {
 pub struct ApprovalRecord {
     /// Request id (`apr-...`).
     pub id: String,
-    /// How it ended: `approved`, `auto-approved`, `rejected`, `expired`, `withdrawn`,
-    /// or `pending` (defer mode: the client was told to come back).
-    pub status: String,
     /// Who approved or rejected it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reviewers: Vec<String>,
+    /// How it ended: `approved`, `auto-approved`, `rejected`, `expired`, `withdrawn`,
+    /// or `pending` (defer mode: the client was told to come back).
+    pub status: String,
 }
 
 /// What happened when the statement ran.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutcomeRecord {
-    /// `ok`, `error`, `denied` or `suspended` (a portal stopped at its row limit).
-    pub status: Cow<'static, str>,
     /// The command tag (`INSERT 0 3`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// Microseconds from the request to its completion.
+    pub duration_us: u64,
+    /// The error message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// Rows returned or affected, from the command tag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<u64>,
     /// SQLSTATE of the error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sqlstate: Option<String>,
-    /// The error message.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Microseconds from the request to its completion.
-    pub duration_us: u64,
+    /// `ok`, `error`, `denied` or `suspended` (a portal stopped at its row limit).
+    pub status: Cow<'static, str>,
 }
 
 /// A loaded policy, as recorded with every decision.
@@ -229,23 +229,23 @@ pub struct OutcomeRecord {
 pub struct PolicyRef {
     /// The configured id.
     pub id: String,
-    /// The name the component reports.
-    pub name: String,
-    /// The version the component reports.
-    pub version: String,
-    /// SHA-256 of the artifact.
-    pub sha256: String,
     /// `enforce` or `monitor`.
     pub mode: String,
+    /// The name the component reports.
+    pub name: String,
+    /// SHA-256 of the artifact.
+    pub sha256: String,
+    /// The version the component reports.
+    pub version: String,
 }
 
 /// A signed checkpoint: an Ed25519 signature over the head of the chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckpointRecord {
-    /// Sequence number of the event signed over (the one before the checkpoint).
-    pub head_seq: u64,
     /// Its hash.
     pub head_hash: String,
+    /// Sequence number of the event signed over (the one before the checkpoint).
+    pub head_seq: u64,
     /// The public key (hex) that verifies the signature.
     pub key: String,
     /// Ed25519 signature (hex) of [`super::chain::checkpoint_message`].
@@ -258,41 +258,41 @@ pub struct CheckpointRecord {
 /// whoever records the event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
-    /// Position in the chain, from 0, without gaps, across files and restarts.
-    pub seq: u64,
-    /// Hash of the previous event (64 zeros for the first).
-    pub prev: String,
+    /// The signature, for checkpoint events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<CheckpointRecord>,
+    /// The decision, for statement events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<DecisionRecord>,
+    /// Free-form details of gateway events (start, rotate, auth failure, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
     /// SHA-256 (hex) of this event's canonical JSON without `hash`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub hash: String,
-    /// When the event was recorded (RFC 3339, UTC, microseconds).
-    pub time: String,
     /// What the event records.
     pub kind: EventKind,
+    /// Result columns the gateway masked, with the mask and the policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub masked: Vec<crate::pipeline::MaskedColumn>,
+    /// What happened, for statement events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<OutcomeRecord>,
+    /// The loaded policy set, for statement and policy-load events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Arc<[PolicyRef]>>,
+    /// Hash of the previous event (64 zeros for the first).
+    pub prev: String,
+    /// Position in the chain, from 0, without gaps, across files and restarts.
+    pub seq: u64,
     /// The session, for session events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<Arc<SessionRecord>>,
     /// The statement, for statement events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statement: Option<StatementRecord>,
-    /// The decision, for statement events.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub decision: Option<DecisionRecord>,
-    /// The loaded policy set, for statement and policy-load events.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policies: Option<Arc<[PolicyRef]>>,
-    /// What happened, for statement events.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<OutcomeRecord>,
-    /// Result columns the gateway masked, with the mask and the policy.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub masked: Vec<crate::pipeline::MaskedColumn>,
-    /// Free-form details of gateway events (start, rotate, auth failure, ...).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<serde_json::Value>,
-    /// The signature, for checkpoint events.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checkpoint: Option<CheckpointRecord>,
+    /// When the event was recorded (RFC 3339, UTC, microseconds).
+    pub time: String,
 }
 
 impl AuditEvent {

@@ -412,10 +412,12 @@ fn the_canonical_form_is_byte_for_byte_the_original_one() {
 }
 
 #[test]
-fn the_sealer_writes_the_lines_seal_always_wrote() {
+fn seal_writes_the_lines_it_always_wrote_for_every_field() {
+    use super::event::*;
     use sha2::{Digest, Sha256};
-    // What `seal` computed before shared parts were memoised: the SHA-256 of the
-    // canonical JSON of the whole event.
+    use std::borrow::Cow;
+    // What `seal` computed before it serialised directly: the SHA-256 of the canonical
+    // JSON of the whole event, built through a JSON value.
     let reference = |e: &AuditEvent| {
         let mut e = e.clone();
         e.hash.clear();
@@ -424,31 +426,81 @@ fn the_sealer_writes_the_lines_seal_always_wrote() {
         let hash = hex::encode(Sha256::digest(body.as_bytes()));
         format!("{{\"hash\":\"{hash}\",{}\n", &body[1..])
     };
-    let policies: Arc<[super::event::PolicyRef]> = Arc::from(vec![super::event::PolicyRef {
+    // Every record with every optional field set, so each type's field order is checked.
+    let mut session = (*session("alice")).clone();
+    session.acting_for = Some("bob".into());
+    session.acting_for_groups = vec!["dba".into()];
+    session.role = Some("analyst".into());
+    let mut e = AuditEvent::for_session(EventKind::Statement, &Arc::new(session));
+    e.seq = 9;
+    e.prev = "ab".repeat(32);
+    e.time = "2026-12-01T00:00:00.000000Z".into();
+    e.statement = Some(StatementRecord {
+        protocol: Cow::Borrowed("extended"),
+        kind: Cow::Borrowed("update"),
+        fingerprint: "update t set a = ? where id = ?".into(),
+        index: 1,
+        text: Some("update t set a = $1 where id = $2".into()),
+        text_truncated: true,
+        params: Some(Arc::from(vec![Some("x\"y".to_owned()), None])),
+        tables: vec![TableAccess {
+            name: "public.t".into(),
+            access: Cow::Borrowed("write"),
+        }],
+        writes: true,
+    });
+    e.decision = Some(DecisionRecord {
+        verdict: Cow::Borrowed("require_approval"),
+        policy: Some("approvals".into()),
+        message: Some("needs a DBA".into()),
+        sqlstate: Some("42501".into()),
+        approval: Some(ApprovalRecord {
+            id: "r-1".into(),
+            status: "approved".into(),
+            reviewers: vec!["bob".into()],
+        }),
+        verdicts: vec![crate::pipeline::PolicyVerdictRecord {
+            policy: "guardrails".into(),
+            verdict: "allow".into(),
+            mode: Some("monitor".into()),
+            micros: 3,
+        }],
+    });
+    e.outcome = Some(OutcomeRecord {
+        status: Cow::Borrowed("error"),
+        command: Some("UPDATE 1".into()),
+        rows: Some(1),
+        sqlstate: Some("23505".into()),
+        error: Some("duplicate key".into()),
+        duration_us: 12,
+    });
+    e.policies = Some(Arc::from(vec![PolicyRef {
         id: "guardrails".into(),
         name: "guardrails".into(),
         version: "0.1.0".into(),
-        sha256: "ab".repeat(32),
+        sha256: "cd".repeat(32),
         mode: "enforce".into(),
-    }]);
-    let (alice, bob) = (session("alice"), session("bob"));
-    let mut sealer = super::chain::Sealer::default();
-    for i in 0..6u64 {
-        let who = if i % 2 == 0 { &alice } else { &bob };
-        let mut e = AuditEvent::for_session(EventKind::Statement, who);
-        e.seq = i;
-        e.prev = format!("{i:064}");
-        e.time = "2026-12-01T00:00:00.000000Z".into();
-        if i > 1 {
-            e.policies = Some(Arc::clone(&policies));
-        }
-        e.detail = Some(serde_json::json!({"z": i, "a": "x\"y"}));
+    }]));
+    e.masked = vec![crate::pipeline::MaskedColumn {
+        column: "customers.email".into(),
+        mask: "email".into(),
+        policy: "pii-mask".into(),
+    }];
+    e.detail = Some(serde_json::json!({"z": 1, "a": {"y": [1.5, null, "é"]}}));
+    e.checkpoint = Some(CheckpointRecord {
+        head_seq: 8,
+        head_hash: "ef".repeat(32),
+        key: "01".repeat(32),
+        signature: "02".repeat(64),
+    });
+    let want = reference(&e);
+    assert_eq!(super::chain::seal(&mut e.clone()), want);
+    // And the small events.
+    for mut e in events(2, "bob") {
         let want = reference(&e);
-        assert_eq!(sealer.seal(&mut e), want);
-        assert_eq!(super::chain::seal(&mut e.clone()), want);
+        assert_eq!(super::chain::seal(&mut e), want);
     }
-    // Events without a session or policies.
-    let mut e = AuditEvent::new(EventKind::Lost);
-    e.detail = Some(serde_json::json!({"events": 3}));
-    assert_eq!(sealer.seal(&mut e.clone()), reference(&e));
+    let mut lost = AuditEvent::new(EventKind::Lost);
+    lost.detail = Some(serde_json::json!({"events": 3}));
+    assert_eq!(super::chain::seal(&mut lost.clone()), reference(&lost));
 }

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, watch};
 
-use super::chain::{CheckpointSigner, GENESIS, Sealer, hash_value};
+use super::chain::{CheckpointSigner, GENESIS, hash_value, seal};
 use super::event::{AuditEvent, EventKind, PolicyRef};
 use crate::config::{AuditConfig, AuditFsync};
 
@@ -209,7 +209,6 @@ impl AuditLog {
             lost: 0,
             sealed: None,
             pg: None,
-            sealer: Sealer::default(),
         };
         if let Some(pg) = &config.postgres {
             // On a thread of its own: the sink blocks on its own small runtime, which
@@ -549,8 +548,6 @@ struct Writer {
     sealed: Option<PathBuf>,
     /// The PostgreSQL sink, when `[audit.postgres]` is configured.
     pg: Option<super::pg_sink::PgSink>,
-    /// Seals events, serialising shared session records and policy sets once.
-    sealer: Sealer,
 }
 
 impl Writer {
@@ -674,7 +671,7 @@ impl Writer {
         e.seq = self.next_seq;
         e.prev = std::mem::take(&mut self.prev);
         e.time = humantime::format_rfc3339_micros(time).to_string();
-        let line = self.sealer.seal(&mut e);
+        let line = seal(&mut e);
         self.prev = e.hash;
         self.next_seq += 1;
         self.pending.extend_from_slice(line.as_bytes());

@@ -33,15 +33,15 @@ pub enum Protocol {
 /// One policy's verdict on a statement, as the audit trail records it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PolicyVerdictRecord {
+    /// Time of the call, in microseconds.
+    pub micros: u64,
+    /// `monitor` for a policy whose verdict is logged, not enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
     /// The policy id.
     pub policy: String,
     /// `allow`, `deny`, `require_approval` or `error`.
     pub verdict: String,
-    /// `monitor` for a policy whose verdict is logged, not enforced.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<String>,
-    /// Time of the call, in microseconds.
-    pub micros: u64,
 }
 
 /// Where a gate writes each policy's verdict (only when the audit trail wants them).
