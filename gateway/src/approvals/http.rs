@@ -99,6 +99,17 @@ fn service(shared: &Shared) -> Result<&Arc<Approvals>, Response> {
     })
 }
 
+/// The approvals service and the verified reviewer making the request, or the
+/// response refusing it.
+async fn reviewed<'a>(
+    shared: &'a Shared,
+    headers: &HeaderMap,
+) -> Result<(&'a Arc<Approvals>, Arc<Identity>), Response> {
+    let a = service(shared)?;
+    let who = reviewer(&shared.identities, headers).await?;
+    Ok((a, who))
+}
+
 #[derive(Deserialize)]
 struct ListQuery {
     #[serde(default)]
@@ -112,13 +123,10 @@ async fn list(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    let a = match service(&shared) {
-        Ok(a) => a,
+    let a = match reviewed(&shared, &headers).await {
+        Ok((a, _)) => a,
         Err(r) => return r,
     };
-    if let Err(r) = reviewer(&shared.identities, &headers).await {
-        return r;
-    }
     match a
         .store()
         .list(!q.all, q.limit.unwrap_or(200).min(10_000))
@@ -134,13 +142,10 @@ async fn show(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let a = match service(&shared) {
-        Ok(a) => a,
+    let a = match reviewed(&shared, &headers).await {
+        Ok((a, _)) => a,
         Err(r) => return r,
     };
-    if let Err(r) = reviewer(&shared.identities, &headers).await {
-        return r;
-    }
     match a.store().get(&id).await {
         Ok(Some(mut r)) => {
             r.expire_if_due(super::model::now_ms());
@@ -164,12 +169,8 @@ async fn review(
     body: Option<Json<ReviewBody>>,
     approve: bool,
 ) -> Response {
-    let a = match service(&shared) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let who = match reviewer(&shared.identities, &headers).await {
-        Ok(w) => w,
+    let (a, who) = match reviewed(&shared, &headers).await {
+        Ok(v) => v,
         Err(r) => return r,
     };
     let reason = body.map(|b| b.0.reason).unwrap_or_default();
