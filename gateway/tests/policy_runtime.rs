@@ -624,3 +624,102 @@ fn decision_cache_decides_each_literal_free_shape_once_per_identity() {
     let traps = metrics.traps.with_label_values(&["hostile", "trap"]).get();
     assert_eq!(traps, 2);
 }
+
+/// Decides one statement of an analysis shared between calls (as the parse cache
+/// shares it between literal variants), in `transaction`, collecting verdicts.
+fn decide_shared(
+    gate: &dyn Gate,
+    session: &SessionInfo,
+    analysis: &Arc<portcullis_sql::Analysis>,
+    sql: &str,
+    transaction: TransactionStatus,
+) -> (Decision, Vec<portcullis::pipeline::PolicyVerdictRecord>) {
+    let sink = portcullis::pipeline::VerdictSink::default();
+    let ctx = StatementContext {
+        session,
+        analysis,
+        statement: &analysis.statements[0],
+        sql,
+        protocol: Protocol::Simple,
+        transaction,
+        verdicts: Some(&sink),
+    };
+    let d = gate.decide(&ctx);
+    (d, sink.take())
+}
+
+#[test]
+fn the_chain_memo_keeps_identities_sessions_and_reloads_apart() {
+    component("guardrails");
+    let policy = portcullis::demo::demo_policy(Some(&policies_dir())).expect("demo policy");
+    let (rt, metrics) = runtime(shared_cache());
+    let chain = load_chain_with(&rt, std::slice::from_ref(&policy), false).expect("loads");
+    let hits = || {
+        metrics
+            .decision_cache
+            .with_label_values(&["guardrails", "hit"])
+            .get()
+    };
+    let analyzer = Analyzer::new(16);
+    // Same session id, address and application: only the identity differs.
+    let (alice, bob) = (alice(), bob());
+    assert_eq!(alice.session_id, bob.session_id);
+    let write = "UPDATE orders SET amount = 1 WHERE id = 1";
+    let analysis = analyzer.analyze(write);
+    for round in 0..3 {
+        for tx in [TransactionStatus::Idle, TransactionStatus::InTransaction] {
+            let (d, v) = decide_shared(&chain, &bob, &analysis, write, tx);
+            assert!(!d.is_deny(), "round {round}: bob writes");
+            assert_eq!(v.len(), 1, "every decision records the policy's verdict");
+            assert_eq!(v[0].verdict, "allow");
+            let (d, v) = decide_shared(&chain, &alice, &analysis, write, tx);
+            assert!(
+                d.is_deny(),
+                "round {round}: analysts only read, memo or not"
+            );
+            assert_eq!(v[0].verdict, "deny");
+        }
+    }
+    let memo = chain
+        .decision_memo()
+        .expect("the demo policy caches: a memo");
+    assert_eq!(memo.len(), 4, "two identities in two transaction states");
+    // A literal variant shares the analysis (parse cache) and the remembered answers.
+    let other = "UPDATE orders SET amount = 2 WHERE id = 9";
+    let variant = analyzer.analyze(other);
+    assert!(
+        Arc::ptr_eq(&analysis, &variant),
+        "the parse cache shares it"
+    );
+    let before = hits();
+    let (d, _) = decide_shared(&chain, &alice, &variant, other, TransactionStatus::Idle);
+    assert!(d.is_deny());
+    assert_eq!(
+        hits(),
+        before + 1,
+        "a remembered answer counts as a cache hit"
+    );
+    assert_eq!(memo.len(), 4, "answered from the memo");
+    // A second identity object with the same name and groups (another session of
+    // alice) is asked for on its own, with the same answer.
+    let alice2 = session("alice", PrincipalKind::Person, &["analysts"]);
+    let (d, _) = decide_shared(&chain, &alice2, &analysis, write, TransactionStatus::Idle);
+    assert!(d.is_deny());
+    assert_eq!(
+        memo.len(),
+        5,
+        "another session's identity is remembered apart"
+    );
+    // A reloaded chain starts with nothing remembered: a policy that now allows alice
+    // to write decides.
+    let mut relaxed = policy.clone();
+    relaxed
+        .settings
+        .insert("rules".into(), toml::Value::Array(Vec::new()));
+    let reloaded = load_chain_with(&rt, &[relaxed], false).expect("loads");
+    let (d, _) = decide_shared(&reloaded, &alice, &analysis, write, TransactionStatus::Idle);
+    assert!(
+        !d.is_deny(),
+        "the new chain decided, not the old memo: {d:?}"
+    );
+}

@@ -1274,3 +1274,59 @@ async fn fetch_from_a_declared_cursor_is_masked_like_its_query() {
     drop(alice);
     assert_no_leak(&tap.bytes(), &needles, "cursors");
 }
+
+/// A session asking the same statement again may be answered from memory (the
+/// policies cache their plans), but never across a change of what the statement
+/// reads: a view redefined through the gateway (same columns, names and types, so the
+/// same RowDescription) is masked by its new lineage from the next result on, in both
+/// protocols.
+#[tokio::test]
+async fn a_remembered_unmasked_result_is_forgotten_when_its_view_changes() {
+    let env = env().await;
+    let needles = forbidden().await;
+    let bob = env.gw.connect("bob", "demo").await.unwrap();
+    bob.batch_execute(
+        "DROP VIEW IF EXISTS memo_v; \
+         CREATE VIEW memo_v AS SELECT id, name AS label FROM customers",
+    )
+    .await
+    .unwrap();
+    let tap = Tap::start(env.gw.addr()).await;
+    let alice = connect(&tap.uri("alice")).await;
+    let sql = "SELECT id, label FROM memo_v ORDER BY id LIMIT 3";
+    let names = simple_rows(
+        &env.connect_direct("demo").await.unwrap(),
+        "SELECT id, name FROM customers ORDER BY id LIMIT 3",
+    )
+    .await
+    .unwrap();
+    let stmt = alice.prepare(sql).await.unwrap();
+    for round in 0..3 {
+        assert_eq!(
+            simple_rows(&alice, sql).await.unwrap(),
+            names,
+            "round {round}"
+        );
+        let rows = alice.query(&stmt, &[]).await.unwrap();
+        let labels: Vec<String> = rows.iter().map(|r| r.get(1)).collect();
+        let want: Vec<String> = names.iter().map(|r| r[1].clone().unwrap()).collect();
+        assert_eq!(labels, want, "round {round}, extended");
+    }
+    bob.batch_execute("CREATE OR REPLACE VIEW memo_v AS SELECT id, ssn AS label FROM customers")
+        .await
+        .unwrap();
+    for round in 0..2 {
+        let rows = simple_rows(&alice, sql).await.unwrap();
+        assert_eq!(rows.len(), 3);
+        for (r, n) in rows.iter().zip(&names) {
+            assert_ne!(r[1], n[1], "round {round}: now ssn, masked: {r:?}");
+        }
+        // The statement prepared before, and a new one: both masked.
+        assert_eq!(alice.query(&stmt, &[]).await.unwrap().len(), 3);
+        let fresh = alice.prepare(sql).await.unwrap();
+        assert_eq!(alice.query(&fresh, &[]).await.unwrap().len(), 3);
+    }
+    drop(alice);
+    bob.batch_execute("DROP VIEW memo_v").await.unwrap();
+    assert_no_leak(&tap.bytes(), &needles, "redefined view");
+}

@@ -30,6 +30,7 @@ use crate::pipeline::{
     StatementContext,
 };
 use crate::policy::bindings::portcullis::policy::types as wit;
+use crate::policy::memo::{ResultAsk, ResultMemo};
 use crate::policy::{CallContext, LoadedPolicy, PolicyChain};
 pub use catalog::Catalog;
 pub use functions::{ColumnType, CompiledMask, NativeMask, PseudonymKey, TypeClass};
@@ -74,7 +75,16 @@ impl MaskingFilter {
         key: PseudonymKey,
         batch_rows: usize,
     ) -> Self {
-        Self::with_source(MaskPolicies::Fixed(policies), catalog, key, batch_rows)
+        let memo = policies
+            .iter()
+            .all(|p| p.caches_decisions())
+            .then(ResultMemo::default);
+        Self::with_source(
+            MaskPolicies::Fixed(policies, memo),
+            catalog,
+            key,
+            batch_rows,
+        )
     }
 
     /// A filter over the mask policies of a policy directory's live set: a reload that
@@ -295,11 +305,11 @@ impl MaskingFilter {
         mut obs: Option<&mut MaskObservation>,
     ) -> Option<Box<dyn RowRewriter>> {
         let live;
-        let policies: &[Arc<LoadedPolicy>] = match &self.policies {
-            MaskPolicies::Fixed(v) => v,
+        let (policies, memo): (&[Arc<LoadedPolicy>], Option<&ResultMemo>) = match &self.policies {
+            MaskPolicies::Fixed(v, memo) => (v, memo.as_ref()),
             MaskPolicies::Live(sets) => {
-                live = sets.current().chain.mask_policies();
-                &live
+                live = sets.current();
+                (live.chain.mask_policies_ref(), live.chain.result_memo())
             }
         };
         if policies.is_empty() {
@@ -307,6 +317,19 @@ impl MaskingFilter {
         }
         let db = &ctx.session.database;
         let cat = self.catalog.get(db);
+        let ask = ResultAsk {
+            session: ctx.session,
+            analysis: ctx.analysis,
+            statement: ctx.statement,
+            columns: ctx.columns,
+            catalog: &cat,
+        };
+        if let Some(hit) = memo.and_then(|m| m.get(&ask)) {
+            if let Some(o) = obs.as_deref_mut() {
+                o.context = Some(Arc::clone(&hit.context));
+            }
+            return None;
+        }
         let mut missed = false;
         let columns = provenance::result_columns(ctx.columns, ctx.statement, &cat, &mut missed);
         if missed {
@@ -387,6 +410,9 @@ impl MaskingFilter {
             }
         }
         if steps.iter().all(|s| s.is_empty()) {
+            if let (Some(m), false) = (memo, missed) {
+                m.insert(&ask, &wctx);
+            }
             return None;
         }
         Some(Box::new(MaskRewriter::new(
@@ -433,18 +459,30 @@ impl MaskingGate {
 
 /// The mask policies a [`MaskingFilter`] asks.
 enum MaskPolicies {
-    Fixed(Vec<Arc<LoadedPolicy>>),
+    /// A fixed set, with its memo of unmasked results when every one caches its plans.
+    Fixed(Vec<Arc<LoadedPolicy>>, Option<ResultMemo>),
+    /// The mask policies of a directory's live set (the memo is the set's chain's).
     Live(Arc<crate::policy::reload::PolicySets>),
 }
 
 impl Gate for MaskingGate {
     fn decide(&self, ctx: &StatementContext<'_>) -> Decision {
-        let mut req = crate::policy::request::request(ctx);
         let cat = self.catalog.get(&ctx.session.database);
-        provenance::expand_view_columns(&mut req.statement.columns, &cat);
-        let call = CallContext::of(&ctx.session.identity);
-        self.chain
-            .with_chain(|c| c.decide_request_into(&req, &call, ctx.verdicts))
+        let ask = crate::policy::memo::Ask {
+            session: ctx.session,
+            analysis: ctx.analysis,
+            statement: ctx.statement,
+            protocol: ctx.protocol,
+            transaction: ctx.transaction,
+            catalog: Some(&cat),
+        };
+        self.chain.with_chain(|c| {
+            c.decide_remembered(&ask, ctx.verdicts, || {
+                let mut req = crate::policy::request::request(ctx);
+                provenance::expand_view_columns(&mut req.statement.columns, &cat);
+                req
+            })
+        })
     }
 
     fn route_approval(

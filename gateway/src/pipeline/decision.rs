@@ -55,8 +55,9 @@ pub type Verdicts = Option<std::sync::Arc<[Vec<PolicyVerdictRecord>]>>;
 pub struct StatementContext<'a> {
     /// The session.
     pub session: &'a SessionInfo,
-    /// The analysis of the whole string the statement came in.
-    pub analysis: &'a Analysis,
+    /// The analysis of the whole string the statement came in (shared, so a memo can
+    /// recognise it again).
+    pub analysis: &'a Arc<Analysis>,
     /// The statement being decided.
     pub statement: &'a StatementSummary,
     /// The raw SQL string it came in.

@@ -13,6 +13,9 @@ pub struct ResultContext<'a> {
     pub session: &'a SessionInfo,
     /// The statement producing the rows, when known.
     pub statement: Option<&'a StatementSummary>,
+    /// The analysis `statement` is one of, when it is (not for a statement the session
+    /// derived, such as a FETCH standing for its cursor's query).
+    pub analysis: Option<&'a Arc<portcullis_sql::Analysis>>,
     /// The columns of the result.
     pub columns: &'a RowDescription,
 }

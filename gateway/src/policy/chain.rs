@@ -22,10 +22,12 @@ use super::context::CallContext;
 use super::decision_cache::DecisionCache;
 use super::engine::truncate;
 use super::instance::{CallFailure, InstancePool};
+use super::memo::{Ask, DecisionMemo, ResultMemo};
 use super::metrics::PolicyMetrics;
 use crate::config::{ApprovalMode, PolicyMode};
 use crate::pipeline::{
-    ApprovalAsk, ApprovalNeed, ApprovalRoute, Decision, Denial, Gate, SessionInfo, StatementContext,
+    ApprovalAsk, ApprovalNeed, ApprovalRoute, Decision, Denial, Gate, PolicyVerdictRecord,
+    SessionInfo, StatementContext,
 };
 
 /// SQLSTATE of every policy denial unless the policy names another.
@@ -268,6 +270,15 @@ impl LoadedPolicy {
         };
         self.count(&verdict);
         verdict
+    }
+
+    /// Counts a verdict a whole-chain memo remembered ([`super::memo`]) as this
+    /// policy's decision-cache hit.
+    fn count_remembered(&self, verdict: &Verdict) {
+        if let Some(c) = &self.decision_cache {
+            c.count_hit();
+        }
+        self.count(verdict);
     }
 
     /// Counts a verdict in `portcullis_policy_decisions_total`.
@@ -535,10 +546,22 @@ fn valid_error_sqlstate(s: &str) -> bool {
 
 /// Every loaded policy, in order: the gateway's [`Gate`] when policies are configured.
 pub struct PolicyChain {
+    /// The policies, in configuration order.
     policies: Vec<Arc<LoadedPolicy>>,
+    /// The enforcing policies with the `mask` hook (asked for every result set).
+    mask_policies: Vec<Arc<LoadedPolicy>>,
+    /// Lets FunctionCall through while enforcing policies are loaded.
     allow_function_call: bool,
+    /// Some policy implements `authorize` (else every statement is allowed at once).
     any_authorize: bool,
+    /// Some policy enforces.
     any_enforcing: bool,
+    /// Whole-chain decisions per session and statement shape, when every `authorize`
+    /// policy enforces and caches its decisions.
+    memo: Option<DecisionMemo>,
+    /// Unmasked result sets per session and statement shape, when every mask policy
+    /// caches its plans.
+    result_memo: Option<ResultMemo>,
 }
 
 impl PolicyChain {
@@ -547,11 +570,27 @@ impl PolicyChain {
     pub fn new(policies: Vec<Arc<LoadedPolicy>>, allow_function_call: bool) -> Self {
         let any_authorize = policies.iter().any(|p| p.metadata.authorize);
         let any_enforcing = policies.iter().any(|p| p.mode == PolicyMode::Enforce);
+        let mask_policies: Vec<Arc<LoadedPolicy>> = policies
+            .iter()
+            .filter(|p| p.metadata.mask && p.mode == PolicyMode::Enforce)
+            .cloned()
+            .collect();
+        let memo = policies
+            .iter()
+            .filter(|p| p.metadata.authorize)
+            .all(|p| p.mode == PolicyMode::Enforce && p.caches_decisions())
+            .then(DecisionMemo::default);
+        let result_memo = (!mask_policies.is_empty()
+            && mask_policies.iter().all(|p| p.caches_decisions()))
+        .then(ResultMemo::default);
         PolicyChain {
             policies,
+            mask_policies,
             allow_function_call,
             any_authorize,
             any_enforcing,
+            memo,
+            result_memo,
         }
     }
 
@@ -562,11 +601,52 @@ impl PolicyChain {
 
     /// The enforcing policies that implement the `mask` hook, in order.
     pub fn mask_policies(&self) -> Vec<Arc<LoadedPolicy>> {
-        self.policies
-            .iter()
-            .filter(|p| p.metadata.mask && p.mode == PolicyMode::Enforce)
-            .cloned()
-            .collect()
+        self.mask_policies.clone()
+    }
+
+    /// [`PolicyChain::mask_policies`], borrowed.
+    pub fn mask_policies_ref(&self) -> &[Arc<LoadedPolicy>] {
+        &self.mask_policies
+    }
+
+    /// The memo of whole-chain decisions, when every `authorize` policy enforces and
+    /// caches its decisions.
+    pub fn decision_memo(&self) -> Option<&DecisionMemo> {
+        self.memo.as_ref()
+    }
+
+    /// The memo of unmasked result sets, when every mask policy caches its plans.
+    pub fn result_memo(&self) -> Option<&ResultMemo> {
+        self.result_memo.as_ref()
+    }
+
+    /// Decides a statement, answering from the whole-chain memo when it can (see
+    /// [`super::memo`]); otherwise builds the request with `request` and asks the
+    /// policies, remembering the outcome.
+    pub fn decide_remembered(
+        &self,
+        ask: &Ask<'_>,
+        sink: Option<&crate::pipeline::VerdictSink>,
+        request: impl FnOnce() -> wit::Request,
+    ) -> Decision {
+        let call = || CallContext::of(&ask.session.identity);
+        let Some(memo) = &self.memo else {
+            return self.decide_request_into(&request(), &call(), sink);
+        };
+        if let Some(hit) = memo.get(ask) {
+            for (i, v) in &hit.verdicts {
+                let p = &self.policies[*i];
+                p.count_remembered(v);
+                if let Some(sink) = sink {
+                    sink.borrow_mut().push(verdict_record(p, v, 0));
+                }
+            }
+            return hit.decision.clone();
+        }
+        let mut trail = Vec::new();
+        let decision = self.decide_traced(&request(), &call(), sink, Some(&mut trail));
+        memo.insert(ask, trail, &decision);
+        decision
     }
 
     /// The policy with this id.
@@ -601,6 +681,18 @@ impl PolicyChain {
         call: &CallContext,
         sink: Option<&crate::pipeline::VerdictSink>,
     ) -> Decision {
+        self.decide_traced(req, call, sink, None)
+    }
+
+    /// [`PolicyChain::decide_request_into`], also pushing `(policy index, verdict)` of
+    /// every policy asked to `trail`.
+    fn decide_traced(
+        &self,
+        req: &wit::Request,
+        call: &CallContext,
+        sink: Option<&crate::pipeline::VerdictSink>,
+        mut trail: Option<&mut Vec<(usize, Verdict)>>,
+    ) -> Decision {
         let mut approvals: Vec<(&str, String, Vec<String>)> = Vec::new();
         let mut approval_mode = None;
         let key = self
@@ -608,7 +700,12 @@ impl PolicyChain {
             .iter()
             .any(|p| p.caches_decisions())
             .then(|| super::decision_cache::key(req, call));
-        for p in self.policies.iter().filter(|p| p.metadata.authorize) {
+        for (i, p) in self
+            .policies
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.metadata.authorize)
+        {
             let started = sink.map(|_| Instant::now());
             let verdict = match &key {
                 Some(k) => p.authorize_keyed(req, call, k),
@@ -616,18 +713,10 @@ impl PolicyChain {
             };
             if let (Some(sink), Some(t)) = (sink, started) {
                 sink.borrow_mut()
-                    .push(crate::pipeline::PolicyVerdictRecord {
-                        policy: p.id().to_owned(),
-                        verdict: match &verdict {
-                            Verdict::Allow => "allow",
-                            Verdict::Deny { .. } => "deny",
-                            Verdict::RequireApproval { .. } => "require_approval",
-                            Verdict::Failed(_) => "error",
-                        }
-                        .to_owned(),
-                        mode: (p.mode == PolicyMode::Monitor).then(|| "monitor".to_owned()),
-                        micros: t.elapsed().as_micros() as u64,
-                    });
+                    .push(verdict_record(p, &verdict, t.elapsed().as_micros() as u64));
+            }
+            if let Some(trail) = trail.as_deref_mut() {
+                trail.push((i, verdict.clone()));
             }
             if p.mode == PolicyMode::Monitor {
                 log_monitored(p, req, &verdict);
@@ -722,6 +811,22 @@ impl PolicyChain {
     }
 }
 
+/// One policy's verdict as the audit trail records it.
+fn verdict_record(p: &LoadedPolicy, verdict: &Verdict, micros: u64) -> PolicyVerdictRecord {
+    PolicyVerdictRecord {
+        policy: p.id().to_owned(),
+        verdict: match verdict {
+            Verdict::Allow => "allow",
+            Verdict::Deny { .. } => "deny",
+            Verdict::RequireApproval { .. } => "require_approval",
+            Verdict::Failed(_) => "error",
+        }
+        .to_owned(),
+        mode: (p.mode == PolicyMode::Monitor).then(|| "monitor".to_owned()),
+        micros,
+    }
+}
+
 fn log_monitored(p: &LoadedPolicy, req: &wit::Request, verdict: &Verdict) {
     let fp = &req.statement.fingerprint;
     let user = &req.identity.user;
@@ -744,8 +849,15 @@ impl Gate for PolicyChain {
         if !self.any_authorize {
             return Decision::Allow;
         }
-        let call = CallContext::of(&ctx.session.identity);
-        self.decide_request_into(&super::request::request(ctx), &call, ctx.verdicts)
+        let ask = Ask {
+            session: ctx.session,
+            analysis: ctx.analysis,
+            statement: ctx.statement,
+            protocol: ctx.protocol,
+            transaction: ctx.transaction,
+            catalog: None,
+        };
+        self.decide_remembered(&ask, ctx.verdicts, || super::request::request(ctx))
     }
 
     fn route_approval(&self, ctx: &StatementContext<'_>, ask: &ApprovalAsk<'_>) -> ApprovalRoute {

@@ -63,6 +63,12 @@ impl DecisionCache {
         self.plans.insert(key, plan.clone());
     }
 
+    /// Counts a hit answered for this cache by a whole-chain memo
+    /// ([`super::memo`]), so the hit rate stays what the policy's own cache would show.
+    pub fn count_hit(&self) {
+        self.hits.inc();
+    }
+
     fn counted<T>(&self, v: Option<T>) -> Option<T> {
         match v {
             Some(_) => self.hits.inc(),

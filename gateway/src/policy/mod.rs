@@ -29,6 +29,7 @@ pub mod harness;
 pub mod instance;
 pub mod load;
 pub mod maskdiff;
+pub mod memo;
 pub mod metrics;
 pub mod reload;
 pub mod replay;

@@ -376,18 +376,15 @@ impl Relay {
     /// Offers the result set that is starting to the filter.
     fn start_result(&mut self, columns: Option<RowDescription>, out: &mut BytesMut) {
         self.result_started = true;
-        let (statement, known) = match self.pending.front() {
-            Some(Pending::Query { analysis, .. }) => (
-                analysis.result_statement(self.query_statement).cloned(),
-                None,
-            ),
+        let (analysis, index, known) = match self.pending.front() {
+            Some(Pending::Query { analysis, .. }) => {
+                (Some(Arc::clone(analysis)), Some(self.query_statement), None)
+            }
             Some(Pending::Execute { portal, .. }) => {
                 let p = self.portals.get(portal);
                 let s = p.and_then(|p| p.statement.clone());
                 let formats = p.map(|p| p.result_formats.clone()).unwrap_or_default();
-                let summary = s
-                    .as_ref()
-                    .and_then(|s| s.analysis.statements.first().cloned());
+                let analysis = s.as_ref().map(|s| Arc::clone(&s.analysis));
                 let columns = s.and_then(|s| s.columns).map(|c| {
                     // A statement's RowDescription says text for every column; the
                     // Bind chose the formats.
@@ -401,21 +398,34 @@ impl Relay {
                     }
                     Arc::new(c)
                 });
-                (summary, columns)
+                (analysis, None, columns)
             }
-            _ => (None, None),
+            _ => (None, None, None),
         };
         let columns = match (columns, known) {
             (Some(c), _) => c,
             (None, Some(k)) => (*k).clone(),
             (None, None) => RowDescription::default(),
         };
+        let statement = analysis.as_deref().and_then(|a| match index {
+            Some(i) => a.result_statement(i),
+            None => a.statements.first(),
+        });
         // FETCH from a cursor this session declared: the rows of its query.
-        let statement = self.fetch_as_declared(statement.as_ref()).or(statement);
-        let ctx = ResultContext {
-            session: &self.session,
-            statement: statement.as_ref(),
-            columns: &columns,
+        let declared = self.fetch_as_declared(statement);
+        let ctx = match &declared {
+            Some(d) => ResultContext {
+                session: &self.session,
+                statement: Some(d),
+                analysis: None,
+                columns: &columns,
+            },
+            None => ResultContext {
+                session: &self.session,
+                statement,
+                analysis: analysis.as_ref(),
+                columns: &columns,
+            },
         };
         self.result_masks.clear();
         self.rewriter = if self.deps.audit.is_some() {
