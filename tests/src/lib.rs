@@ -24,6 +24,7 @@ pub mod idp;
 pub mod pg;
 pub mod policies;
 pub mod raw;
+pub mod tap;
 pub mod tls;
 pub mod tools;
 

@@ -1256,7 +1256,12 @@ async fn fetch_from_a_declared_cursor_is_masked_like_its_query() {
         rows[0][1], direct[0][4],
         "the declared cursor's own lineage"
     );
-    assert_eq!(rows[1][0].as_deref(), Some("c"));
+    // The value of a user-defined function is unknown to the gateway: masked.
+    assert!(
+        rows[1][0].as_deref().is_none_or(|v| v == "***"),
+        "{:?}",
+        rows[1]
+    );
     for r in &rows[2..] {
         assert_eq!(r[1].as_deref(), Some("***"), "unknown cursor: {r:?}");
     }

@@ -1,5 +1,6 @@
 //! The upstream catalog, cached per database: table OID + attribute number to
-//! `schema.table.column`, the columns of every relation, and the lineage of views.
+//! `schema.table.column`, the columns of every relation, the lineage of views, and
+//! the names of the functions (built-in or user-defined, see [`Functions`]).
 //!
 //! A database's catalog is loaded over a session's own upstream connection before the
 //! client gets it, when the cache is missing or older than the refresh interval; it is
@@ -36,6 +37,129 @@ const CATALOG_SQL: &str = "SELECT c.oid::int8, n.nspname, c.relname, c.relkind::
      AND n.nspname NOT LIKE 'pg\\_toast%' \
      ORDER BY 1, 5";
 
+/// The function query: every function name, with its schema and whether it was
+/// created with the cluster (an OID below 16384, `FirstNormalObjectId`): anything
+/// created later, in whatever schema (`pg_catalog` included) and by an extension too,
+/// is user-defined.
+const FUNCTIONS_SQL: &str = "SELECT DISTINCT p.proname, n.nspname, p.oid < 16384 \
+     FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace";
+
+/// Built-in functions whose value does not come from their arguments: they run a
+/// query given as text (`query_to_xml('SELECT ssn FROM customers', ...)`,
+/// `ts_stat`), read a whole table or schema by name (`table_to_xml`), or read data
+/// stored outside the statement (files, large objects, logical decoding). Opaque
+/// like user-defined functions.
+const OPAQUE_BUILTINS: &[&str] = &[
+    "query_to_xml",
+    "query_to_xmlschema",
+    "query_to_xml_and_xmlschema",
+    "cursor_to_xml",
+    "cursor_to_xmlschema",
+    "table_to_xml",
+    "table_to_xml_and_xmlschema",
+    "schema_to_xml",
+    "schema_to_xml_and_xmlschema",
+    "database_to_xml",
+    "database_to_xml_and_xmlschema",
+    "ts_stat",
+    "ts_rewrite",
+    "pg_read_file",
+    "pg_read_binary_file",
+    "lo_get",
+    "loread",
+    "lo_export",
+    "pg_logical_slot_get_changes",
+    "pg_logical_slot_peek_changes",
+    "pg_logical_slot_get_binary_changes",
+    "pg_logical_slot_peek_binary_changes",
+];
+
+/// Constructs that parse as function calls but are SQL syntax, not `pg_proc` entries:
+/// they compute from their arguments only.
+const SYNTAX_FUNCTIONS: &[&str] = &[
+    "coalesce",
+    "nullif",
+    "greatest",
+    "least",
+    "grouping",
+    "row",
+    "array",
+    "trim",
+    "current_date",
+    "current_time",
+    "current_timestamp",
+    "localtime",
+    "localtimestamp",
+    "current_user",
+    "current_role",
+    "session_user",
+    "user",
+    "current_catalog",
+    "current_schema",
+    "system_user",
+];
+
+/// The functions of a database, to tell a call whose value is computed from its
+/// arguments (a built-in) from one whose body may read anything (user-defined: SQL,
+/// PL/pgSQL, `SECURITY DEFINER`, an extension's): the gateway cannot see inside the
+/// latter, so a statement calling one has unknown provenance.
+#[derive(Debug, Default)]
+pub struct Functions {
+    /// Every built-in function name (created with the cluster).
+    builtin: std::collections::HashSet<String>,
+    /// Every user-defined function name, with and without its schema.
+    user: std::collections::HashSet<String>,
+}
+
+impl Functions {
+    /// From rows of [`FUNCTIONS_SQL`]: name, schema, built-in (`t`/`f`).
+    pub(crate) fn from_rows(rows: Vec<Vec<Option<String>>>) -> Self {
+        let mut f = Functions::default();
+        for row in rows {
+            let get = |i: usize| row.get(i).cloned().flatten();
+            let (Some(name), Some(schema)) = (get(0), get(1)) else {
+                continue;
+            };
+            if get(2).as_deref() == Some("t") {
+                f.builtin.insert(name);
+            } else {
+                f.user.insert(format!("{schema}.{name}"));
+                f.user.insert(name);
+            }
+        }
+        f
+    }
+
+    /// Whether a call of `name` (as the statement analysis reports it: `f` or
+    /// `schema.f`, unquoted parts lowercased) may read data the gateway cannot see.
+    /// Fail closed: a name shared with any user-defined function in any schema (so
+    /// `search_path` and overloading cannot pick it unseen), a qualified name outside
+    /// `pg_catalog`, a name the catalog does not know, and the built-ins of
+    /// [`OPAQUE_BUILTINS`] are opaque.
+    pub fn is_opaque(&self, name: &str) -> bool {
+        let bare = name.rsplit('.').next().unwrap_or(name);
+        if OPAQUE_BUILTINS.contains(&bare) {
+            return true;
+        }
+        match name.rsplit_once('.') {
+            Some((schema, f)) => {
+                let schema = schema.rsplit('.').next().unwrap_or(schema);
+                !(schema == "pg_catalog" && self.builtin.contains(f) && !self.user.contains(name))
+            }
+            None => {
+                self.user.contains(name)
+                    || !(self.builtin.contains(name) || SYNTAX_FUNCTIONS.contains(&name))
+            }
+        }
+    }
+
+    /// Whether the catalog knows `name` (a user-defined or built-in function).
+    pub fn knows(&self, name: &str) -> bool {
+        let bare = name.rsplit('.').next().unwrap_or(name);
+        self.user.contains(name) || self.builtin.contains(bare) || SYNTAX_FUNCTIONS.contains(&bare)
+    }
+}
+
 /// Most catalog rows loaded (relations × columns); a bigger catalog is truncated and
 /// the rest has unknown provenance.
 const MAX_ROWS: usize = 1_000_000;
@@ -51,7 +175,8 @@ pub struct Relation {
     pub name: String,
     /// Columns by attribute number, in order.
     pub columns: Vec<(i16, String)>,
-    /// For a view: the lineage of its output columns, when its definition parses.
+    /// For a view: the lineage of its output columns, when its definition parses and
+    /// calls no opaque function (see [`Functions::is_opaque`]).
     pub view: Option<Option<Vec<OutputItem>>>,
 }
 
@@ -75,6 +200,10 @@ impl Relation {
 pub struct DbCatalog {
     by_oid: HashMap<u32, Arc<Relation>>,
     by_name: HashMap<String, Vec<Arc<Relation>>>,
+    /// `None` until loaded: then every function call is opaque.
+    functions: Option<Functions>,
+    /// Every function call taken as a built-in ([`DbCatalog::statement_only`]).
+    all_builtin: bool,
 }
 
 impl DbCatalog {
@@ -96,6 +225,27 @@ impl DbCatalog {
             .unwrap_or_default()
     }
 
+    /// Whether a call of `name` may read data the gateway cannot see (every call,
+    /// while the functions are not loaded). See [`Functions::is_opaque`].
+    pub fn function_is_opaque(&self, name: &str) -> bool {
+        !self.all_builtin && self.functions.as_ref().is_none_or(|f| f.is_opaque(name))
+    }
+
+    /// Whether the catalog knows function `name` (false while not loaded).
+    pub fn knows_function(&self, name: &str) -> bool {
+        self.functions.as_ref().is_some_and(|f| f.knows(name))
+    }
+
+    /// A catalog without relations whose function calls are all taken as built-ins:
+    /// the provenance a statement alone gives, as recorded when no masking policy
+    /// planned (not for masking).
+    pub fn statement_only() -> Self {
+        DbCatalog {
+            all_builtin: true,
+            ..Default::default()
+        }
+    }
+
     /// Number of relations.
     pub fn len(&self) -> usize {
         self.by_oid.len()
@@ -106,8 +256,13 @@ impl DbCatalog {
         self.by_oid.is_empty()
     }
 
-    /// Builds a catalog from rows of [`CATALOG_SQL`].
-    fn from_rows(rows: Vec<Vec<Option<String>>>) -> Self {
+    /// Builds a catalog from rows of [`CATALOG_SQL`] and the functions (`None`: not
+    /// loaded).
+    pub(crate) fn from_rows(rows: Vec<Vec<Option<String>>>, functions: Option<Functions>) -> Self {
+        let mut cat = DbCatalog {
+            functions,
+            ..Default::default()
+        };
         let mut rels: Vec<Relation> = Vec::new();
         for row in rows {
             let get = |i: usize| row.get(i).cloned().flatten();
@@ -134,10 +289,9 @@ impl DbCatalog {
             let r = rels.last_mut().expect("pushed");
             r.columns.push((attnum, attname));
             if is_view && r.view.is_none() {
-                r.view = Some(get(6).and_then(|def| portcullis_sql::query_lineage(&def)));
+                r.view = Some(get(6).and_then(|def| cat.view_lineage(&def)));
             }
         }
-        let mut cat = DbCatalog::default();
         for r in rels {
             let r = Arc::new(r);
             cat.by_name
@@ -147,6 +301,19 @@ impl DbCatalog {
             cat.by_oid.insert(r.oid, r);
         }
         cat
+    }
+
+    /// The lineage of a view definition; `None` (unknown) when it does not parse or
+    /// calls an opaque function.
+    fn view_lineage(&self, def: &str) -> Option<Vec<OutputItem>> {
+        let analysis = portcullis_sql::analyze_uncached(def);
+        let [st] = analysis.statements.as_slice() else {
+            return None;
+        };
+        if st.functions.iter().any(|f| self.function_is_opaque(f)) {
+            return None;
+        }
+        portcullis_sql::query_lineage(def)
     }
 }
 
@@ -204,8 +371,10 @@ impl Catalog {
             return;
         }
         let started = Instant::now();
-        match simple_query(upstream, CATALOG_SQL).await {
-            Ok(rows) => self.store(database, rows, Some(target.clone()), started),
+        match load(upstream).await {
+            Ok((rows, functions)) => {
+                self.store(database, rows, functions, Some(target.clone()), started)
+            }
             Err(e) => {
                 tracing::warn!(database, error = %e, "cannot load the catalog for masking")
             }
@@ -219,10 +388,11 @@ impl Catalog {
         &self,
         database: &str,
         rows: Vec<Vec<Option<String>>>,
+        functions: Option<Functions>,
         target: Option<UpstreamTarget>,
         started: Instant,
     ) {
-        let snapshot = Arc::new(DbCatalog::from_rows(rows));
+        let snapshot = Arc::new(DbCatalog::from_rows(rows, functions));
         tracing::debug!(database, relations = snapshot.len(), "catalog loaded");
         if let Ok(mut m) = self.dbs.write() {
             if m.get(database).is_some_and(|e| e.loaded_at > started) {
@@ -302,11 +472,11 @@ impl Catalog {
             let mut up = crate::backend::connect(target, Vec::new())
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            simple_query(&mut up, CATALOG_SQL).await
+            load(&mut up).await
         }
         .await;
         match result {
-            Ok(rows) => self.store(database, rows, None, started),
+            Ok((rows, functions)) => self.store(database, rows, functions, None, started),
             Err(e) => {
                 tracing::warn!(database, error = %e, "cannot reload the catalog for masking")
             }
@@ -316,6 +486,22 @@ impl Catalog {
 
 /// Longest a session's results wait for the catalog reload after its DDL.
 pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reads the relations and the functions. A failure to read the functions is logged
+/// and leaves them unknown (every function call is then opaque).
+async fn load(
+    upstream: &mut Upstream,
+) -> anyhow::Result<(Vec<Vec<Option<String>>>, Option<Functions>)> {
+    let rows = simple_query(upstream, CATALOG_SQL).await?;
+    let functions = match simple_query(upstream, FUNCTIONS_SQL).await {
+        Ok(f) => Some(Functions::from_rows(f)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot load the functions for masking");
+            None
+        }
+    };
+    Ok((rows, functions))
+}
 
 /// Runs one simple query and returns the text values of every row.
 async fn simple_query(
@@ -354,5 +540,107 @@ async fn simple_query(
         if upstream.stream.read_buf(&mut upstream.leftover).await? == 0 {
             anyhow::bail!("upstream closed the connection");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, schema: &str, builtin: bool) -> Vec<Option<String>> {
+        vec![
+            Some(name.into()),
+            Some(schema.into()),
+            Some(if builtin { "t" } else { "f" }.into()),
+        ]
+    }
+
+    fn functions() -> Functions {
+        Functions::from_rows(vec![
+            row("lower", "pg_catalog", true),
+            row("upper", "pg_catalog", true),
+            row("now", "pg_catalog", true),
+            row("query_to_xml", "pg_catalog", true),
+            row("lower", "public", false),
+            row("lookup_ssn", "public", false),
+            row("sneaky", "pg_catalog", false),
+        ])
+    }
+
+    #[test]
+    fn user_defined_and_unknown_functions_are_opaque() {
+        let f = functions();
+        for name in [
+            "upper",
+            "now",
+            "pg_catalog.upper",
+            "coalesce",
+            "current_date",
+        ] {
+            assert!(!f.is_opaque(name), "{name}");
+        }
+        for name in [
+            "lookup_ssn",
+            "public.lookup_ssn",
+            // Shares its name with a user-defined function (overloading, search_path).
+            "lower",
+            "public.lower",
+            // Created after the cluster, even in pg_catalog.
+            "sneaky",
+            "pg_catalog.sneaky",
+            // Not known: created since the last load.
+            "brand_new",
+            "pg_catalog.brand_new",
+            "other.upper",
+            // Runs a query given as text.
+            "query_to_xml",
+            "pg_catalog.query_to_xml",
+        ] {
+            assert!(f.is_opaque(name), "{name}");
+        }
+        assert!(f.knows("lookup_ssn") && f.knows("pg_catalog.upper"));
+        assert!(!f.knows("brand_new"));
+    }
+
+    #[test]
+    fn views_calling_opaque_functions_have_unknown_lineage() {
+        let rel = |oid: &str, name: &str, attnum: &str, col: &str, def: Option<&str>| {
+            vec![
+                Some(oid.into()),
+                Some("public".into()),
+                Some(name.into()),
+                Some(if def.is_some() { "v" } else { "r" }.into()),
+                Some(attnum.into()),
+                Some(col.into()),
+                def.map(str::to_owned),
+                Some("f".into()),
+            ]
+        };
+        let rows = vec![
+            rel("100", "customers", "1", "id", None),
+            rel("100", "customers", "2", "ssn", None),
+            rel(
+                "200",
+                "v_lookup",
+                "1",
+                "s",
+                Some("SELECT lookup_ssn(customers.id) AS s FROM customers"),
+            ),
+            rel(
+                "300",
+                "v_upper",
+                "1",
+                "s",
+                Some("SELECT upper(customers.ssn) AS s FROM customers"),
+            ),
+        ];
+        let cat = DbCatalog::from_rows(rows.clone(), Some(functions()));
+        assert!(matches!(cat.relation(200).unwrap().view, Some(None)));
+        assert!(matches!(cat.relation(300).unwrap().view, Some(Some(_))));
+        // Functions not loaded: every call is opaque.
+        let cat = DbCatalog::from_rows(rows, None);
+        assert!(matches!(cat.relation(300).unwrap().view, Some(None)));
+        assert!(cat.function_is_opaque("upper"));
+        assert!(!DbCatalog::statement_only().function_is_opaque("lookup_ssn"));
     }
 }

@@ -11,13 +11,15 @@
 //!   [`provenance`]).
 //!
 //! Out of scope: `COPY ... TO STDOUT` data (CopyData is not rows; the standard policy
-//! denies COPY TO of sensitive tables in `authorize`), NOTIFY payloads, error
-//! messages that quote values, and timing side channels.
+//! denies COPY TO of sensitive tables, and of queries calling opaque functions, in
+//! `authorize`), NOTIFY payloads, and timing side channels. Errors and notices are
+//! scrubbed (see [`scrub_error`] and [`MaskingFilter::scrub_for_masked`]).
 
 pub mod catalog;
 pub mod functions;
 pub mod provenance;
 mod rewriter;
+pub mod scrub;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -211,8 +213,16 @@ impl ResultFilter for MaskingFilter {
         Some(&self.catalog)
     }
 
-    fn scrub_error(&self, _session: &SessionInfo, error: &ErrorFields) -> Option<ErrorFields> {
+    fn scrub_error(&self, session: &SessionInfo, error: &ErrorFields) -> Option<ErrorFields> {
+        if self.is_masked(session) {
+            return Some(scrub::scrub_for_masked(error, false));
+        }
         scrub_error(error)
+    }
+
+    fn scrub_notice(&self, session: &SessionInfo, notice: &ErrorFields) -> Option<ErrorFields> {
+        self.is_masked(session)
+            .then(|| scrub::scrub_for_masked(notice, true))
     }
 
     fn begin(&self, ctx: &ResultContext<'_>) -> Option<Box<dyn RowRewriter>> {
@@ -261,7 +271,7 @@ pub fn planned_context(ctx: &ResultContext<'_>, plan: &MaskObservation) -> Arc<w
     if let Some(c) = &plan.context {
         return Arc::clone(c);
     }
-    let cat = catalog::DbCatalog::default();
+    let cat = catalog::DbCatalog::statement_only();
     let mut missed = false;
     let columns = provenance::result_columns(ctx.columns, ctx.statement, &cat, &mut missed);
     Arc::new(result_context(ctx, columns))
@@ -298,6 +308,17 @@ pub struct MaskObservation {
 }
 
 impl MaskingFilter {
+    /// Whether `session`'s identity is masked (see [`identity_is_masked`]): its errors
+    /// and notices are scrubbed ([`scrub::scrub_for_masked`]).
+    pub fn is_masked(&self, session: &SessionInfo) -> bool {
+        match &self.policies {
+            MaskPolicies::Fixed(v, _) => identity_is_masked(v, session),
+            MaskPolicies::Live(sets) => {
+                identity_is_masked(sets.current().chain.mask_policies_ref(), session)
+            }
+        }
+    }
+
     /// [`ResultFilter::begin`], also reporting what was planned to `obs`.
     pub fn begin_observed(
         &self,
@@ -427,6 +448,38 @@ impl MaskingFilter {
     }
 }
 
+/// Whether `session`'s identity is masked by `policies`: one of them masks (or
+/// refuses, or fails on) a text column of unknown provenance with no tables for it.
+/// The rule follows the policies' own answer, not a list of names.
+pub fn identity_is_masked(policies: &[Arc<LoadedPolicy>], session: &SessionInfo) -> bool {
+    if policies.is_empty() {
+        return false;
+    }
+    let ctx = wit::ResultContext {
+        identity: crate::policy::request::identity(session),
+        database: session.database.clone(),
+        statement: None,
+        columns: vec![wit::ResultColumn {
+            index: 0,
+            name: "?column?".into(),
+            type_oid: 25,
+            format: wit::ValueFormat::Text,
+            provenance: wit::Provenance::Unknown(Vec::new()),
+        }],
+    };
+    let call = CallContext::of(&session.identity);
+    policies.iter().any(|p| {
+        let planned = match p.remembered_plan(&ctx, &call) {
+            Ok(plan) => Ok(plan),
+            Err(miss) => off_runtime(|| p.plan_masks_after(miss, &ctx, &call)),
+        };
+        match planned {
+            Ok(plan) => plan.refuse.is_some() || !plan.columns.is_empty(),
+            Err(_) => true,
+        }
+    })
+}
+
 /// The gate of a chain with masking policies: before the chain decides, the
 /// statement's `columns` that name view columns are completed with the base columns
 /// they come from (through the catalog), so a policy that lists `customers.email` also
@@ -457,6 +510,25 @@ impl MaskingGate {
     }
 }
 
+/// Adds `opaque:NAME()` to request `columns` for every function the statement calls
+/// whose body the gateway cannot see (see [`catalog::Functions::is_opaque`]): a masking
+/// policy cannot tell what such a call reads, so it treats it as sensitive (pii-mask
+/// denies `COPY ... TO`, copies into tables and exfiltrating functions with one).
+pub fn opaque_calls(
+    columns: &mut Vec<String>,
+    s: &portcullis_sql::StatementSummary,
+    cat: &catalog::DbCatalog,
+) {
+    for f in &s.functions {
+        if cat.function_is_opaque(f) {
+            let e = format!("opaque:{f}()");
+            if !columns.contains(&e) {
+                columns.push(e);
+            }
+        }
+    }
+}
+
 /// The mask policies a [`MaskingFilter`] asks.
 enum MaskPolicies {
     /// A fixed set, with its memo of unmasked results when every one caches its plans.
@@ -480,6 +552,7 @@ impl Gate for MaskingGate {
             c.decide_remembered(&ask, ctx.verdicts, || {
                 let mut req = crate::policy::request::request(ctx);
                 provenance::expand_view_columns(&mut req.statement.columns, &cat);
+                opaque_calls(&mut req.statement.columns, ctx.statement, &cat);
                 req
             })
         })
@@ -494,6 +567,21 @@ impl Gate for MaskingGate {
     }
 
     fn decide_function_call(&self, session: &SessionInfo, function_oid: u32) -> Decision {
+        // A fast-path call's result is not a row: never masked. Denied to masked
+        // identities even where `allow_function_call` lets others make them.
+        let masked = self
+            .chain
+            .with_chain(|c| identity_is_masked(&c.mask_policies(), session));
+        if masked {
+            return Decision::Deny(crate::pipeline::Denial {
+                sqlstate: "42501".into(),
+                message: format!(
+                    "fast-path function calls (FunctionCall of OID {function_oid}) are not allowed for {}: their results are not masked",
+                    session.identity.name
+                ),
+                policy: "portcullis:masking".into(),
+            });
+        }
         self.chain
             .with_chain(|c| c.decide_function_call(session, function_oid))
     }

@@ -6,6 +6,14 @@
 //! `unknown`; with no statement tables to name (FETCH from a cursor the session did
 //! not declare, EXECUTE, a catalog miss) the list is empty, which the standard
 //! masking policy treats as sensitive.
+//!
+//! Functions: a statement that calls a function whose body the gateway cannot see (a
+//! user-defined one in any language, `SECURITY DEFINER` or not, scalar or in `FROM`;
+//! a name shared with one, whatever `search_path`; a name the catalog does not know)
+//! may compute any column from any data, so every column it computes (no table OID in
+//! the RowDescription) is `unknown` with no tables: sensitive. So is a column read
+//! through a view whose definition calls one (its lineage is unknown). Columns
+//! PostgreSQL itself names by table OID keep their provenance.
 
 use portcullis_sql::{Access, OutputItem, RelName, Source, StatementSummary};
 use portcullis_wire::backend::RowDescription;
@@ -24,11 +32,14 @@ pub fn result_columns(
     cat: &DbCatalog,
     missed: &mut bool,
 ) -> Vec<wit::ResultColumn> {
+    let opaque = statement.is_some_and(|s| calls_opaque(s, cat, missed));
     let aligned = statement
+        .filter(|_| !opaque)
         .and_then(|s| s.lineage.output.as_ref())
         .and_then(|items| expand(items, cat))
         .filter(|v| v.len() == fields.fields.len());
     let tables: Vec<wit::TableRef> = statement
+        .filter(|_| !opaque)
         .map(|s| {
             s.tables
                 .iter()
@@ -76,7 +87,8 @@ pub fn result_columns(
                                         },
                                         column: col.to_owned(),
                                     }];
-                                    match resolve(&src, cat) {
+                                    let mut blind = false;
+                                    match resolve(&src, cat, &mut blind) {
                                         Some(v) => wit::Provenance::Derived(v),
                                         None => wit::Provenance::Unknown(Vec::new()),
                                     }
@@ -86,10 +98,14 @@ pub fn result_columns(
                     },
                 }
             } else {
+                let mut blind = false;
                 match aligned.as_ref().map(|a| &a[i]) {
-                    Some(sources) => match resolve(sources, cat) {
+                    Some(sources) => match resolve(sources, cat, &mut blind) {
                         Some(v) if v.is_empty() => wit::Provenance::Constant,
                         Some(v) => wit::Provenance::Derived(v),
+                        // Through a view of unknown lineage the statement's tables
+                        // do not name what was read.
+                        None if blind => wit::Provenance::Unknown(Vec::new()),
                         None => wit::Provenance::Unknown(tables.clone()),
                     },
                     None => wit::Provenance::Unknown(tables.clone()),
@@ -108,6 +124,21 @@ pub fn result_columns(
             }
         })
         .collect()
+}
+
+/// Whether `s` calls a function the gateway cannot see into; `missed` is set when it
+/// calls one the catalog does not know (the caller refreshes it).
+pub fn calls_opaque(s: &StatementSummary, cat: &DbCatalog, missed: &mut bool) -> bool {
+    let mut opaque = false;
+    for f in &s.functions {
+        if cat.function_is_opaque(f) {
+            opaque = true;
+            if !cat.knows_function(f) && !cat.is_empty() {
+                *missed = true;
+            }
+        }
+    }
+    opaque
 }
 
 /// One source list per output column, expanding `*` through the catalog. `None` when
@@ -137,14 +168,26 @@ fn expand(items: &[OutputItem], cat: &DbCatalog) -> Option<Vec<Vec<Source>>> {
     Some(out)
 }
 
-/// Resolves sources to catalog columns, following views. `None`: not established.
-fn resolve(sources: &[Source], cat: &DbCatalog) -> Option<Vec<wit::ColumnSource>> {
-    resolve_at(sources, cat, 0)
+/// Resolves sources to catalog columns, following views. `None`: not established;
+/// then `blind` tells whether it was a view of unknown lineage (or one nested too
+/// deep), whose base relations the statement does not name.
+fn resolve(
+    sources: &[Source],
+    cat: &DbCatalog,
+    blind: &mut bool,
+) -> Option<Vec<wit::ColumnSource>> {
+    resolve_at(sources, cat, 0, blind)
 }
 
 /// [`resolve`] at view depth `depth`.
-fn resolve_at(sources: &[Source], cat: &DbCatalog, depth: usize) -> Option<Vec<wit::ColumnSource>> {
+fn resolve_at(
+    sources: &[Source],
+    cat: &DbCatalog,
+    depth: usize,
+    blind: &mut bool,
+) -> Option<Vec<wit::ColumnSource>> {
     if depth > MAX_VIEW_DEPTH {
+        *blind = true;
         return None;
     }
     let mut out: Vec<wit::ColumnSource> = Vec::new();
@@ -173,10 +216,16 @@ fn resolve_at(sources: &[Source], cat: &DbCatalog, depth: usize) -> Option<Vec<w
                         column: column.clone(),
                     });
                     if let Some(view) = &rel.view {
-                        let items = view.as_ref()?;
-                        let expanded = expand(items, cat)?;
+                        let Some(items) = view.as_ref() else {
+                            *blind = true;
+                            return None;
+                        };
+                        let Some(expanded) = expand(items, cat) else {
+                            *blind = true;
+                            return None;
+                        };
                         let inner = expanded.get(pos)?;
-                        out.extend(resolve_at(inner, cat, depth + 1)?);
+                        out.extend(resolve_at(inner, cat, depth + 1, blind)?);
                     }
                 }
             }
@@ -197,7 +246,7 @@ fn resolve_at(sources: &[Source], cat: &DbCatalog, depth: usize) -> Option<Vec<w
                             column: c.clone(),
                         })
                         .collect();
-                    out.extend(resolve_at(&cols, cat, depth + 1)?);
+                    out.extend(resolve_at(&cols, cat, depth + 1, blind)?);
                 }
             }
         }
@@ -212,7 +261,8 @@ fn resolve_at(sources: &[Source], cat: &DbCatalog, depth: usize) -> Option<Vec<w
 }
 
 /// Completes request `columns` entries (`[prefix:]table.column`, `table.*`) that name
-/// a view's columns with the columns they come from, with the same prefix.
+/// a view's columns with the columns they come from, with the same prefix, and adds
+/// `opaque:schema.view` for a view whose lineage is unknown.
 pub fn expand_view_columns(columns: &mut Vec<String>, cat: &DbCatalog) {
     let mut extra: Vec<String> = Vec::new();
     for entry in columns.iter() {
@@ -241,9 +291,20 @@ pub fn expand_view_columns(columns: &mut Vec<String>, cat: &DbCatalog) {
                 column: column.to_owned(),
             }
         };
-        // Unknown view lineage: every column of the view's base relations is not known,
-        // so name the view's columns as a whole (a policy may treat it as sensitive).
-        let resolved = resolve(&[src], cat).unwrap_or_default();
+        // Unknown view lineage (a definition that does not parse or calls an opaque
+        // function): what the view reads is not known, which `opaque:schema.view`
+        // says (a masking policy treats it as sensitive).
+        let mut blind = false;
+        let resolved = resolve(&[src], cat, &mut blind);
+        if blind {
+            for r in cat.named(schema, table).iter().filter(|r| r.view.is_some()) {
+                let e = format!("opaque:{}.{}", r.schema, r.name);
+                if !columns.contains(&e) && !extra.contains(&e) {
+                    extra.push(e);
+                }
+            }
+        }
+        let resolved = resolved.unwrap_or_default();
         for c in resolved {
             let n = format!("{}.{}.{}", c.schema, c.table, c.column);
             let e = match prefix {
@@ -256,4 +317,91 @@ pub fn expand_view_columns(columns: &mut Vec<String>, cat: &DbCatalog) {
         }
     }
     columns.extend(extra);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::masking::catalog::Functions;
+    use portcullis_wire::backend::FieldDescription;
+
+    fn catalog() -> DbCatalog {
+        let col = |attnum: &str, name: &str| {
+            vec![
+                Some("100".into()),
+                Some("public".into()),
+                Some("customers".into()),
+                Some("r".into()),
+                Some(attnum.into()),
+                Some(name.into()),
+                None,
+                Some("f".into()),
+            ]
+        };
+        let f = |name: &str, builtin: bool| {
+            vec![
+                Some(name.into()),
+                Some(if builtin { "pg_catalog" } else { "public" }.into()),
+                Some(if builtin { "t" } else { "f" }.into()),
+            ]
+        };
+        DbCatalog::from_rows(
+            vec![col("1", "id"), col("2", "name"), col("3", "ssn")],
+            Some(Functions::from_rows(vec![
+                f("upper", true),
+                f("lookup_ssn", false),
+            ])),
+        )
+    }
+
+    fn computed(names: &[&str], table_column: Option<usize>) -> RowDescription {
+        RowDescription {
+            fields: names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| FieldDescription {
+                    name: (*n).into(),
+                    table_oid: if table_column == Some(i) { 100 } else { 0 },
+                    column_attr: if table_column == Some(i) { 2 } else { 0 },
+                    type_oid: 25,
+                    type_len: -1,
+                    type_mod: -1,
+                    format: 0,
+                })
+                .collect(),
+        }
+    }
+
+    fn provenance(sql: &str, fields: &RowDescription) -> Vec<wit::Provenance> {
+        let a = portcullis_sql::analyze_uncached(sql);
+        let mut missed = false;
+        result_columns(fields, a.statements.first(), &catalog(), &mut missed)
+            .into_iter()
+            .map(|c| c.provenance)
+            .collect()
+    }
+
+    #[test]
+    fn a_statement_calling_a_user_defined_function_computes_unknown_columns() {
+        let p = provenance(
+            "SELECT name, lookup_ssn(id::int), upper(name) FROM customers",
+            &computed(&["name", "lookup_ssn", "upper"], Some(0)),
+        );
+        assert!(matches!(&p[0], wit::Provenance::Direct(c) if c.column == "name"));
+        assert!(matches!(&p[1], wit::Provenance::Unknown(t) if t.is_empty()));
+        assert!(matches!(&p[2], wit::Provenance::Unknown(t) if t.is_empty()));
+        // Hidden in a subquery or called with constants only: still unknown.
+        let p = provenance(
+            "SELECT x FROM (SELECT lookup_ssn(1) AS x) s",
+            &computed(&["x"], None),
+        );
+        assert!(matches!(&p[0], wit::Provenance::Unknown(t) if t.is_empty()));
+        // Built-ins keep their lineage.
+        let p = provenance(
+            "SELECT upper(name), 'k' FROM customers",
+            &computed(&["upper", "?column?"], None),
+        );
+        assert!(matches!(&p[0], wit::Provenance::Derived(v) if v[0].column == "name"));
+        assert!(matches!(&p[1], wit::Provenance::Constant));
+    }
 }

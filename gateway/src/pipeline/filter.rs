@@ -124,6 +124,16 @@ pub trait ResultFilter: Send + Sync {
         None
     }
 
+    /// Called for every NoticeResponse the server sends: `Some` replaces it. A masking
+    /// filter withholds the notices of masked identities (`RAISE NOTICE '%', ssn`).
+    fn scrub_notice(
+        &self,
+        _session: &SessionInfo,
+        _notice: &portcullis_wire::backend::ErrorFields,
+    ) -> Option<portcullis_wire::backend::ErrorFields> {
+        None
+    }
+
     /// The catalog cache the filter needs loaded for each session's database before
     /// the session starts (masking resolves table OIDs through it).
     fn catalog(&self) -> Option<&Arc<crate::masking::Catalog>> {

@@ -128,6 +128,14 @@ impl<O: PlanObserver> ResultFilter for ObservingFilter<O> {
         self.inner.scrub_error(session, error)
     }
 
+    fn scrub_notice(
+        &self,
+        session: &SessionInfo,
+        notice: &portcullis_wire::backend::ErrorFields,
+    ) -> Option<portcullis_wire::backend::ErrorFields> {
+        self.inner.scrub_notice(session, notice)
+    }
+
     fn catalog(&self) -> Option<&Arc<crate::masking::Catalog>> {
         self.inner.catalog()
     }

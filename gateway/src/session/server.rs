@@ -210,6 +210,15 @@ impl Relay {
                     }
                 }
             }
+            tag::NOTICE_RESPONSE if self.track_results => {
+                let fields =
+                    ErrorFields::decode(frame.tag(), frame.body()).map_err(RelayError::Server)?;
+                if let Some(scrubbed) = self.deps.filter.scrub_notice(&self.session, &fields) {
+                    // Asynchronous: forwarded even while the rest is discarded.
+                    scrubbed.encode_notice(out);
+                    return Ok(false);
+                }
+            }
             tag::READY_FOR_QUERY => {
                 self.transaction =
                     TransactionStatus::decode(frame.body()).map_err(RelayError::Server)?;

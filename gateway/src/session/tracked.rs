@@ -33,6 +33,8 @@ use super::Relay;
 pub(super) struct CursorQuery {
     output: Option<Vec<OutputItem>>,
     tables: Vec<TableRef>,
+    /// The functions the query calls (an opaque one makes its rows unknown).
+    functions: Vec<String>,
 }
 
 impl Relay {
@@ -58,6 +60,7 @@ impl Relay {
                     CursorQuery {
                         output: output.clone(),
                         tables: s.tables.clone(),
+                        functions: s.functions.clone(),
                     },
                 );
             }
@@ -94,6 +97,7 @@ impl Relay {
         let mut out = s.clone();
         out.lineage.output = q.output.clone();
         out.tables = q.tables.clone();
+        out.functions = q.functions.clone();
         Some(out)
     }
 

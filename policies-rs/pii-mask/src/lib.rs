@@ -9,6 +9,10 @@
 //! guesses), `COPY ... TO` of a sensitive table, and statements copying
 //! sensitive columns into other tables, and DDL on tables holding sensitive columns
 //! (a renamed column or a table moved to another schema would escape the settings).
+//! A request `columns` entry `opaque:NAME` (a call of a function whose body the gateway
+//! cannot see, `opaque:f()`, or a view calling one, `opaque:s.v`) counts as a
+//! sensitive read for COPY TO, for the exfiltrating functions and for copies into
+//! tables.
 //! It implements the `authorize` and `mask` hooks.
 //!
 //! The masks themselves run natively in the gateway (a plan per result set); only
@@ -44,7 +48,15 @@
 //! deny_functions_on_sensitive = ["set_config", "pg_notify", ...]  # default: functions
 //!                                   # that store or send a value elsewhere, denied in
 //!                                   # statements reading a sensitive column
+//! deny_code_definitions = true      # default true: CREATE / ALTER of functions,
+//!                                   # procedures, aggregates, operators, casts,
+//!                                   # triggers, rules, extensions, languages,
+//!                                   # transforms (code that could read masked
+//!                                   # columns unseen)
 //! deny_unparsed = true              # default true: DO blocks, unknown syntax
+//!                                   # (a DO block could RAISE a value; the gateway
+//!                                   # also withholds the messages of every error
+//!                                   # and notice a masked identity gets)
 //! deny_copies_into_tables = true    # default true: INSERT ... SELECT, CREATE TABLE AS,
 //!                                   # SELECT INTO, CREATE VIEW, UPDATE ... SET whose
 //!                                   # values come from a sensitive column (MERGE: any
@@ -77,7 +89,8 @@
 //!   safe on a computed value: `partial(last 4)` of `substr(ssn, 1, 3)` would show all
 //!   of it);
 //! - `unknown(tables)`: `derived_mask` if any table holds a sensitive column, or if
-//!   the gateway could name no table (fail closed);
+//!   the gateway could name no table (fail closed; it names none for a statement
+//!   calling a user-defined function, or reading a view that calls one);
 //! - `constant`: never masked.
 
 mod detect;
@@ -254,6 +267,46 @@ impl PiiMask {
     }
 }
 
+/// The words naming code the gateway cannot see into, after `CREATE [OR REPLACE]` or
+/// `ALTER` (`CONSTRAINT`/`EVENT` triggers, `TRUSTED`/`PROCEDURAL` languages skipped).
+const CODE_OBJECTS: &[&str] = &[
+    "function",
+    "procedure",
+    "routine",
+    "aggregate",
+    "operator",
+    "cast",
+    "trigger",
+    "rule",
+    "extension",
+    "language",
+    "transform",
+];
+
+/// `Some("CREATE FUNCTION")` (and the like) when the statement defines or changes code.
+fn defines_code(fingerprint: &str) -> Option<String> {
+    let lower = fingerprint.to_ascii_lowercase();
+    let mut words = lower.split_whitespace().peekable();
+    let verb = words.next()?;
+    if verb != "create" && verb != "alter" {
+        return None;
+    }
+    let mut object = words.next()?;
+    if object == "or" {
+        words.next(); // replace
+        object = words.next()?;
+    }
+    if matches!(object, "constraint" | "event" | "trusted" | "procedural") {
+        object = words.next()?;
+    }
+    if matches!(object, "trusted" | "procedural") {
+        object = words.next()?;
+    }
+    CODE_OBJECTS
+        .contains(&object)
+        .then(|| format!("{} {}", verb.to_uppercase(), object.to_uppercase()))
+}
+
 /// What a `custom` column of the plan is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Custom {
@@ -351,6 +404,14 @@ impl Policy for PiiMask {
                 req.identity.user
             ));
         }
+        if s.deny_code_definitions
+            && let Some(what) = defines_code(&st.fingerprint)
+        {
+            return Decision::deny(format!(
+                "{what} is not allowed for {}: the gateway cannot see what such code reads, and it sees masked values",
+                req.identity.user
+            ));
+        }
         if let Some(t) = st.tables.iter().find(|t| {
             t.access == portcullis_sdk::Access::Ddl
                 && (t.name == "*" || self.table_is_sensitive(t.schema.as_deref(), &t.name))
@@ -401,6 +462,9 @@ impl Policy for PiiMask {
                 .find(|c| self.entry_is_sensitive(c))
         };
         let sensitive_written = || self.sensitive_entry(st, "written:");
+        // A function whose body the gateway cannot see (or a view calling one): what
+        // it reads is unknown, so it counts as sensitive.
+        let opaque = st.columns.iter().find_map(|c| c.strip_prefix("opaque:"));
         if s.deny_copy_out
             && st.kind == StatementKind::Copy
             && st.copy.as_ref().is_some_and(|c| c.to)
@@ -422,6 +486,12 @@ impl Policy for PiiMask {
                     req.identity.user
                 ));
             }
+            if let Some(f) = opaque {
+                return Decision::deny(format!(
+                    "COPY of a query reading {f} is not allowed for {}: rows are not masked in COPY and the gateway cannot see what it reads",
+                    req.identity.user
+                ));
+            }
             if st.fingerprint.starts_with("copy (") && st.columns.iter().any(|c| c.ends_with(".*"))
             {
                 return Decision::deny(format!(
@@ -439,6 +509,7 @@ impl Policy for PiiMask {
                 .iter()
                 .map(|c| c.split_once(':').map_or(c.as_str(), |(_, n)| n))
                 .find(|c| self.entry_is_sensitive(c))
+                .or(opaque)
         {
             return Decision::deny(format!(
                 "{f}() in a statement reading {c} is not allowed for {}: it could carry a masked value elsewhere",
@@ -447,7 +518,17 @@ impl Policy for PiiMask {
         }
         let copied = match st.kind {
             // MERGE's data flow is not analysed: any sensitive column read counts.
-            StatementKind::Merge => sensitive_read().map(String::as_str),
+            StatementKind::Merge => sensitive_read().map(String::as_str).or(opaque),
+            // An opaque call's value may be anything; in a statement storing data it
+            // counts as copied.
+            StatementKind::Insert
+            | StatementKind::Update
+            | StatementKind::CreateTable
+            | StatementKind::CreateView
+            | StatementKind::CreateOther => sensitive_written().or(opaque),
+            StatementKind::Select if st.fingerprint.contains(" into ") => {
+                sensitive_written().or(opaque)
+            }
             _ => sensitive_written(),
         };
         if s.deny_copies_into_tables

@@ -47,6 +47,11 @@ pub struct Settings {
     /// Value patterns to detect in text columns nobody listed (`email`, `card`,
     /// `ssn`).
     pub detect_values: Vec<String>,
+    /// Deny masked identities statements that define or change code the gateway
+    /// cannot see into (functions, procedures, aggregates, operators, casts,
+    /// triggers, rules, extensions, languages, transforms): such code could read
+    /// masked columns unseen, store them elsewhere or raise them.
+    pub deny_code_definitions: bool,
 }
 
 impl Default for Settings {
@@ -86,6 +91,7 @@ impl Default for Settings {
             .to_vec(),
             deny_unparsed: true,
             detect_values: Vec::new(),
+            deny_code_definitions: true,
         }
     }
 }

@@ -312,3 +312,69 @@ fn custom_masks_keep_initials_and_specs_parse() {
     assert!(MaskSpec::parse("round(-1)").is_err());
     assert!(TestHost::<PiiMask>::with_json(r#"{"derived_mask": "email"}"#).is_err());
 }
+
+#[test]
+fn opaque_calls_count_as_sensitive_reads_and_code_definitions_are_denied() {
+    let h = host();
+    // COPY of a query calling a user-defined function (or reading a view calling one).
+    for entry in ["opaque:lookup_ssn()", "opaque:public.v_lookup"] {
+        let copy = RequestBuilder::new("alice")
+            .kind(StatementKind::Copy)
+            .column("customers.id")
+            .column(entry)
+            .copy(true, CopyTarget::Client);
+        assert!(h.authorize(&copy.clone().build()).is_deny(), "{entry}");
+        assert!(
+            h.authorize(&copy.user("bob").groups(["pii-readers"]).build())
+                .is_allow()
+        );
+    }
+    // Stored elsewhere or sent away.
+    let insert = RequestBuilder::new("alice")
+        .kind(StatementKind::Insert)
+        .column("opaque:lookup_ssn()");
+    assert!(h.authorize(&insert.build()).is_deny());
+    let select_into = RequestBuilder::new("alice")
+        .kind(StatementKind::Select)
+        .fingerprint("select lookup_ssn(?) into t2")
+        .column("opaque:lookup_ssn()");
+    assert!(h.authorize(&select_into.build()).is_deny());
+    let notify = RequestBuilder::new("alice")
+        .kind(StatementKind::Select)
+        .function("pg_notify")
+        .column("opaque:lookup_ssn()");
+    assert!(h.authorize(&notify.build()).is_deny());
+    // Reading one is allowed: its result is masked (unknown provenance).
+    let read = RequestBuilder::new("alice")
+        .kind(StatementKind::Select)
+        .fingerprint("select lookup_ssn(?)")
+        .column("opaque:lookup_ssn()");
+    assert!(h.authorize(&read.build()).is_allow());
+    for (fp, denied) in [
+        ("create function f() returns text language sql as ?", true),
+        ("create or replace function f() returns text", true),
+        (
+            "CREATE OR REPLACE PROCEDURE p() language plpgsql as ?",
+            true,
+        ),
+        ("create operator !!! (rightarg = int, function = f)", true),
+        ("create cast (int as text) with function f(int)", true),
+        ("create constraint trigger t after insert on x", true),
+        ("create event trigger e on ddl_command_start", true),
+        ("create trusted procedural language plx", true),
+        ("create extension dblink", true),
+        ("alter function f() security definer", true),
+        ("create table t (a int)", false),
+        ("create view v as select ?", false),
+        ("alter table orders add column x int", false),
+    ] {
+        let req = RequestBuilder::new("alice")
+            .kind(StatementKind::CreateOther)
+            .fingerprint(fp);
+        assert_eq!(h.authorize(&req.clone().build()).is_deny(), denied, "{fp}");
+        assert!(
+            h.authorize(&req.user("bob").groups(["pii-readers"]).build())
+                .is_allow()
+        );
+    }
+}
