@@ -388,7 +388,7 @@ impl LoadedPolicy {
         }
         let started = Instant::now();
         let (columns, cells) = (batch.columns, batch.lengths.len());
-        let result = self.pool.call(
+        let result = self.pool.call_checked(
             call,
             |p, store| p.call_mask_cells(store, ctx, batch),
             |r: &Result<wit::CellBatch, String>| super::packed::check_cells(r, columns, cells),

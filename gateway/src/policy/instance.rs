@@ -106,19 +106,13 @@ impl std::fmt::Display for CallFailure {
     }
 }
 
-/// Why a policy's result was not accepted (see [`InstancePool::call`]'s `check`).
+/// Why a policy's result was not accepted (see [`InstancePool::call_checked`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejected {
     /// It broke a size cap.
     Oversized(String),
     /// It broke the contract's shape rules.
     Invalid(String),
-}
-
-impl From<String> for Rejected {
-    fn from(why: String) -> Self {
-        Rejected::Oversized(why)
-    }
 }
 
 impl Rejected {
@@ -303,14 +297,24 @@ impl InstancePool {
 
     /// Calls the policy: `call` runs the export, with `context` answering the
     /// `context` import; `check` validates the result (an `Err` from it is an
-    /// [`FailureKind::Oversized`] failure, or [`FailureKind::Invalid`] for
-    /// [`Rejected::Invalid`]). Any failure discards the instance and is counted in
-    /// `portcullis_policy_traps_total`.
-    pub fn call<R, E: Into<Rejected>>(
+    /// [`FailureKind::Oversized`] failure). Any failure discards the instance and is
+    /// counted in `portcullis_policy_traps_total`.
+    pub fn call<R>(
         &self,
         context: &CallContext,
         call: impl FnOnce(&PolicyExports, &mut Store<HostState>) -> wasmtime::Result<R>,
-        check: impl FnOnce(&R) -> Result<(), E>,
+        check: impl FnOnce(&R) -> Result<(), String>,
+    ) -> Result<R, CallFailure> {
+        self.call_checked(context, call, |r| check(r).map_err(Rejected::Oversized))
+    }
+
+    /// [`InstancePool::call`] with a `check` that tells an oversized result from one
+    /// that breaks the contract's shape rules ([`FailureKind::Invalid`]).
+    pub fn call_checked<R>(
+        &self,
+        context: &CallContext,
+        call: impl FnOnce(&PolicyExports, &mut Store<HostState>) -> wasmtime::Result<R>,
+        check: impl FnOnce(&R) -> Result<(), Rejected>,
     ) -> Result<R, CallFailure> {
         let result = self.call_inner(context, call, check);
         if let Err(f) = &result {
@@ -324,11 +328,11 @@ impl InstancePool {
         result
     }
 
-    fn call_inner<R, E: Into<Rejected>>(
+    fn call_inner<R>(
         &self,
         context: &CallContext,
         call: impl FnOnce(&PolicyExports, &mut Store<HostState>) -> wasmtime::Result<R>,
-        check: impl FnOnce(&R) -> Result<(), E>,
+        check: impl FnOnce(&R) -> Result<(), Rejected>,
     ) -> Result<R, CallFailure> {
         let popped = self.idle.lock().ok().and_then(|mut v| v.pop());
         let mut warm = match popped {
@@ -344,7 +348,7 @@ impl InstancePool {
             Err(e) => return Err(self.failure(&warm.store, &e, self.limits.deadline_ms)),
         };
         if let Err(why) = check(&value) {
-            return Err(why.into().into_failure());
+            return Err(why.into_failure());
         }
         warm.calls += 1;
         if warm.calls < self.limits.max_calls_per_instance {
