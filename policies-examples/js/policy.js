@@ -15,8 +15,8 @@
 
 import log from 'log'; // the world-level import is a default import
 import {
-  SettingsError, actingForGroups, allow, deny, inAnyGroup, isAgent, parseSettings,
-  requireApproval, route, stringList,
+  SettingsError, actingForGroups, allow, deny, inAnyGroup, isAgent, maskCellsViaRows,
+  parseSettings, requireApproval, route, stringList,
 } from './portcullis-policy.js'; // staged beside this file by build.mjs
 
 const SECRET_TABLE = 'secrets';
@@ -109,6 +109,11 @@ export function planMasks(ctx) {
     }
   }
   return { columns, refuse: undefined };
+}
+
+// Contract 0.3.0's packed batch, answered through maskRows.
+export function maskCells(ctx, batch) {
+  return maskCellsViaRows(maskRows, ctx, batch);
 }
 
 export function maskRows(_ctx, rows) {

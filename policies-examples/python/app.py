@@ -20,8 +20,8 @@ import wit_world
 from componentize_py_types import Err
 
 from portcullis_policy import (
-    SettingsError, acting_for_groups, allow, deny, in_any_group, is_agent, log_info,
-    parse_settings, require_approval, route, string_list, t,
+    MaskCellsFromRows, SettingsError, acting_for_groups, allow, deny, in_any_group, is_agent,
+    log_info, parse_settings, require_approval, route, string_list, t,
 )
 
 SECRET_TABLE = "secrets"
@@ -50,7 +50,8 @@ class Settings:
 _settings = Settings("{}")
 
 
-class WitWorld(wit_world.WitWorld):
+# MaskCellsFromRows: contract 0.3.0's packed `mask_cells`, answered through mask_rows.
+class WitWorld(MaskCellsFromRows, wit_world.WitWorld):
     def metadata(self) -> t.Metadata:
         return t.Metadata(name="shop-rules", version="0.1.0",
                           hooks=[t.Hook.AUTHORIZE, t.Hook.MASK, t.Hook.APPROVE])

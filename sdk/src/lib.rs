@@ -117,7 +117,8 @@
 //!   `Settings::default()`), calls `configure`, and keeps the returned value for the
 //!   hooks. A failed `configure` rejects the policy at load time; a later configure
 //!   replaces the value.
-//! - Each hook (`authorize`, `plan_masks` + `mask_rows`, `approve`) has a default; list
+//! - Each hook (`authorize`, `plan_masks` + `mask_cells` / `mask_rows`, `approve`) has
+//!   a default; list
 //!   the hooks you implement in [`export_policy!`] — the gateway calls only those.
 //! - A hook that runs before a successful `configure` fails closed (deny / refuse /
 //!   error / auto-reject).
@@ -128,6 +129,7 @@
 
 #![warn(missing_docs)]
 
+mod cells;
 mod convert;
 pub mod log;
 mod runtime;
@@ -137,6 +139,7 @@ mod types;
 /// serde, re-exported for `#[derive(Deserialize)]` on settings without a direct
 /// dependency: `#[derive(portcullis_sdk::serde::Deserialize)]
 /// #[serde(crate = "portcullis_sdk::serde")]`.
+pub use cells::{CellBatch, CellMask, CellWriter, Cells};
 pub use serde;
 pub use types::*;
 
@@ -207,6 +210,59 @@ pub trait Policy: Sized + 'static {
     fn mask_rows(&self, ctx: &ResultContext, rows: Vec<Row>) -> Result<Vec<Row>, String> {
         let _ = (ctx, rows);
         Err("mask_rows is not implemented by this policy".to_string())
+    }
+
+    /// Masks a packed batch of the [`MaskFunction::Custom`] cells of the plan (hook
+    /// `mask`; the contract's `mask-cells`, since 0.3.0, which the gateway calls
+    /// instead of `mask-rows`): write one value per cell of `cells` into `out`, in
+    /// order. The batch is one string and one list of lengths, so nothing is
+    /// allocated per cell; [`Cells::mask_each`] is the usual way to write it:
+    ///
+    /// ```
+    /// # use portcullis_sdk::*;
+    /// # struct Initials;
+    /// # impl Policy for Initials {
+    /// #     type Settings = NoSettings;
+    /// #     fn configure(_: NoSettings) -> Result<Self, String> { Ok(Initials) }
+    /// fn mask_cells(&self, _ctx: &ResultContext, cells: &Cells, out: &mut CellWriter) -> Result<(), String> {
+    ///     cells.mask_each(out, |_column, value, buf| {
+    ///         for word in value.split_whitespace() {
+    ///             if !buf.is_empty() {
+    ///                 buf.push(' ');
+    ///             }
+    ///             buf.extend(word.chars().next());
+    ///             buf.push('.');
+    ///         }
+    ///         Ok(CellMask::Value)
+    ///     })
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// Default: unpacks the batch into rows, calls [`Policy::mask_rows`] and packs its
+    /// answer, so a policy that implements only `mask_rows` keeps working unchanged
+    /// (at the cost of a string per cell inside the component). Computing what the
+    /// columns need once per call (from `ctx`), not once per cell, keeps it fast.
+    fn mask_cells(
+        &self,
+        ctx: &ResultContext,
+        cells: &Cells,
+        out: &mut CellWriter,
+    ) -> Result<(), String> {
+        let rows = self.mask_rows(ctx, cells.to_rows())?;
+        out.push_rows(&rows);
+        Ok(())
+    }
+
+    /// The `mask-cells` export as it crosses the boundary: the gateway's batch,
+    /// unchecked, and the answer, which the gateway checks strictly (same `columns`,
+    /// one length per cell, lengths in bounds adding up to the data, UTF-8 cells) and
+    /// refuses the result otherwise. Default: checks the batch, runs
+    /// [`Policy::mask_cells`] and packs its answer. Override only to work on the raw
+    /// buffers (or, in tests, to send the gateway a malformed answer).
+    fn mask_batch(&self, ctx: &ResultContext, batch: CellBatch) -> Result<CellBatch, String> {
+        let cells = batch.into_cells()?;
+        Ok(cells::mask_checked(self, ctx, &cells)?.into())
     }
 
     /// Routes an approval request (hook `approve`). Default: wait for the approvers

@@ -6,8 +6,8 @@
 use std::cell::RefCell;
 
 use crate::{
-    ApprovalRequest, ApprovalRoute, Decision, Hook, MaskPlan, Metadata, Policy, Request,
-    ResultContext, Row,
+    ApprovalRequest, ApprovalRoute, CellBatch, Cells, Decision, Hook, MaskPlan, Metadata, Policy,
+    Request, ResultContext, Row,
 };
 
 /// What every hook answers when `configure` has not succeeded on this instance.
@@ -106,6 +106,50 @@ pub fn mask_rows<P: Policy>(
     }
 }
 
+/// The `mask-cells` hook on a checked batch; fails when unconfigured.
+pub fn mask_cells<P: Policy>(
+    slot: &RefCell<Option<P>>,
+    ctx: &ResultContext,
+    cells: &Cells,
+) -> Result<Cells, String> {
+    match &*slot.borrow() {
+        Some(p) => crate::cells::mask_checked(p, ctx, cells),
+        None => Err(NOT_CONFIGURED.to_string()),
+    }
+}
+
+/// The `mask-cells` hook on a batch as it crosses the boundary ([`Policy::mask_batch`]);
+/// fails when unconfigured.
+pub fn mask_batch<P: Policy>(
+    slot: &RefCell<Option<P>>,
+    ctx: &ResultContext,
+    batch: CellBatch,
+) -> Result<CellBatch, String> {
+    match &*slot.borrow() {
+        Some(p) => p.mask_batch(ctx, batch),
+        None => Err(NOT_CONFIGURED.to_string()),
+    }
+}
+
+/// The `mask-cells` export.
+pub fn mask_cells_export<P: Policy>(
+    slot: &RefCell<Option<P>>,
+    ctx: &ResultContext,
+    batch: crate::__bindings::CellBatch,
+) -> Result<crate::__bindings::CellBatch, String> {
+    let batch = CellBatch {
+        columns: batch.columns,
+        data: batch.data,
+        lengths: batch.lengths,
+    };
+    let b = mask_batch(slot, ctx, batch)?;
+    Ok(crate::__bindings::CellBatch {
+        columns: b.columns,
+        data: b.data,
+        lengths: b.lengths,
+    })
+}
+
 /// The `approve-hook` export; rejects when unconfigured.
 pub fn approve<P: Policy>(slot: &RefCell<Option<P>>, req: &ApprovalRequest) -> ApprovalRoute {
     match &*slot.borrow() {
@@ -187,6 +231,15 @@ macro_rules! __portcullis_wasm_exports {
             ) -> ::core::result::Result<::std::vec::Vec<$crate::Row>, ::std::string::String> {
                 let ctx: $crate::ResultContext = ctx.into();
                 __PORTCULLIS_INSTANCE.with(|s| $crate::__private::mask_rows::<$policy>(s, &ctx, rows))
+            }
+
+            fn mask_cells(
+                ctx: $crate::__bindings::ResultContext,
+                batch: $crate::__bindings::CellBatch,
+            ) -> ::core::result::Result<$crate::__bindings::CellBatch, ::std::string::String> {
+                let ctx: $crate::ResultContext = ctx.into();
+                __PORTCULLIS_INSTANCE
+                    .with(|s| $crate::__private::mask_cells_export::<$policy>(s, &ctx, batch))
             }
 
             fn approve_hook(

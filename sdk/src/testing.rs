@@ -109,6 +109,17 @@ impl<P: Policy> TestHost<P> {
         rt::mask_rows(&self.slot, ctx, rows)
     }
 
+    /// The `mask-cells` hook (what the component runs for a packed batch, with the
+    /// count check of its export).
+    pub fn mask_cells(&self, ctx: &ResultContext, cells: &Cells) -> Result<Cells, String> {
+        rt::mask_cells(&self.slot, ctx, cells)
+    }
+
+    /// The `mask-cells` export on a batch as it crosses the boundary.
+    pub fn mask_batch(&self, ctx: &ResultContext, batch: CellBatch) -> Result<CellBatch, String> {
+        rt::mask_batch(&self.slot, ctx, batch)
+    }
+
     /// The `approve-hook` hook.
     pub fn approve(&self, req: &ApprovalRequest) -> ApprovalRoute {
         rt::approve(&self.slot, req)

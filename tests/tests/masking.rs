@@ -1334,4 +1334,193 @@ async fn a_remembered_unmasked_result_is_forgotten_when_its_view_changes() {
     drop(alice);
     bob.batch_execute("DROP VIEW memo_v").await.unwrap();
     assert_no_leak(&tap.bytes(), &needles, "redefined view");
+
+// ---------------------------------------------------------------------------
+// Custom masks through the packed batch (contract 0.3.0 `mask-cells`), and through
+// `mask-rows` for a component built against 0.2.0.
+// ---------------------------------------------------------------------------
+
+/// Rows of a table with NULLs, empty strings and multi-byte UTF-8, more than one batch
+/// long, its `name` masked by pii-mask's `custom` (initials) and `email` natively.
+#[tokio::test]
+async fn packed_custom_masks_keep_nulls_empty_strings_and_utf8_across_batches() {
+    let env = env().await;
+    let table = portcullis_tests::unique("people").replace('-', "_");
+    env.admin_sql(
+        "demo",
+        &format!(
+            "CREATE TABLE {table} (id int PRIMARY KEY, name text, email text, note text);
+             INSERT INTO {table} VALUES
+               (1, 'Łukasz Żółw', 'l@example.com', 'a'),
+               (2, '', NULL, ''),
+               (3, NULL, 'x@example.org', NULL),
+               (4, '  Ada   Lovelace ', 'ada@example.net', 'ünïcödé');
+             INSERT INTO {table} SELECT i, 'Name ' || i, 'u' || i || '@example.com', 'n' || i
+               FROM generate_series(5, 2600) i"
+        ),
+    );
+    let mut policy = PolicyConfig::new("pii-mask", policies_dir().join("pii-mask.wasm"));
+    let mut cols = toml::Table::new();
+    cols.insert(format!("{table}.name"), "custom".into());
+    cols.insert(format!("{table}.email"), "email".into());
+    policy
+        .settings
+        .insert("columns".into(), toml::Value::Table(cols));
+    policy.settings.insert(
+        "exempt_groups".into(),
+        toml::Value::Array(vec!["pii-readers".into()]),
+    );
+    let gw = env
+        .start_gateway(GatewayOptions {
+            policies: vec![policy],
+            ..GatewayOptions::default()
+        })
+        .await
+        .unwrap();
+    let alice = gw.connect("alice", "demo").await.unwrap();
+    let sql = format!("SELECT id, name, email, note FROM {table} ORDER BY id");
+    let s = |v: &str| Some(v.to_owned());
+    let first = vec![
+        vec![s("1"), s("Ł. Ż."), s("****@example.com"), s("a")],
+        vec![s("2"), s(""), None, s("")],
+        vec![s("3"), None, s("****@example.org"), None],
+        vec![s("4"), s("A. L."), s("****@example.net"), s("ünïcödé")],
+    ];
+    let rows = simple_rows(&alice, &sql).await.unwrap();
+    assert_eq!(rows.len(), 2600);
+    assert_eq!(rows[..4], first[..]);
+    for (i, row) in rows.iter().enumerate().skip(4) {
+        let id = i + 1;
+        assert_eq!(row[0], Some(id.to_string()));
+        assert_eq!(row[1], Some(format!("N. {}.", &id.to_string()[..1])));
+        assert_eq!(row[2], Some("****@example.com".to_owned()));
+        assert_eq!(row[3], Some(format!("n{id}")));
+    }
+    assert_eq!(rows[2599][1], s("N. 2."));
+    // Binary format (extended protocol): the same values.
+    let binary = alice.query(sql.as_str(), &[]).await.unwrap();
+    assert_eq!(binary.len(), 2600);
+    for (row, text) in binary.iter().zip(&rows) {
+        assert_eq!(row.get::<_, i32>(0).to_string(), text[0].clone().unwrap());
+        for c in 1..4 {
+            assert_eq!(row.get::<_, Option<String>>(c), text[c], "column {c}");
+        }
+    }
+    // bob (pii-readers) sees the values whole.
+    let bob = gw.connect("bob", "demo").await.unwrap();
+    let plain = simple_rows(&bob, &sql).await.unwrap();
+    assert_eq!(plain[0][1], s("Łukasz Żółw"));
+    gw.shutdown().await;
+}
+
+/// A component answering `mask-cells` with a malformed batch refuses the result, names
+/// the policy and what was wrong, and the session and the gateway go on.
+#[tokio::test]
+async fn malformed_packed_answers_fail_closed_and_the_gateway_keeps_serving() {
+    let env = env().await;
+    let cases = [
+        ("cells-wrong-count", "cells for"),
+        ("cells-wrong-columns", "columns for"),
+        ("cells-out-of-bounds", "runs past the end"),
+        ("cells-bad-utf8", "not valid UTF-8"),
+    ];
+    let hostile = |behaviour: &str| {
+        let mut p = PolicyConfig::new("hostile", policies_dir().join("hostile.wasm"));
+        assert!(p.path.is_file(), "run `bash policies-rs/build.sh` first");
+        p.settings.insert("behaviour".into(), behaviour.into());
+        p.settings.insert("mask_only".into(), true.into());
+        p
+    };
+    let sql = "SELECT name, email FROM customers ORDER BY id";
+    for (behaviour, why) in cases {
+        let gw = env
+            .start_gateway(GatewayOptions {
+                policies: vec![hostile(behaviour)],
+                ..GatewayOptions::default()
+            })
+            .await
+            .unwrap();
+        let c = gw.connect("alice", "demo").await.unwrap();
+        for binary in [false, true] {
+            let e = if binary {
+                c.query(sql, &[]).await.unwrap_err()
+            } else {
+                c.simple_query(sql).await.unwrap_err()
+            };
+            assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{behaviour}: {e}");
+            let m = pg::message(&e);
+            assert!(
+                m.contains("\"hostile\"") && m.contains("invalid result"),
+                "{behaviour}: {m}"
+            );
+            assert!(m.contains(why), "{behaviour}: {m}");
+        }
+        // The session is in step, and the gateway serves new sessions.
+        c.simple_query("SET application_name = 'still-here'")
+            .await
+            .unwrap();
+        c.batch_execute("BEGIN; COMMIT").await.unwrap();
+        let again = gw.connect("alice", "demo").await.unwrap();
+        again
+            .batch_execute("SET search_path = public")
+            .await
+            .unwrap();
+        gw.shutdown().await;
+    }
+    // The well-behaved baseline of the same component passes every value through.
+    let gw = env
+        .start_gateway(GatewayOptions {
+            policies: vec![hostile("cells-echo")],
+            ..GatewayOptions::default()
+        })
+        .await
+        .unwrap();
+    let c = gw.connect("alice", "demo").await.unwrap();
+    let got = simple_rows(&c, sql).await.unwrap();
+    let direct = simple_rows(&env.connect_direct("demo").await.unwrap(), sql)
+        .await
+        .unwrap();
+    assert_eq!(got, direct);
+    gw.shutdown().await;
+}
+
+/// A component built against contract 0.2.0 (no `mask-cells`) masks through
+/// `mask-rows`, beside a 0.3.0 one and a 0.1.0 one.
+#[tokio::test]
+async fn a_policy_built_against_0_2_masks_through_mask_rows() {
+    let env = env().await;
+    let compat = |name: &str| {
+        let p = PolicyConfig::new(name, policies_dir().join(format!("{name}.wasm")));
+        assert!(p.path.is_file(), "run `bash policies-rs/build.sh` first");
+        p
+    };
+    let mut policies = vec![compat("compat-v0-1"), compat("compat-v0-2")];
+    policies.extend(demo_policies().split_off(1));
+    let gw = env
+        .start_gateway(GatewayOptions {
+            policies,
+            ..GatewayOptions::default()
+        })
+        .await
+        .unwrap();
+    let alice = gw.connect("alice", "demo").await.unwrap();
+    let sql = "SELECT 'żółw ada'::text AS compat_masked, 'x' AS other, NULL::text AS compat_masked, \
+               '' AS compat_masked, email FROM customers WHERE id = 1";
+    let s = |v: &str| Some(v.to_owned());
+    let rows = simple_rows(&alice, sql).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0][..4], [s("v2:ŻÓŁW ADA"), s("x"), None, s("v2:")]);
+    assert!(
+        rows[0][4].as_deref().unwrap().starts_with("****@"),
+        "{rows:?}"
+    );
+    let row = alice.query_one(sql, &[]).await.unwrap();
+    assert_eq!(row.get::<_, Option<String>>(0), s("v2:ŻÓŁW ADA"));
+    assert_eq!(row.get::<_, Option<String>>(2), None);
+    let e = alice
+        .simple_query("SELECT 'compat-deny'")
+        .await
+        .unwrap_err();
+    assert!(pg::message(&e).contains("0.1.0 policy"), "{e}");
+    gw.shutdown().await;
 }

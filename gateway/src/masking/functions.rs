@@ -207,6 +207,22 @@ impl CompiledMask {
     }
 }
 
+/// [`encode_constant`], appending the value to `out`; `false` (and `out` unchanged)
+/// when it is not a valid value of the type. Text needs no copy but this one.
+pub fn encode_constant_into(ty: ColumnType, text: &str, out: &mut Vec<u8>) -> bool {
+    if ty.class == TypeClass::Text {
+        out.extend_from_slice(text.as_bytes());
+        return true;
+    }
+    match encode_constant(ty, text) {
+        Some(v) => {
+            out.extend_from_slice(&v);
+            true
+        }
+        None => false,
+    }
+}
+
 /// Encodes a constant (given as text) for a column type, if it is a valid value.
 pub fn encode_constant(ty: ColumnType, text: &str) -> Option<Vec<u8>> {
     let t = text.trim();

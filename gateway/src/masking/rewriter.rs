@@ -1,11 +1,12 @@
-//! The row rewriters: native plans streamed row by row, `custom` columns batched.
+//! The row rewriters: native plans streamed row by row, `custom` columns batched
+//! (one packed `cell-batch` per policy and batch of rows).
 
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
 use portcullis_wire::backend::{DataRowCells, tag};
 
-use super::functions::{ColumnType, CompiledMask, PseudonymKey, TypeClass, encode_constant};
+use super::functions::{ColumnType, CompiledMask, PseudonymKey, TypeClass, encode_constant_into};
 use crate::pipeline::{Refusal, RowRewriter};
 use crate::policy::bindings::portcullis::policy::types as wit;
 use crate::policy::{CallContext, LoadedPolicy};
@@ -55,21 +56,45 @@ impl RowRewriter for NoColumns {
     }
 }
 
+/// The current value of a masked cell while a batch is flushed.
+#[derive(Debug, Clone, Copy)]
+enum Cur {
+    /// NULL.
+    Null,
+    /// Bytes `at..at + len` of the held row bodies (not changed yet).
+    Held { at: usize, len: usize },
+    /// Bytes `at..at + len` of the flush's arena (masked).
+    Arena { at: usize, len: usize },
+}
+
+/// No masked-column slot: the column passes unchanged.
+const UNMASKED: usize = usize::MAX;
+
 /// Applies a mask plan.
 pub(super) struct MaskRewriter {
     steps: Vec<Vec<Step>>,
     /// Columns with at least one step.
     masked: Vec<bool>,
+    /// For each column, its position among the masked columns (or [`UNMASKED`]).
+    slot: Vec<usize>,
     types: Vec<ColumnType>,
     customs: Vec<(Arc<LoadedPolicy>, Vec<usize>)>,
     ctx: Arc<wit::ResultContext>,
-    /// What `mask-rows` calls' `context` import answers.
+    /// What `mask-cells` calls' `context` import answers.
     call: CallContext,
     key: Arc<PseudonymKey>,
     batch_rows: usize,
-    /// DataRow bodies held back for the next `mask-rows` batch.
-    held: Vec<Vec<u8>>,
+    /// The DataRow bodies held back for the next batch, concatenated, and where each
+    /// one ends.
+    held: Vec<u8>,
+    held_ends: Vec<usize>,
     scratch: Vec<u8>,
+    /// Reused by every flush: the current value of each masked cell (row-major, one
+    /// slot per masked column), the bytes of the values that are not in `held`, and
+    /// the batch sent to a policy.
+    cur: Vec<Cur>,
+    arena: Vec<u8>,
+    batch: wit::CellBatch,
 }
 
 impl MaskRewriter {
@@ -83,10 +108,22 @@ impl MaskRewriter {
         key: Arc<PseudonymKey>,
         batch_rows: usize,
     ) -> Self {
-        let masked = steps.iter().map(|s| !s.is_empty()).collect();
+        let masked: Vec<bool> = steps.iter().map(|s| !s.is_empty()).collect();
+        let mut n = 0;
+        let slot = masked
+            .iter()
+            .map(|&m| {
+                if !m {
+                    return UNMASKED;
+                }
+                n += 1;
+                n - 1
+            })
+            .collect();
         MaskRewriter {
             steps,
             masked,
+            slot,
             types,
             customs,
             ctx,
@@ -94,7 +131,15 @@ impl MaskRewriter {
             key,
             batch_rows,
             held: Vec::new(),
+            held_ends: Vec::new(),
             scratch: Vec::new(),
+            cur: Vec::new(),
+            arena: Vec::new(),
+            batch: wit::CellBatch {
+                columns: 0,
+                data: Vec::new(),
+                lengths: Vec::new(),
+            },
         }
     }
 
@@ -166,83 +211,167 @@ impl MaskRewriter {
         Ok(())
     }
 
+    /// Masks the held rows: native steps, then each policy's `custom` cells as one
+    /// packed batch per policy, then the rows are written to `out`. Cells are
+    /// referenced in the held bodies or copied into the arena: nothing is allocated
+    /// per cell.
     fn flush(&mut self, out: &mut BytesMut) -> anyhow::Result<()> {
-        if self.held.is_empty() {
+        if self.held_ends.is_empty() {
             return Ok(());
         }
-        let bodies = std::mem::take(&mut self.held);
-        let n = self.steps.len();
-        // Every cell after the native steps (custom columns are filled in below).
-        let mut rows: Vec<Vec<Option<Vec<u8>>>> = Vec::with_capacity(bodies.len());
-        for body in &bodies {
-            let mut row = Vec::with_capacity(n);
-            for (i, cell) in DataRowCells::new(body)?.enumerate() {
-                let mut cur = cell?.map(<[u8]>::to_vec);
+        let result = self.flush_held(out);
+        self.held.clear();
+        self.held_ends.clear();
+        result
+    }
+
+    fn flush_held(&mut self, out: &mut BytesMut) -> anyhow::Result<()> {
+        let width = self.masked.iter().filter(|m| **m).count();
+        self.cur.clear();
+        self.arena.clear();
+        let base = self.held.as_ptr() as usize;
+        let mut start = 0;
+        for &end in &self.held_ends {
+            for (i, cell) in DataRowCells::new(&self.held[start..end])?.enumerate() {
+                let cell = cell?;
+                if self.slot[i] == UNMASKED {
+                    continue;
+                }
+                let mut cur = match cell {
+                    None => Cur::Null,
+                    Some(v) => Cur::Held {
+                        at: v.as_ptr() as usize - base,
+                        len: v.len(),
+                    },
+                };
                 for step in &self.steps[i] {
-                    if let (Step::Native(m), Some(v)) = (step, cur.as_ref()) {
-                        cur = m
-                            .apply(v, &self.key, &mut self.scratch)
-                            .then(|| std::mem::take(&mut self.scratch));
-                    }
+                    let Step::Native(m) = step else { continue };
+                    let Some(v) = value(&self.held, &self.arena, cur) else {
+                        break;
+                    };
+                    cur = if m.apply(v, &self.key, &mut self.scratch) {
+                        let at = self.arena.len();
+                        self.arena.extend_from_slice(&self.scratch);
+                        Cur::Arena {
+                            at,
+                            len: self.scratch.len(),
+                        }
+                    } else {
+                        Cur::Null
+                    };
                 }
-                row.push(cur);
+                self.cur.push(cur);
             }
-            rows.push(row);
+            start = end;
         }
-        for (policy, cols) in &self.customs {
-            let batch: Vec<wit::Row> = rows
-                .iter()
-                .map(|row| {
-                    cols.iter()
-                        .map(|&i| {
-                            let text_ok =
-                                !self.types[i].binary || self.types[i].class == TypeClass::Text;
-                            row[i]
-                                .as_ref()
-                                .filter(|_| text_ok)
-                                .map(|v| String::from_utf8_lossy(v).into_owned())
-                        })
-                        .collect()
-                })
-                .collect();
-            let masked = match super::off_runtime(|| {
-                policy.mask_rows(&self.ctx, &batch, &self.call)
-            }) {
-                Ok(Ok(m)) => m,
-                Ok(Err(msg)) => {
-                    return Err(Refusal {
-                        sqlstate: "42501".into(),
-                        message: format!("policy \"{}\" refused the result: {msg}", policy.id()),
-                        policy: policy.id().to_owned(),
+        for c in 0..self.customs.len() {
+            self.mask_custom(c, width)?;
+        }
+        let n = self.steps.len();
+        let mut start = 0;
+        for (r, &end) in self.held_ends.iter().enumerate() {
+            let body = &self.held[start..end];
+            start = end;
+            out.reserve(body.len() + 16);
+            let row_start = out.len();
+            out.put_u8(tag::DATA_ROW);
+            out.put_i32(0);
+            out.put_i16(n as i16);
+            for (i, cell) in DataRowCells::new(body)?.enumerate() {
+                let v = match self.slot[i] {
+                    UNMASKED => cell?,
+                    s => value(&self.held, &self.arena, self.cur[r * width + s]),
+                };
+                match v {
+                    None => out.put_i32(-1),
+                    Some(v) => {
+                        out.put_i32(v.len() as i32);
+                        out.put_slice(v);
                     }
-                    .into());
-                }
-                Err(f) => {
-                    return Err(Refusal {
-                        sqlstate: "42501".into(),
-                        message: format!(
-                            "policy \"{}\" failed while masking rows ({f}); result refused",
-                            policy.id()
-                        ),
-                        policy: policy.id().to_owned(),
-                    }
-                    .into());
-                }
-            };
-            for (row, new) in rows.iter_mut().zip(masked) {
-                for (&i, v) in cols.iter().zip(new) {
-                    // Values from the policy are type-checked like constants.
-                    row[i] = v.and_then(|s| encode_constant(self.types[i], &s));
                 }
             }
-        }
-        let mut refs: Vec<Option<&[u8]>> = Vec::with_capacity(n);
-        for row in &rows {
-            refs.clear();
-            refs.extend(row.iter().map(|c| c.as_deref()));
-            portcullis_wire::backend::data_row(out, &refs);
+            let len = (out.len() - row_start - 1) as i32;
+            out[row_start + 1..row_start + 5].copy_from_slice(&len.to_be_bytes());
         }
         Ok(())
+    }
+
+    /// Sends the current values of policy `c`'s custom columns to it as one packed
+    /// batch and takes its answer as their new values.
+    fn mask_custom(&mut self, c: usize, width: usize) -> anyhow::Result<()> {
+        let (policy, cols) = &self.customs[c];
+        let b = &mut self.batch;
+        b.columns = cols.len() as u32;
+        b.data.clear();
+        b.lengths.clear();
+        for r in 0..self.held_ends.len() {
+            for &i in cols {
+                let text_ok = !self.types[i].binary || self.types[i].class == TypeClass::Text;
+                let cur = self.cur[r * width + self.slot[i]];
+                match value(&self.held, &self.arena, cur).filter(|_| text_ok) {
+                    None => b.lengths.push(-1),
+                    Some(v) => {
+                        let at = b.data.len();
+                        match std::str::from_utf8(v) {
+                            Ok(_) => b.data.extend_from_slice(v),
+                            Err(_) => b
+                                .data
+                                .extend_from_slice(String::from_utf8_lossy(v).as_bytes()),
+                        }
+                        b.lengths.push((b.data.len() - at) as i32);
+                    }
+                }
+            }
+        }
+        let answer = match super::off_runtime(|| policy.mask_cells(&self.ctx, b, &self.call)) {
+            Ok(Ok(m)) => m,
+            Ok(Err(msg)) => {
+                return Err(Refusal {
+                    sqlstate: "42501".into(),
+                    message: format!("policy \"{}\" refused the result: {msg}", policy.id()),
+                    policy: policy.id().to_owned(),
+                }
+                .into());
+            }
+            Err(f) => {
+                return Err(Refusal {
+                    sqlstate: "42501".into(),
+                    message: format!(
+                        "policy \"{}\" failed while masking rows ({f}); result refused",
+                        policy.id()
+                    ),
+                    policy: policy.id().to_owned(),
+                }
+                .into());
+            }
+        };
+        for (k, v) in crate::policy::packed::cells(&answer).enumerate() {
+            let (r, i) = (k / cols.len(), cols[k % cols.len()]);
+            // Values from the policy are type-checked like constants (the answer was
+            // checked to be UTF-8 cell by cell).
+            let at = self.arena.len();
+            let ok = v
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .is_some_and(|s| encode_constant_into(self.types[i], s, &mut self.arena));
+            self.cur[r * width + self.slot[i]] = if ok {
+                Cur::Arena {
+                    at,
+                    len: self.arena.len() - at,
+                }
+            } else {
+                Cur::Null
+            };
+        }
+        Ok(())
+    }
+}
+
+/// The bytes of a cell's current value (`None` for NULL).
+fn value<'a>(held: &'a [u8], arena: &'a [u8], cur: Cur) -> Option<&'a [u8]> {
+    match cur {
+        Cur::Null => None,
+        Cur::Held { at, len } => Some(&held[at..at + len]),
+        Cur::Arena { at, len } => Some(&arena[at..at + len]),
     }
 }
 
@@ -255,8 +384,9 @@ impl RowRewriter for MaskRewriter {
         if cells.len() != self.steps.len() {
             return Err(self.shape_error(cells.len()));
         }
-        self.held.push(body.to_vec());
-        if self.held.len() >= self.batch_rows {
+        self.held.extend_from_slice(body);
+        self.held_ends.push(self.held.len());
+        if self.held_ends.len() >= self.batch_rows {
             self.flush(out)?;
         }
         Ok(())

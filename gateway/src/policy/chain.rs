@@ -381,6 +381,36 @@ impl LoadedPolicy {
         result
     }
 
+    /// Masks a packed batch of the `custom` cells (text): through `mask-cells` when the
+    /// component exports it (contract 0.3.0; the answer is checked by
+    /// [`super::packed::check_cells`]), otherwise through `mask-rows`, the batch
+    /// unpacked into rows and the answer packed again.
+    pub fn mask_cells(
+        &self,
+        ctx: &wit::ResultContext,
+        batch: &wit::CellBatch,
+        call: &CallContext,
+    ) -> Result<Result<wit::CellBatch, String>, CallFailure> {
+        if !self.pool.packed() {
+            let rows = super::packed::rows_of(batch);
+            return self
+                .mask_rows(ctx, &rows, call)
+                .map(|r| r.map(|rows| super::packed::pack_rows(&rows, batch.columns)));
+        }
+        let started = Instant::now();
+        let (columns, cells) = (batch.columns, batch.lengths.len());
+        let result = self.pool.call_checked(
+            call,
+            |p, store| p.call_mask_cells(store, ctx, batch),
+            |r: &Result<wit::CellBatch, String>| super::packed::check_cells(r, columns, cells),
+        );
+        self.call_us.observe(started.elapsed().as_secs_f64() * 1e6);
+        if result.is_err() {
+            self.decisions[3].inc();
+        }
+        result
+    }
+
     /// Calls `mask-rows` with a batch of rows (the `custom` columns only, text). The
     /// result must have as many rows, each as wide, as the input, and stay within
     /// [`caps::MAX_MASK_BATCH_BYTES`].

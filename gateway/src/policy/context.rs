@@ -1,4 +1,4 @@
-//! The `context` import (WIT 0.2.0): what a hook call may ask the gateway about the
+//! The `context` import (WIT 0.2.0, and its 0.3.0 name): what a hook call may ask the gateway about the
 //! call in progress, beyond the records it was given.
 
 use super::bindings::portcullis::policy::context::{self as wit, Delegator};
@@ -32,5 +32,20 @@ impl CallContext {
 impl wit::Host for super::engine::HostState {
     fn acting_for(&mut self) -> Option<Delegator> {
         self.context.acting_for.clone()
+    }
+}
+
+/// The same answers for components built against contract 0.2.0, which import the
+/// interface under that version.
+impl super::bindings_v0_2::portcullis::policy::context::Host for super::engine::HostState {
+    fn acting_for(
+        &mut self,
+    ) -> Option<super::bindings_v0_2::portcullis::policy::context::Delegator> {
+        self.context.acting_for.as_ref().map(|d| {
+            super::bindings_v0_2::portcullis::policy::context::Delegator {
+                user: d.user.clone(),
+                groups: d.groups.clone(),
+            }
+        })
     }
 }

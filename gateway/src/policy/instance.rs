@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use wasmtime::Store;
+use wasmtime::component::{ComponentExportIndex, Func};
 
-use super::bindings::{Policy, PolicyPre};
+use super::bindings::{Policy, PolicyIndices, PolicyPre};
 use super::engine::{HostState, TICK, truncate};
 use super::{CallContext, PolicyRuntime};
 
@@ -65,6 +66,9 @@ pub enum FailureKind {
     Exit,
     /// The result broke a size cap (see [`super::caps`]).
     Oversized,
+    /// The result broke the contract's shape rules (a `mask-cells` answer with the
+    /// wrong cell count, lengths out of bounds, invalid UTF-8).
+    Invalid,
     /// A fresh instance could not be started.
     Instantiate,
     /// A fresh instance's `configure` returned an error.
@@ -80,6 +84,7 @@ impl FailureKind {
             FailureKind::Trap => "trap",
             FailureKind::Exit => "exit",
             FailureKind::Oversized => "oversized",
+            FailureKind::Invalid => "invalid",
             FailureKind::Instantiate => "instantiate",
             FailureKind::Configure => "configure",
         }
@@ -98,6 +103,67 @@ pub struct CallFailure {
 impl std::fmt::Display for CallFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.reason)
+    }
+}
+
+/// Why a policy's result was not accepted (see [`InstancePool::call_checked`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejected {
+    /// It broke a size cap.
+    Oversized(String),
+    /// It broke the contract's shape rules.
+    Invalid(String),
+}
+
+impl Rejected {
+    fn into_failure(self) -> CallFailure {
+        match self {
+            Rejected::Oversized(why) => CallFailure {
+                kind: FailureKind::Oversized,
+                reason: format!("oversized result: {why}"),
+            },
+            Rejected::Invalid(why) => CallFailure {
+                kind: FailureKind::Invalid,
+                reason: format!("invalid result: {why}"),
+            },
+        }
+    }
+}
+
+/// The exports of one instance: the world's (through bindgen) and the optional ones a
+/// later minor added, looked up by name. Dereferences to the bindgen [`Policy`].
+pub struct PolicyExports {
+    policy: Policy,
+    /// `mask-cells` (0.3.0), when the component exports it; its type was checked
+    /// when the instance started.
+    mask_cells: Option<Func>,
+}
+
+impl std::ops::Deref for PolicyExports {
+    type Target = Policy;
+
+    fn deref(&self) -> &Policy {
+        &self.policy
+    }
+}
+
+impl PolicyExports {
+    /// Calls `mask-cells`; an error when the component does not export it.
+    pub fn call_mask_cells(
+        &self,
+        store: &mut Store<HostState>,
+        ctx: &super::bindings::portcullis::policy::types::ResultContext,
+        batch: &super::bindings::portcullis::policy::types::CellBatch,
+    ) -> wasmtime::Result<Result<super::bindings::portcullis::policy::types::CellBatch, String>>
+    {
+        let Some(f) = self.mask_cells else {
+            return Err(wasmtime::format_err!(
+                "the component does not export {}",
+                super::packed::MASK_CELLS
+            ));
+        };
+        let (r,) = super::packed::typed(&f, &*store)?.call(store, (ctx, batch))?;
+        Ok(r)
     }
 }
 
@@ -141,7 +207,7 @@ impl StartError {
 
 struct Warm {
     store: Store<HostState>,
-    policy: Policy,
+    policy: PolicyExports,
     calls: u64,
 }
 
@@ -150,6 +216,9 @@ pub struct InstancePool {
     id: Arc<str>,
     runtime: PolicyRuntime,
     pre: PolicyPre<HostState>,
+    indices: PolicyIndices,
+    /// Where `mask-cells` is, when the component exports it.
+    mask_cells: Option<ComponentExportIndex>,
     settings_json: String,
     limits: PolicyLimits,
     idle: Mutex<Vec<Warm>>,
@@ -163,15 +232,28 @@ impl InstancePool {
         pre: PolicyPre<HostState>,
         settings_json: String,
         limits: PolicyLimits,
-    ) -> Self {
-        InstancePool {
+    ) -> wasmtime::Result<Self> {
+        let indices = PolicyIndices::new(pre.instance_pre())?;
+        let mask_cells = pre
+            .instance_pre()
+            .component()
+            .get_export_index(None, super::packed::MASK_CELLS);
+        Ok(InstancePool {
             id,
             runtime,
             pre,
+            indices,
+            mask_cells,
             settings_json,
             limits,
             idle: Mutex::new(Vec::new()),
-        }
+        })
+    }
+
+    /// Whether the component exports `mask-cells` (contract 0.3.0): the gateway then
+    /// masks `custom` columns through it instead of `mask-rows`.
+    pub fn packed(&self) -> bool {
+        self.mask_cells.is_some()
     }
 
     /// The policy id.
@@ -193,7 +275,7 @@ impl InstancePool {
     /// time, where a configure error must reject the policy.
     pub(crate) fn prime<R>(
         &self,
-        first: impl FnOnce(&Policy, &mut Store<HostState>) -> wasmtime::Result<R>,
+        first: impl FnOnce(&PolicyExports, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, StartError> {
         let mut warm = self.start()?;
         warm.store.data_mut().begin_call(&CallContext::default());
@@ -220,8 +302,19 @@ impl InstancePool {
     pub fn call<R>(
         &self,
         context: &CallContext,
-        call: impl FnOnce(&Policy, &mut Store<HostState>) -> wasmtime::Result<R>,
+        call: impl FnOnce(&PolicyExports, &mut Store<HostState>) -> wasmtime::Result<R>,
         check: impl FnOnce(&R) -> Result<(), String>,
+    ) -> Result<R, CallFailure> {
+        self.call_checked(context, call, |r| check(r).map_err(Rejected::Oversized))
+    }
+
+    /// [`InstancePool::call`] with a `check` that tells an oversized result from one
+    /// that breaks the contract's shape rules ([`FailureKind::Invalid`]).
+    pub fn call_checked<R>(
+        &self,
+        context: &CallContext,
+        call: impl FnOnce(&PolicyExports, &mut Store<HostState>) -> wasmtime::Result<R>,
+        check: impl FnOnce(&R) -> Result<(), Rejected>,
     ) -> Result<R, CallFailure> {
         let result = self.call_inner(context, call, check);
         if let Err(f) = &result {
@@ -238,8 +331,8 @@ impl InstancePool {
     fn call_inner<R>(
         &self,
         context: &CallContext,
-        call: impl FnOnce(&Policy, &mut Store<HostState>) -> wasmtime::Result<R>,
-        check: impl FnOnce(&R) -> Result<(), String>,
+        call: impl FnOnce(&PolicyExports, &mut Store<HostState>) -> wasmtime::Result<R>,
+        check: impl FnOnce(&R) -> Result<(), Rejected>,
     ) -> Result<R, CallFailure> {
         let popped = self.idle.lock().ok().and_then(|mut v| v.pop());
         let mut warm = match popped {
@@ -255,10 +348,7 @@ impl InstancePool {
             Err(e) => return Err(self.failure(&warm.store, &e, self.limits.deadline_ms)),
         };
         if let Err(why) = check(&value) {
-            return Err(CallFailure {
-                kind: FailureKind::Oversized,
-                reason: format!("oversized result: {why}"),
-            });
+            return Err(why.into_failure());
         }
         warm.calls += 1;
         if warm.calls < self.limits.max_calls_per_instance {
@@ -302,7 +392,7 @@ impl InstancePool {
             .new_store(Arc::clone(&self.id), self.limits.memory_bytes());
         store.set_epoch_deadline(self.setup_ticks());
         store.data_mut().begin_call(&CallContext::default());
-        let policy = match self.pre.instantiate(&mut store) {
+        let policy = match self.instantiate(&mut store) {
             Ok(p) => p,
             Err(e) => {
                 let mut f = self.failure(&store, &e, self.setup_deadline_ms());
@@ -335,6 +425,24 @@ impl InstancePool {
             policy,
             calls: 0,
         })
+    }
+
+    /// Instantiates the component and finds its exports; a `mask-cells` of the wrong
+    /// type is an error.
+    fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<PolicyExports> {
+        let instance = self.pre.instance_pre().instantiate(&mut *store)?;
+        let policy = self.indices.load(&mut *store, &instance)?;
+        let mask_cells = match &self.mask_cells {
+            None => None,
+            Some(index) => {
+                let f = instance.get_func(&mut *store, index).ok_or_else(|| {
+                    wasmtime::format_err!("export {} is not a function", super::packed::MASK_CELLS)
+                })?;
+                super::packed::typed(&f, &*store)?;
+                Some(f)
+            }
+        };
+        Ok(PolicyExports { policy, mask_cells })
     }
 
     /// Classifies a call error; `deadline_ms` is the deadline the call ran under.

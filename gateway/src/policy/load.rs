@@ -107,7 +107,8 @@ pub fn load_policy(
         pre,
         settings_json,
         limits,
-    );
+    )
+    .map_err(link_error)?;
     let metadata = pool
         .prime(|p, store| p.call_metadata(store))
         .map_err(|e| match e {

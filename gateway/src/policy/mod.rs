@@ -31,6 +31,7 @@ pub mod load;
 pub mod maskdiff;
 pub mod memo;
 pub mod metrics;
+pub mod packed;
 pub mod reload;
 pub mod replay;
 pub mod request;
@@ -47,12 +48,50 @@ pub use instance::{CallFailure, FailureKind, InstancePool, PolicyLimits};
 pub use load::{load_chain, load_chain_with, load_policy};
 pub use metrics::PolicyMetrics;
 
-/// Generated bindings for the `policy` world.
+/// Generated bindings for the `policy` world, without the exports a minor added
+/// later than 0.1.0: bindgen's `PolicyPre::new` requires every export of the world it
+/// binds, so the host binds this world (the 0.1.0 exports, with the newest types and
+/// imports) and looks up later exports by name (see [`packed`] for `mask-cells`, 0.3.0).
 pub mod bindings {
     #![allow(missing_docs)]
     wasmtime::component::bindgen!({
-        world: "policy",
         path: "../wit",
+        inline: "
+            package portcullis:host;
+
+            /// `portcullis:policy/policy@0.3.0` without `mask-cells`.
+            world policy {
+                use portcullis:policy/types@0.3.0.{metadata, request, decision, result-context, mask-plan, row, approval-request, approval-route, log-level};
+                import log: func(level: log-level, message: string);
+                import portcullis:policy/context@0.3.0;
+                export metadata: func() -> metadata;
+                export configure: func(settings: string) -> result<_, string>;
+                export authorize: func(req: request) -> decision;
+                export plan-masks: func(ctx: result-context) -> mask-plan;
+                export mask-rows: func(ctx: result-context, rows: list<row>) -> result<list<row>, string>;
+                export approve-hook: func(req: approval-request) -> approval-route;
+            }
+        ",
+        world: "portcullis:host/policy",
+    });
+}
+
+/// The `context` interface of contract 0.2.0, which components built against 0.2.0
+/// import under its own version (`portcullis:policy/context@0.2.0`; semver does not
+/// match 0.2 with 0.3). The linker gives it the same answers as the newest one.
+pub mod bindings_v0_2 {
+    #![allow(missing_docs)]
+    wasmtime::component::bindgen!({
+        path: "../wit/archive/0.2.0",
+        inline: "
+            package portcullis:host-compat;
+
+            /// The imports of contract 0.2.0 that later minors renamed by version.
+            world imports {
+                import portcullis:policy/context@0.2.0;
+            }
+        ",
+        world: "portcullis:host-compat/imports",
     });
 }
 

@@ -47,6 +47,10 @@ export function planMasks(_ctx) {
   return { columns: [], refuse: undefined };
 }
 
+export function maskCells(_ctx, batch) {
+  return batch;
+}
+
 export function maskRows(_ctx, rows) {
   return rows;
 }

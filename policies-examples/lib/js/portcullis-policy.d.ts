@@ -1,4 +1,4 @@
-// Types of the `portcullis:policy@0.1.0` world as componentize-js maps them, for
+// Types of the `portcullis:policy@0.3.0` world as componentize-js maps them, for
 // editors and type checkers (`// @ts-check` + JSDoc, or TypeScript compiled to JS).
 // Written from wit/policy.wit by hand: `jco types` / `jco guest-types` 1.35.0 fail
 // here ("failed to read path for WIT", os error 44). Mapping rules: records are
@@ -66,6 +66,8 @@ export type MaskFunction =
 export interface ColumnMask { index: number; mask: MaskFunction }
 export interface MaskPlan { columns: ColumnMask[]; refuse?: Denial }
 export type Row = (string | undefined)[];
+/** A packed batch of cells (contract 0.3.0): row-major, length -1 = NULL. */
+export interface CellBatch { columns: number; data: Uint8Array; lengths: Int32Array | number[] }
 export interface ApprovalRequest {
   id: string; request: Request; reason: string; approvers: string[]; requestedAtMs: bigint;
 }
@@ -87,6 +89,8 @@ export interface PolicyExports {
   planMasks(ctx: ResultContext): MaskPlan;
   /** Throw a string to fail the result. */
   maskRows(ctx: ResultContext, rows: Row[]): Row[];
+  /** Contract 0.3.0; `maskCellsViaRows(maskRows, ctx, batch)` adapts `maskRows`. */
+  maskCells(ctx: ResultContext, batch: CellBatch): CellBatch;
   approveHook(req: ApprovalRequest): ApprovalRoute;
 }
 
@@ -106,3 +110,6 @@ export function actingForGroups(identity: Identity): string[];
 export class SettingsError extends Error {}
 export function parseSettings(text: string, known: string[]): Record<string, unknown>;
 export function stringList(settings: Record<string, unknown>, key: string, fallback: string[]): string[];
+/** Answers `maskCells` with a `maskRows` function (unpack, mask, pack). */
+export function maskCellsViaRows(maskRows: (ctx: ResultContext, rows: Row[]) => Row[],
+  ctx: ResultContext, batch: CellBatch): CellBatch;

@@ -9,7 +9,7 @@
 //
 //   import { allow, deny, requireApproval, inAnyGroup } from '../lib/js/portcullis-policy.js';
 
-import { actingFor } from 'portcullis:policy/context@0.2.0';
+import { actingFor } from 'portcullis:policy/context@0.3.0';
 
 /** Let the statement run (subject to the other policies). */
 export function allow() {
@@ -86,4 +86,55 @@ export function stringList(settings, key, fallback) {
     throw new SettingsError(`setting "${key}" must be a list of strings`);
   }
   return [...v];
+}
+
+/**
+ * Answers `mask-cells` (contract 0.3.0) with a `maskRows(ctx, rows)` function: unpacks
+ * the packed batch into rows of strings / undefined, masks them, packs the answer. A
+ * string thrown by `maskRows` fails the result as before:
+ *
+ *   export function maskCells(ctx, batch) { return maskCellsViaRows(maskRows, ctx, batch); }
+ */
+export function maskCellsViaRows(maskRows, ctx, batch) {
+  const width = batch.columns;
+  const bytes = batch.data instanceof Uint8Array ? batch.data : Uint8Array.from(batch.data);
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  const rows = [];
+  let row = [];
+  let at = 0;
+  for (const n of batch.lengths) {
+    if (n < 0) {
+      row.push(undefined);
+    } else {
+      row.push(decoder.decode(bytes.subarray(at, at + n)));
+      at += n;
+    }
+    if (row.length === width) {
+      rows.push(row);
+      row = [];
+    }
+  }
+  const encoder = new TextEncoder();
+  const parts = [];
+  const lengths = [];
+  let total = 0;
+  for (const r of maskRows(ctx, rows)) {
+    for (const v of r) {
+      if (v === undefined || v === null) {
+        lengths.push(-1);
+      } else {
+        const b = encoder.encode(v);
+        parts.push(b);
+        lengths.push(b.length);
+        total += b.length;
+      }
+    }
+  }
+  const data = new Uint8Array(total);
+  let off = 0;
+  for (const b of parts) {
+    data.set(b, off);
+    off += b.length;
+  }
+  return { columns: width, data, lengths: Int32Array.from(lengths) };
 }

@@ -33,6 +33,8 @@ __all__ = [
     "log_warn",
     "log_error",
     "SettingsError",
+    "MaskCellsFromRows",
+    "mask_cells_via_rows",
 ]
 
 _ALLOW = t.Decision_Allow()
@@ -137,3 +139,42 @@ def log_warn(message: str) -> None:
 def log_error(message: str) -> None:
     """Log at error level."""
     wit_world.log(t.LogLevel.ERROR, message)
+
+
+def mask_cells_via_rows(mask_rows, ctx: t.ResultContext, batch: t.CellBatch) -> t.CellBatch:
+    """Answers `mask-cells` (contract 0.3.0) with a `mask_rows(ctx, rows)` function:
+    unpacks the packed batch into rows of `str`/`None`, masks them, packs the answer.
+    An `Err` raised by `mask_rows` fails the result as before."""
+    width = batch.columns
+    data = bytes(batch.data)
+    rows: List[List[Optional[str]]] = []
+    row: List[Optional[str]] = []
+    at = 0
+    for n in batch.lengths:
+        if n < 0:
+            row.append(None)
+        else:
+            row.append(data[at:at + n].decode("utf-8"))
+            at += n
+        if len(row) == width:
+            rows.append(row)
+            row = []
+    out = bytearray()
+    lengths: List[int] = []
+    for r in mask_rows(ctx, rows):
+        for v in r:
+            if v is None:
+                lengths.append(-1)
+            else:
+                b = v.encode("utf-8")
+                out += b
+                lengths.append(len(b))
+    return t.CellBatch(columns=width, data=bytes(out), lengths=lengths)
+
+
+class MaskCellsFromRows:
+    """Mixin giving a policy class the `mask_cells` export (contract 0.3.0) on top of
+    its `mask_rows`: `class WitWorld(MaskCellsFromRows, wit_world.WitWorld)`."""
+
+    def mask_cells(self, ctx: t.ResultContext, batch: t.CellBatch) -> t.CellBatch:
+        return mask_cells_via_rows(self.mask_rows, ctx, batch)

@@ -21,6 +21,11 @@
 //! | `trap-on-configure` | panics inside `configure` (load-time trap) | `configure` |
 //! | `reject-settings` | returns an error from `configure` (a rejected policy) | `configure` |
 //! | `slow-configure` | spins forever inside `configure` (load-time deadline) | `configure` |
+//! | `cells-echo` | plans `custom` for every column and answers `mask-cells` with the batch unchanged (a well-behaved baseline) | `mask` |
+//! | `cells-wrong-count` | like `cells-echo`, but the answer has one cell fewer | `mask` |
+//! | `cells-wrong-columns` | like `cells-echo`, but the answer claims one column more | `mask` |
+//! | `cells-out-of-bounds` | like `cells-echo`, but the first cell's length runs past the data | `mask` |
+//! | `cells-bad-utf8` | answers one byte `0xff` (not UTF-8) per cell | `mask` |
 //!
 //! With `"trigger": "<text>"` the component misbehaves (in every hook) only for statements
 //! whose SQL contains that text and allows every other statement, so an end-to-end test
@@ -40,7 +45,8 @@
 use std::hint::black_box;
 
 use portcullis_sdk::{
-    ApprovalRequest, ApprovalRoute, Decision, MaskPlan, Policy, Request, ResultContext, Row,
+    ApprovalRequest, ApprovalRoute, CellBatch, CellWriter, Decision, MaskFunction, MaskPlan,
+    Policy, Request, ResultContext, Row,
 };
 use serde::Deserialize;
 
@@ -73,6 +79,30 @@ pub enum Behaviour {
     RejectSettings,
     /// An infinite loop in `configure`.
     SlowConfigure,
+    /// `custom` on every column; `mask-cells` answers the batch unchanged.
+    CellsEcho,
+    /// `custom` on every column; `mask-cells` answers one cell fewer.
+    CellsWrongCount,
+    /// `custom` on every column; `mask-cells` answers one column more.
+    CellsWrongColumns,
+    /// `custom` on every column; `mask-cells` answers a length past the data.
+    CellsOutOfBounds,
+    /// `custom` on every column; `mask-cells` answers cells that are not UTF-8.
+    CellsBadUtf8,
+}
+
+impl Behaviour {
+    /// The `mask-cells` behaviours (they plan `custom` for every column).
+    fn packed(self) -> bool {
+        matches!(
+            self,
+            Behaviour::CellsEcho
+                | Behaviour::CellsWrongCount
+                | Behaviour::CellsWrongColumns
+                | Behaviour::CellsOutOfBounds
+                | Behaviour::CellsBadUtf8
+        )
+    }
 }
 
 /// The settings.
@@ -170,6 +200,11 @@ impl Policy for Hostile {
             return MaskPlan::none();
         }
         self.misbehave("plan_masks");
+        if self.behaviour.packed() {
+            return ctx.columns.iter().fold(MaskPlan::none(), |p, c| {
+                p.mask(c.index, MaskFunction::Custom)
+            });
+        }
         match self.behaviour {
             Behaviour::HugeReturn => MaskPlan::refuse("x".repeat(HUGE_BYTES)),
             Behaviour::Deny => MaskPlan::refuse("refused by the hostile test policy"),
@@ -183,6 +218,35 @@ impl Policy for Hostile {
             Behaviour::HugeReturn => Err("x".repeat(HUGE_BYTES)),
             _ => Ok(rows),
         }
+    }
+
+    fn mask_batch(&self, ctx: &ResultContext, batch: CellBatch) -> Result<CellBatch, String> {
+        if !self.behaviour.packed() {
+            let cells = batch.into_cells()?;
+            let mut out = CellWriter::new(cells.columns());
+            self.mask_cells(ctx, &cells, &mut out)?;
+            return Ok(out.into_cells().into());
+        }
+        let mut b = batch;
+        match self.behaviour {
+            Behaviour::CellsWrongCount => {
+                if let Some(len) = b.lengths.pop() {
+                    b.data.truncate(b.data.len() - len.max(0) as usize);
+                }
+            }
+            Behaviour::CellsWrongColumns => b.columns += 1,
+            Behaviour::CellsOutOfBounds => {
+                if let Some(first) = b.lengths.first_mut() {
+                    *first = b.data.len() as i32 + 1;
+                }
+            }
+            Behaviour::CellsBadUtf8 => {
+                b.data = vec![0xff; b.lengths.len()];
+                b.lengths.fill(1);
+            }
+            _ => {}
+        }
+        Ok(b)
     }
 
     fn approve(&self, req: &ApprovalRequest) -> ApprovalRoute {
@@ -270,6 +334,34 @@ mod tests {
     fn panic_mode_panics() {
         let host = TestHost::<Hostile>::with_json(r#"{"behaviour": "panic"}"#).unwrap();
         host.authorize(&RequestBuilder::new("alice").build());
+    }
+
+    #[test]
+    fn packed_answers_break_the_contract_as_asked() {
+        use portcullis_sdk::testing::ResultContextBuilder;
+        let ctx = ResultContextBuilder::new("alice").build();
+        let batch = || CellBatch {
+            columns: 2,
+            data: b"abcd".to_vec(),
+            lengths: vec![1, -1, 3, 0],
+        };
+        let answer = |b: &str| {
+            TestHost::<Hostile>::with_json(&format!(r#"{{"behaviour": "{b}"}}"#))
+                .unwrap()
+                .mask_batch(&ctx, batch())
+                .unwrap()
+        };
+        assert_eq!(answer("cells-echo"), batch());
+        assert_eq!(answer("cells-wrong-count").lengths, [1, -1, 3]);
+        assert_eq!(answer("cells-wrong-columns").columns, 3);
+        assert_eq!(answer("cells-out-of-bounds").lengths[0], 5);
+        assert!(answer("cells-bad-utf8").into_cells().is_err());
+        // Other behaviours go through the checked path.
+        let allow = TestHost::<Hostile>::with_json("{}").unwrap();
+        assert_eq!(allow.mask_batch(&ctx, batch()).unwrap(), batch());
+        let mut bad = batch();
+        bad.lengths[0] = 9;
+        assert!(allow.mask_batch(&ctx, bad).is_err());
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //! It implements the `authorize` and `mask` hooks.
 //!
 //! The masks themselves run natively in the gateway (a plan per result set); only
-//! `custom` columns come back to [`PiiMask::mask_rows`], in batches.
+//! `custom` columns come back to the policy, in packed batches (`mask_cells`, which
+//! writes every masked cell into one buffer; `mask_rows` does the same for tests).
 //!
 //! ## Settings
 //!
@@ -99,8 +100,8 @@ mod settings;
 mod tests;
 
 use portcullis_sdk::{
-    Decision, Identity, MaskFunction, MaskPlan, Policy, Provenance, Request, ResultColumn,
-    ResultContext, Row, Statement, StatementKind,
+    CellMask, CellWriter, Cells, Decision, Identity, MaskFunction, MaskPlan, Policy, Provenance,
+    Request, ResultColumn, ResultContext, Row, Statement, StatementKind,
 };
 
 pub use settings::{MaskSpec, Settings};
@@ -318,13 +319,20 @@ enum Custom {
 
 /// The `custom` mask: the first letter of each word, then `.`.
 fn initials(s: &str) -> String {
-    s.split_whitespace()
-        .map(|w| match w.chars().next() {
-            Some(f) => format!("{f}."),
-            None => String::new(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    let mut out = String::new();
+    initials_into(s, &mut out);
+    out
+}
+
+/// [`initials`], appended to `out` (no allocation when `out` has room).
+fn initials_into(s: &str, out: &mut String) {
+    for (i, w) in s.split_whitespace().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.extend(w.chars().next());
+        out.push('.');
+    }
 }
 
 impl PiiMask {
@@ -344,6 +352,20 @@ impl PiiMask {
             && !matches!(col.provenance, Provenance::Constant)
             && detect::TEXT_TYPES.contains(&col.type_oid))
         .then_some((MaskFunction::Custom, Custom::Detect))
+    }
+}
+
+impl PiiMask {
+    /// What each custom column of the plan (in plan order) is for.
+    fn custom_roles(&self, ctx: &ResultContext) -> Vec<Custom> {
+        let audience = self.audience(&ctx.identity);
+        ctx.columns
+            .iter()
+            .filter_map(|c| match self.planned(audience, c) {
+                Some((MaskFunction::Custom, role)) => Some(role),
+                _ => None,
+            })
+            .collect()
     }
 }
 
@@ -557,17 +579,30 @@ impl Policy for PiiMask {
         plan
     }
 
+    fn mask_cells(
+        &self,
+        ctx: &ResultContext,
+        cells: &Cells,
+        out: &mut CellWriter,
+    ) -> Result<(), String> {
+        let roles = self.custom_roles(ctx);
+        cells.mask_each(out, |column, value, buf| {
+            match roles.get(column) {
+                Some(Custom::Detect) => {
+                    let masked = self.detector.mask(value);
+                    if masked == value {
+                        return Ok(CellMask::Unchanged);
+                    }
+                    buf.push_str(&masked);
+                }
+                _ => initials_into(value, buf),
+            }
+            Ok(CellMask::Value)
+        })
+    }
+
     fn mask_rows(&self, ctx: &ResultContext, rows: Vec<Row>) -> Result<Vec<Row>, String> {
-        // The custom columns, in plan order, and what each one is.
-        let audience = self.audience(&ctx.identity);
-        let roles: Vec<Custom> = ctx
-            .columns
-            .iter()
-            .filter_map(|c| match self.planned(audience, c) {
-                Some((MaskFunction::Custom, role)) => Some(role),
-                _ => None,
-            })
-            .collect();
+        let roles = self.custom_roles(ctx);
         Ok(rows
             .into_iter()
             .map(|row| {

@@ -302,6 +302,20 @@ fn custom_masks_keep_initials_and_specs_parse() {
         )
         .unwrap();
     assert_eq!(rows, vec![vec![Some("A. S.".into()), None]]);
+    // The packed path gives the same: NULLs, empty strings, multi-byte UTF-8.
+    let ctx = ResultContext::new(who("alice", &[]), "demo", vec![]);
+    let rows = vec![
+        vec![Some("Alice Smith".into()), None],
+        vec![Some(String::new()), Some("  Łukasz  żółw ".into())],
+    ];
+    let packed = host()
+        .mask_cells(&ctx, &portcullis_sdk::Cells::from_rows(&rows))
+        .unwrap();
+    assert_eq!(packed.to_rows(), host().mask_rows(&ctx, rows).unwrap());
+    assert_eq!(
+        packed.to_rows()[1],
+        vec![Some(String::new()), Some("Ł. ż.".into())]
+    );
     assert_eq!(
         MaskSpec::parse("partial(first 1, last 2)")
             .unwrap()

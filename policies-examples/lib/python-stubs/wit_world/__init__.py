@@ -62,6 +62,20 @@ class WitWorld(Protocol):
         raise NotImplementedError
 
     @abstractmethod
+    def mask_cells(self, ctx: types.ResultContext, batch: types.CellBatch) -> types.CellBatch:
+        """
+        Masks a packed batch of cells for the `custom` columns of the plan: the same
+        job as `mask-rows`, with every cell in one buffer (no string or list per cell
+        crosses the boundary). The answer must have the same `columns` and as many
+        `lengths` as the batch, lengths of -1 (NULL) or more that add up to `len(data)`,
+        and valid UTF-8 in every cell; anything else refuses the result. When the
+        component exports it, the gateway calls it instead of `mask-rows`.
+        
+        Raises: `componentize_py_types.Err(wit_world.imports.str)`
+        """
+        raise NotImplementedError
+
+    @abstractmethod
     def approve_hook(self, req: types.ApprovalRequest) -> types.ApprovalRoute:
         """
         Routes an approval request.

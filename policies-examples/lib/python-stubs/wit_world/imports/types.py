@@ -376,6 +376,18 @@ class MaskPlan:
     refuse: Optional[Denial]
 
 @dataclass
+class CellBatch:
+    """
+    A packed batch of cells for `mask-cells`: the `custom` columns of the plan only,
+    in plan order, in text format, laid out like PostgreSQL's DataRow. Row-major:
+    cell `c` of row `r` is entry `r * columns + c` of `lengths`, so the batch holds
+    `len(lengths) / columns` rows.
+    """
+    columns: int
+    data: bytes
+    lengths: List[int]
+
+@dataclass
 class ApprovalRequest:
     """
     An approval request, for routing.
