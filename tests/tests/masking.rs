@@ -1334,6 +1334,7 @@ async fn a_remembered_unmasked_result_is_forgotten_when_its_view_changes() {
     drop(alice);
     bob.batch_execute("DROP VIEW memo_v").await.unwrap();
     assert_no_leak(&tap.bytes(), &needles, "redefined view");
+}
 
 // ---------------------------------------------------------------------------
 // Custom masks through the packed batch (contract 0.3.0 `mask-cells`), and through
