@@ -14,7 +14,19 @@
 #   BENCH_IDLE_CONNS   idle logins held for the RSS measurement  (default 1000)
 #   BENCH_IDLE_BATCHES batches of those, one after the other      (default 2)
 #   BENCH_PROFILE=1    instead of the matrix: perf stat, strace -c and perf record of the
-#                      gateway and pgbouncer under load (BENCH_PROFILE_CLIENTS, default 8)
+#                      gateway and pgbouncer under load (BENCH_PROFILE_CLIENTS, default 8);
+#                      perf's samples also by thread (session tasks vs the audit writer)
+#   BENCH_PROFILE_TARGETS  comma-separated targets to profile (default: every gateway and
+#                      pgbouncer), e.g. gateway,audit
+#   BENCH_PROFILE_CALLGRAPH=1  perf record with DWARF call graphs, report with callees
+#   BENCH_POLICIES=1   a second gateway with the demo policy set (guardrails, approvals,
+#                      pii-mask; BENCH_DECISION_CACHE=0: without their decision cache) runs
+#                      as target "policies" in the same rounds; the report gives
+#                      policies/gateway TPS per round and CPU per transaction of both
+#   BENCH_AUDIT=1      likewise a gateway with `[audit]` at its defaults (file sink in the
+#                      work dir, fsync = "batch") as target "audit"; its trail is verified
+#                      at the end (`portcullis audit verify --sealed`)
+#                      With either, the gateways swap order every other round.
 #   TOKIO_WORKER_THREADS  passed through to the gateway (tokio reads it)
 #   BENCH_SCALE        pgbench -i scale                          (default 10)
 #   BENCH_SKIP_BUILD=1 use target/release/portcullis as it is

@@ -53,6 +53,9 @@ BUILTIN = os.environ.get("BENCH_BUILTIN", "select-only")
 # load (perf stat, strace -c, perf record) at BENCH_PROFILE_CLIENTS clients.
 PROFILE = os.environ.get("BENCH_PROFILE", "") not in ("", "0")
 PROFILE_CLIENTS = int(os.environ.get("BENCH_PROFILE_CLIENTS", "8"))
+# BENCH_PROFILE_CALLGRAPH=1: perf record with DWARF call graphs (at 499 Hz), and a report
+# with callees, to see what the top functions are called for.
+CALLGRAPH = os.environ.get("BENCH_PROFILE_CALLGRAPH", "") not in ("", "0")
 PG_MAX_CONNECTIONS = max(200, IDLE_CONNS + 100)
 # BENCH_POLICIES=1: a second gateway enforcing the demo policy set (guardrails, approvals
 # and pii-mask with their demo settings, from target/policies/) runs as a fourth target, "policies", in the same
@@ -60,7 +63,20 @@ PG_MAX_CONNECTIONS = max(200, IDLE_CONNS + 100)
 POLICIES = os.environ.get("BENCH_POLICIES", "") not in ("", "0")
 # BENCH_DECISION_CACHE=0: the policies run without their decision cache.
 DECISION_CACHE = os.environ.get("BENCH_DECISION_CACHE", "1") not in ("", "0")
-TARGETS = ["direct", "gateway", "policies", "pgbouncer"] if POLICIES else ["direct", "gateway", "pgbouncer"]
+# BENCH_AUDIT=1: a second gateway with the audit trail on (`[audit]` with its defaults: the
+# JSON-lines file sink in the work directory, fsync = "batch") runs as another target,
+# "audit", in the same rounds, so its cost is a ratio against the pass-through gateway
+# measured alongside. At the end its trail is verified (`portcullis audit verify --sealed`).
+AUDIT = os.environ.get("BENCH_AUDIT", "") not in ("", "0")
+# Second gateways measured against the pass-through one in the same rounds.
+VARIANTS = [v for v, on in (("policies", POLICIES), ("audit", AUDIT)) if on]
+GATEWAYS = ["gateway"] + VARIANTS
+TARGETS = ["direct", *GATEWAYS, "pgbouncer"]
+VARIANT_FLOOR = {"policies": 0.95, "audit": 0.90}
+# BENCH_PROFILE_TARGETS: which targets the profile mode looks at (default: every gateway
+# and pgbouncer).
+PROFILE_TARGETS = [t.strip() for t in os.environ.get("BENCH_PROFILE_TARGETS", ",".join(GATEWAYS + ["pgbouncer"])).split(",")
+                   if t.strip()]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 HOST = "127.0.0.1"
 
@@ -424,22 +440,31 @@ scram = "{verifier}"
     CLEANUPS.append(lambda: stop_process(env.gw, "portcullis"))
     wait_tcp(env.gw_port, env.gw, "portcullis", gw_log)
     env.gw_log = gw_log
-    env.gwp = None
-    if POLICIES:
+    env.variants, env.variant_ports = {}, {}
+    for variant in VARIANTS:
         with open(gw_conf) as f:
             text = f.read()
-        env.gwp_port, gwp_admin = free_port(), free_port()
-        text = text.replace(f"{HOST}:{env.gw_port}", f"{HOST}:{env.gwp_port}", 1)
-        text = text.replace(f"{HOST}:{env.gw_admin}", f"{HOST}:{gwp_admin}", 1)
-        gwp_conf = os.path.join(env.dir, "portcullis-policies.toml")
-        write_file(gwp_conf, text + demo_policies_toml())
-        gwp_log = os.path.join(env.dir, "portcullis-policies.log")
-        run([env.gateway_bin, "check-config", "-c", gwp_conf])
-        log(f"starting the gateway with the demo policy set on {HOST}:{env.gwp_port}")
-        env.gwp = start_process("portcullis-policies", [env.gateway_bin, "serve", "--config", gwp_conf], gwp_log,
-                                env={k: v for k, v in os.environ.items() if not k.startswith("PORTCULLIS")})
-        CLEANUPS.append(lambda: stop_process(env.gwp, "portcullis-policies"))
-        wait_tcp(env.gwp_port, env.gwp, "portcullis-policies", gwp_log)
+        port, admin = free_port(), free_port()
+        text = text.replace(f"{HOST}:{env.gw_port}", f"{HOST}:{port}", 1)
+        text = text.replace(f"{HOST}:{env.gw_admin}", f"{HOST}:{admin}", 1)
+        if variant == "policies":
+            text += demo_policies_toml()
+            what = "the demo policy set"
+        else:
+            env.audit_dir = os.path.join(env.dir, "audit-trail")
+            text += f'\n[audit]\ndir = "{env.audit_dir}"\n'
+            what = "the audit trail (file sink, defaults)"
+        conf = os.path.join(env.dir, f"portcullis-{variant}.toml")
+        write_file(conf, text)
+        vlog = os.path.join(env.dir, f"portcullis-{variant}.log")
+        run([env.gateway_bin, "check-config", "-c", conf])
+        log(f"starting the gateway with {what} on {HOST}:{port}")
+        proc = start_process(f"portcullis-{variant}", [env.gateway_bin, "serve", "--config", conf], vlog,
+                             env={k: v for k, v in os.environ.items() if not k.startswith("PORTCULLIS")})
+        CLEANUPS.append(lambda p=proc, n=f"portcullis-{variant}": stop_process(p, n))
+        wait_tcp(port, proc, f"portcullis-{variant}", vlog)
+        env.variants[variant] = proc
+        env.variant_ports[variant] = port
 
     # --- pgbouncer (session mode, SCRAM with the upstream user's verifier) ---
     env.pgb_port = free_port()
@@ -479,8 +504,8 @@ log_disconnections = 0
         "gateway": (env.gw_port, "bench", env.bench_password),
         "pgbouncer": (env.pgb_port, "postgres", env.pg_password),
     }
-    if POLICIES:
-        env.targets["policies"] = (env.gwp_port, "bench", env.bench_password)
+    for variant in VARIANTS:
+        env.targets[variant] = (env.variant_ports[variant], "bench", env.bench_password)
     for t in TARGETS:
         port, user, pw = env.targets[t]
         out = run([env.psql, "-X", "-Atq", "-h", HOST, "-p", str(port), "-U", user, "-d", "postgres",
@@ -505,6 +530,18 @@ def percentile(sorted_vals, q):
     return sorted_vals[k]
 
 
+def gateway_pid(env, target):
+    """The gateway process serving `target` (the pass-through one for direct/pgbouncer)."""
+    return env.variants[target].pid if target in env.variants else env.gw.pid
+
+
+def round_order(rnd):
+    """The targets in the order round `rnd` runs them: the gateways swap order every other
+    round, so none of them always runs later (PostgreSQL's tables grow under writes)."""
+    gws = GATEWAYS if rnd % 2 == 1 else list(reversed(GATEWAYS))
+    return ["direct", *gws, "pgbouncer"]
+
+
 def pgbench(env, target, protocol, clients, seconds, tag, keep_log=True):
     port, user, pw = env.targets[target]
     prefix = os.path.join(env.dir, f"log-{tag}")
@@ -514,7 +551,7 @@ def pgbench(env, target, protocol, clients, seconds, tag, keep_log=True):
         argv += ["-l", f"--log-prefix={prefix}"]
     argv.append("postgres")
 
-    gw_pid = env.gwp.pid if target == "policies" else env.gw.pid
+    gw_pid = gateway_pid(env, target)
     gw_us0 = own_user_sys(gw_pid)
     before = {
         "gateway": own_ticks(gw_pid),
@@ -582,7 +619,7 @@ def run_matrix(env):
     for rnd in range(1, ROUNDS + 1):
         for proto in PROTOCOLS:
             for c in CLIENTS:
-                for t in TARGETS:
+                for t in round_order(rnd):
                     i += 1
                     res = pgbench(env, t, proto, c, SECONDS, f"{rnd}-{proto}-{c}-{t}")
                     res["round"] = rnd
@@ -609,6 +646,11 @@ def with_observer(env, target, protocol, clients, seconds, observer_argv):
     return res, out, err
 
 
+def trim_perf(line):
+    """A perf report line without the trailing padding perf adds."""
+    return re.sub(r"\s+(-\s+)*$", "", line)
+
+
 def profile(env, stamp):
     out = []
     w = out.append
@@ -616,12 +658,11 @@ def profile(env, stamp):
     w("")
     w(f"tokio worker threads: {os.environ.get('TOKIO_WORKER_THREADS', 'default (one per core)')}")
     w("")
-    w(f"pgbench -n -S -T {SECONDS} -c {PROFILE_CLIENTS} -j {min(PROFILE_CLIENTS, 2)}; counters are per transaction. "
+    w(f"pgbench -n -b {BUILTIN} -T {SECONDS} -c {PROFILE_CLIENTS} -j {min(PROFILE_CLIENTS, 2)}; counters are per transaction. "
       "The observers slow the runs (strace a lot); the counts, not the TPS, are what matter here.")
     for proto in PROTOCOLS:
-        observed = [("gateway", env.gw.pid), ("pgbouncer", env.pgb.pid)]
-        if env.gwp is not None:
-            observed.insert(1, ("policies", env.gwp.pid))
+        observed = [(t, env.pgb.pid if t == "pgbouncer" else gateway_pid(env, t))
+                    for t in PROFILE_TARGETS if t in GATEWAYS + ["pgbouncer"]]
         for target, pid in observed:
             w("")
             w(f"## {target}, -M {proto}")
@@ -648,14 +689,19 @@ def profile(env, stamp):
                     calls = int(f[3])
                     if calls / txs >= 0.01:
                         w(f"- {f[-1]}: {calls / txs:.2f}")
-            if target in ("gateway", "policies"):
+            if target in GATEWAYS:
                 data = os.path.join(env.dir, f"perf-{target}-{proto}.data")
+                graph = ["--call-graph", "dwarf,16384"] if CALLGRAPH else []
                 res, _, err = with_observer(env, target, proto, PROFILE_CLIENTS, SECONDS,
-                                            ["perf", "record", "-F", "1999", "-o", data, "-p", str(pid)])
+                                            ["perf", "record", "-F", "1999" if not CALLGRAPH else "499", *graph,
+                                             "-o", data, "-p", str(pid)])
                 rep = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "dso,symbol",
-                                      "--stdio", "--percent-limit", "0.7"], capture_output=True, text=True)
-                dso = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "comm,dso", "--stdio"],
-                                     capture_output=True, text=True)
+                                      "--stdio", "--percent-limit", "0.7", "-g", "none"], capture_output=True, text=True)
+                dso = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "comm,dso", "--stdio",
+                                      "-g", "none"], capture_output=True, text=True)
+                by_thread = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "comm,symbol",
+                                            "--stdio", "--percent-limit", "0.3", "-g", "none"],
+                                           capture_output=True, text=True)
                 w("")
                 w("perf record, share of samples by thread and binary:")
                 w("")
@@ -666,8 +712,25 @@ def profile(env, stamp):
                 w(f"perf record -F 1999 (flat, {res['transactions']} transactions), top symbols:")
                 w("")
                 w("```")
-                w("\n".join(l for l in rep.stdout.splitlines() if l.strip() and not l.startswith("#"))[:8000])
+                w("\n".join(trim_perf(l) for l in rep.stdout.splitlines() if l.strip() and not l.startswith("#"))[:8000])
                 w("```")
+                w("")
+                w("by thread (tokio-rt-worker: session tasks; portcullis-audi: the audit writer), symbols ≥ 0.3%:")
+                w("")
+                w("```")
+                w("\n".join(trim_perf(l) for l in by_thread.stdout.splitlines()
+                          if l.strip() and not l.startswith("#"))[:10000])
+                w("```")
+                if CALLGRAPH:
+                    calls = subprocess.run(["perf", "report", "-i", data, "--children", "--sort", "symbol", "--stdio",
+                                            "--percent-limit", "1.5", "-g", "none"], capture_output=True, text=True)
+                    w("")
+                    w("with callees (--children: a function's share includes what it calls), ≥ 1.5%:")
+                    w("")
+                    w("```")
+                    w("\n".join(trim_perf(l) for l in calls.stdout.splitlines()
+                              if l.strip() and not l.startswith("#"))[:10000])
+                    w("```")
     return "\n".join(out)
 
 
@@ -716,7 +779,7 @@ def idle_rss(env, target, pid, name):
 def login_cost(env, count=200):
     """Milliseconds per sequential login (connect, startup, SCRAM, ReadyForQuery, close)."""
     out = {}
-    pids = {"gateway": env.gw.pid, "pgbouncer": env.pgb.pid}
+    pids = {"gateway": env.gw.pid, "pgbouncer": env.pgb.pid, **{v: p.pid for v, p in env.variants.items()}}
     for t in TARGETS:
         port, user, pw = env.targets[t]
         times = []
@@ -762,23 +825,30 @@ def report(env, results, idle, logins, started, info):
     w(f"- machine: {info['cpu']} × {info['cores']} cores, {info['kernel']} (shared with other jobs; see the *foreign* column)")
     w(f"- PostgreSQL {env.pg_version} (fsync=off, shared_buffers=128MB, max_connections={PG_MAX_CONNECTIONS}, SCRAM), "
       f"pgbench scale {SCALE}, {env.pgb_version}")
-    w(f"- gateway: {info['git']}; no policies{' (target *policies*: a second gateway with the demo policy set)' if POLICIES else ''}{' (extra config: ' + repr(EXTRA_TOML) + ')' if EXTRA_TOML else ''}; logs at info; "
+    variants_text = "".join(
+        {"policies": " (target *policies*: a second gateway with the demo policy set)",
+         "audit": " (target *audit*: a second gateway with `[audit]` at its defaults: file sink, fsync = \"batch\", "
+                  "statement_text = \"redacted\")"}[v] for v in VARIANTS)
+    w(f"- gateway: {info['git']}; no policies{variants_text}{' (extra config: ' + repr(EXTRA_TOML) + ')' if EXTRA_TOML else ''}; logs at info; "
       f"tokio worker threads: {os.environ.get('TOKIO_WORKER_THREADS', 'default (one per core)')}; "
       f"session threads: {SESSION_THREADS or 'off (shared runtime)'}"
       + "".join(f"; {k}={v}" for k, v in sorted(os.environ.items()) if k == "LD_PRELOAD" or k.startswith("MALLOC_")))
     w("- pgbouncer: pool_mode=session, auth_type=scram-sha-256 (auth_file holds the upstream user's SCRAM verifier), "
       "default_pool_size=40")
-    w(f"- each run: `pgbench -n -S -M <protocol> -T {SECONDS} -c N -j min(N,2) -l`; {ROUNDS} round{'s' if ROUNDS != 1 else ''}; within a round the "
-      "targets run back to back (direct, gateway, pgbouncer) so ratios compare neighbouring runs")
+    order = ", ".join(TARGETS)
+    swap = (f"; the gateways ({', '.join(GATEWAYS)}) swap order every other round" if VARIANTS else "")
+    w(f"- each run: `pgbench -n -b {BUILTIN} -M <protocol> -T {SECONDS} -c N -j min(N,2) -l`; {ROUNDS} round{'s' if ROUNDS != 1 else ''}; within a round the "
+      f"targets run back to back ({order}{swap}) so ratios compare neighbouring runs")
     w("- TPS, p50, p99: median over rounds (latencies from the per-transaction log, per run). Ratios: median of the "
       "per-round ratios, (min–max) over rounds")
+    w(f"- load average at the start: {info.get('loadavg', '?')}; at the end: {load_average()}")
     w("")
     w("## Throughput")
     w("")
-    pol_head = " policies TPS |" if POLICIES else ""
-    pol_ratio = " policies/gateway |" if POLICIES else ""
-    w(f"| protocol | clients | direct TPS | gateway TPS |{pol_head} pgbouncer TPS | gateway/direct | gateway/pgbouncer |{pol_ratio}")
-    w("|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if POLICIES else ""))
+    var_head = "".join(f" {v} TPS |" for v in VARIANTS)
+    var_ratio = "".join(f" {v}/gateway |" for v in VARIANTS)
+    w(f"| protocol | clients | direct TPS | gateway TPS |{var_head} pgbouncer TPS | gateway/direct | gateway/pgbouncer |{var_ratio}")
+    w("|---|---:|---:|---:|---:|---:|---:|" + "---:|---:|" * len(VARIANTS))
     summary = []
     for proto in PROTOCOLS:
         for c in CLIENTS:
@@ -788,14 +858,41 @@ def report(env, results, idle, logins, started, info):
             rounds = sorted(set(by_round["gateway"]))
             gd = [by_round["gateway"][k]["tps"] / by_round["direct"][k]["tps"] for k in rounds if k in by_round["direct"]]
             gp = [by_round["gateway"][k]["tps"] / by_round["pgbouncer"][k]["tps"] for k in rounds if k in by_round["pgbouncer"]]
-            pg = ([by_round["policies"][k]["tps"] / by_round["gateway"][k]["tps"] for k in rounds
-                   if k in by_round["policies"]] if POLICIES else [])
+            vr = {v: {k: by_round[v][k]["tps"] / by_round["gateway"][k]["tps"] for k in rounds if k in by_round[v]}
+                  for v in VARIANTS}
             tps = {t: med([r["tps"] for r in sel[t]]) for t in TARGETS}
-            pol_tps = f" {tps['policies']:.0f} |" if POLICIES else ""
-            pol_r = f" {fmt_ratio(pg)} |" if POLICIES else ""
-            w(f"| {proto} | {c} | {tps['direct']:.0f} | {tps['gateway']:.0f} |{pol_tps} {tps['pgbouncer']:.0f} | "
-              f"{fmt_ratio(gd)} | {fmt_ratio(gp)} |{pol_r}")
-            summary.append({"protocol": proto, "clients": c, "sel": sel, "gd": gd, "gp": gp, "pg": pg, "tps": tps})
+            var_tps = "".join(f" {tps[v]:.0f} |" for v in VARIANTS)
+            var_r = "".join(f" {fmt_ratio(list(vr[v].values()))} |" for v in VARIANTS)
+            w(f"| {proto} | {c} | {tps['direct']:.0f} | {tps['gateway']:.0f} |{var_tps} {tps['pgbouncer']:.0f} | "
+              f"{fmt_ratio(gd)} | {fmt_ratio(gp)} |{var_r}")
+            summary.append({"protocol": proto, "clients": c, "sel": sel, "by_round": by_round, "gd": gd, "gp": gp,
+                            "vr": vr, "tps": tps})
+    for v in VARIANTS:
+        w("")
+        w(f"## {v} vs the pass-through gateway, per round")
+        w("")
+        w(f"TPS of *{v}* divided by the TPS of *gateway* in the same round (the two ran back to back), and the "
+          "gateway process's CPU per transaction (user+system) of each; the foreign load is the larger of the two runs'.")
+        w("")
+        w(f"| protocol | clients | round | gateway TPS | {v} TPS | {v}/gateway | gateway CPU µs/tx | {v} CPU µs/tx "
+          "| foreign cores |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for s in summary:
+            br = s["by_round"]
+            for k in sorted(s["vr"][v]):
+                g, x = br["gateway"][k], br[v][k]
+                w(f"| {s['protocol']} | {s['clients']} | {k} | {g['tps']:.0f} | {x['tps']:.0f} | {s['vr'][v][k]:.3f} | "
+                  f"{g['cpu_us_per_tx']['gateway']:.1f} | {x['cpu_us_per_tx']['gateway']:.1f} | "
+                  f"{max(g['foreign_cores'], x['foreign_cores']):.2f} |")
+            vals = list(s["vr"][v].values())
+            if vals:
+                gc = med([br["gateway"][k]["cpu_us_per_tx"]["gateway"] for k in s["vr"][v]])
+                xc = med([br[v][k]["cpu_us_per_tx"]["gateway"] for k in s["vr"][v]])
+                w(f"| {s['protocol']} | {s['clients']} | **median** | {s['tps']['gateway']:.0f} | {s['tps'][v]:.0f} | "
+                  f"**{statistics.median(vals):.3f}** | {gc:.1f} | {xc:.1f} (+{xc - gc:.1f}) | |")
+    if AUDIT and info.get("audit_verify"):
+        w("")
+        w(f"Audit trail after the run: `portcullis audit verify --sealed`: {info['audit_verify']}")
     w("")
     w("## Latency (ms, median over rounds)")
     w("")
@@ -820,7 +917,7 @@ def report(env, results, idle, logins, started, info):
             rs = s["sel"][t]
             cpu = lambda k: med([r["cpu_us_per_tx"][k] for r in rs])  # noqa: E731
             gw = f"{cpu('gateway'):.1f}"
-            if t in ("gateway", "policies"):
+            if t in GATEWAYS:
                 gw += f" ({cpu('gateway_user'):.0f} + {cpu('gateway_sys'):.0f})"
             w(f"| {s['protocol']} | {s['clients']} | {t} | {gw} | {cpu('pgbouncer'):.1f} | "
               f"{cpu('postgres'):.1f} | {cpu('pgbench'):.1f} | {cpu('total_ours'):.1f} | "
@@ -870,9 +967,12 @@ def report(env, results, idle, logins, started, info):
         if s["gp"]:
             m = statistics.median(s["gp"])
             w(f"| {s['protocol']} c={s['clients']}: gateway/pgbouncer ≥ 1.20 | {m:.2f} | {'yes' if m >= 1.2 else '**no**'} |")
-        if s.get("pg"):
-            m = statistics.median(s["pg"])
-            w(f"| {s['protocol']} c={s['clients']}: policies/gateway ≥ 0.95 | {m:.2f} | {'yes' if m >= 0.95 else '**no**'} |")
+        for v in VARIANTS:
+            vals = list(s["vr"][v].values())
+            if vals:
+                m, floor = statistics.median(vals), VARIANT_FLOOR[v]
+                w(f"| {s['protocol']} c={s['clients']}: {v}/gateway ≥ {floor:.2f} | {m:.3f} (rounds: "
+                  f"{', '.join(f'{x:.2f}' for x in vals)}) | {'yes' if m >= floor else '**no**'} |")
     for i in idle:
         if i["target"] == "gateway" and "kib_per_conn" in i:
             w(f"| gateway ≤ 64 KiB per idle connection | {i['kib_per_conn']} KiB | {'yes' if i['kib_per_conn'] <= 64 else '**no**'} |")
@@ -906,7 +1006,31 @@ def machine_info():
         git = f"commit {head}" + (" + uncommitted changes" if dirty else "")
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": f"Linux {platform.release()}", "git": git}
+    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": f"Linux {platform.release()}", "git": git,
+            "loadavg": load_average()}
+
+
+def load_average():
+    """The 1/5/15-minute load averages, as `uptime` prints them."""
+    try:
+        with open("/proc/loadavg") as f:
+            return ", ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def verify_audit_trail(env):
+    """Stops the audit gateway (so its trail ends with `stop`) and verifies the trail."""
+    proc = env.variants["audit"]
+    stop_process(proc, "portcullis-audit")
+    if proc.returncode not in (0, -signal.SIGTERM):
+        raise Fail(f"the audit gateway exited with {proc.returncode}")
+    r = subprocess.run([env.gateway_bin, "audit", "verify", "--sealed", env.audit_dir], capture_output=True, text=True)
+    out = " ".join((r.stdout + r.stderr).split())[:400]
+    if r.returncode != 0:
+        raise Fail(f"portcullis audit verify --sealed {env.audit_dir} failed: {out}")
+    log(f"audit trail verified: {out}")
+    return out
 
 
 def main():
@@ -942,11 +1066,16 @@ def main():
                 idle.append({"target": name, "error": str(e)[:200]})
         if env.gw.poll() is not None:
             raise Fail(f"the gateway exited during the benchmark:\n{tail(env.gw_log)}")
+        for v, proc in env.variants.items():
+            if proc.poll() is not None:
+                raise Fail(f"the {v} gateway exited during the benchmark ({proc.returncode})")
         try:
             logins = login_cost(env)
         except (OSError, pgwire_idle.LoginError) as e:
             log(f"login cost measurement failed: {e}")
             logins = {}
+        if AUDIT:
+            info["audit_verify"] = verify_audit_trail(env)
         text = report(env, results, idle, logins, started.strftime("%Y-%m-%d %H:%M %Z"), info)
         os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
         md = os.path.join(HERE, "results", f"{stamp}.md")

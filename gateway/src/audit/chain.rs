@@ -91,15 +91,25 @@ pub fn hash_value(v: &Value) -> String {
 /// Seals `event`: computes its hash and returns the JSON line (with `\n`) to write.
 /// The line is the canonical JSON with `hash` first (the line itself need not be
 /// canonical: verification re-canonicalises what it reads).
+pub fn seal(event: &mut AuditEvent) -> String {
+    let mut line = Vec::new();
+    seal_into(event, &mut Vec::new(), &mut line);
+    String::from_utf8(line).expect("serde_json writes UTF-8")
+}
+
+/// [`seal`], appending the line to `out` and serialising through `scratch` (both
+/// reused by the writer, so sealing an event allocates nothing of its own; `event.hash`
+/// keeps its capacity too).
 ///
 /// The record types declare their fields in byte order of their names and serde_json's
 /// maps are sorted, so serialising an event directly gives its canonical JSON, without
 /// building a JSON value first (this runs for every event). Debug builds check it.
-pub fn seal(event: &mut AuditEvent) -> String {
+pub fn seal_into(event: &mut AuditEvent, scratch: &mut Vec<u8>, out: &mut Vec<u8>) {
     event.hash.clear();
-    let body = serde_json::to_string(&*event).expect("an audit event serializes");
+    scratch.clear();
+    serde_json::to_writer(&mut *scratch, &*event).expect("an audit event serializes");
     debug_assert_eq!(
-        body,
+        std::str::from_utf8(scratch).expect("serde_json writes UTF-8"),
         {
             let mut c = String::new();
             canonical(&serde_json::to_value(&*event).expect("serializes"), &mut c);
@@ -107,18 +117,19 @@ pub fn seal(event: &mut AuditEvent) -> String {
         },
         "audit record types must declare their fields in byte order of their names"
     );
-    let hash = hex::encode(Sha256::digest(body.as_bytes()));
-    let mut line = String::with_capacity(body.len() + 80);
-    line.push_str("{\"hash\":\"");
-    line.push_str(&hash);
-    line.push('"');
-    if body.len() > 2 {
-        line.push(',');
+    let mut hash = [0u8; 64];
+    hex::encode_to_slice(Sha256::digest(&scratch[..]), &mut hash).expect("64 hex digits");
+    let hash = std::str::from_utf8(&hash).expect("hex is ASCII");
+    out.reserve(scratch.len() + 80);
+    out.extend_from_slice(b"{\"hash\":\"");
+    out.extend_from_slice(hash.as_bytes());
+    out.push(b'"');
+    if scratch.len() > 2 {
+        out.push(b',');
     }
-    line.push_str(&body[1..]);
-    line.push('\n');
-    event.hash = hash;
-    line
+    out.extend_from_slice(&scratch[1..]);
+    out.push(b'\n');
+    event.hash.push_str(hash);
 }
 
 /// The bytes a checkpoint signs.

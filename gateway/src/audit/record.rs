@@ -49,6 +49,13 @@ impl AuditContext {
         Arc::clone(&*self.policies.load())
     }
 
+    /// The policies in force now, unless there are none (then nothing is cloned: this
+    /// runs for every event).
+    pub fn policies_if_any(&self) -> Option<Arc<[PolicyRef]>> {
+        let set = self.policies.load();
+        (!set.is_empty()).then(|| Arc::clone(&**set))
+    }
+
     /// A new policy set went live (hot reload or rollback): later events name it, and a
     /// `policy_load` event records the swap.
     pub fn policies_swapped(&self, policies: Vec<PolicyRef>, detail: serde_json::Value) {
@@ -138,10 +145,7 @@ impl AuditContext {
         e.statement = Some(statement);
         e.decision = Some(s.decision);
         e.outcome = Some(s.outcome);
-        let policies = self.policies();
-        if !policies.is_empty() {
-            e.policies = Some(policies);
-        }
+        e.policies = self.policies_if_any();
         e
     }
 }

@@ -504,3 +504,58 @@ fn seal_writes_the_lines_it_always_wrote_for_every_field() {
     lost.detail = Some(serde_json::json!({"events": 3}));
     assert_eq!(super::chain::seal(&mut lost.clone()), reference(&lost));
 }
+
+/// Waits until every event up to `ticket` is on disk (no deadline: a lost wake-up
+/// hangs the test instead of passing it).
+async fn durable_through(log: &AuditLog, ticket: u64) {
+    let mut rx = log.durability();
+    while rx.borrow_and_update().through < ticket {
+        rx.changed().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn events_nobody_waits_for_reach_the_disk_without_waking_the_writer_for_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(&AuditConfig::new(dir.path()), None).unwrap();
+    // Into an idle writer (it sleeps without a deadline), into one that is about to
+    // write (its deadline is set), and from a buffer that is drained and reused.
+    let mut buf = Vec::new();
+    let mut ticket = 0;
+    for round in 0..20 {
+        buf.extend(events(1 + round % 3, "carol"));
+        ticket = log.submit_drain(&mut buf, false);
+        assert!(buf.is_empty());
+        if round % 4 == 0 {
+            durable_through(&log, ticket).await;
+        } else if round % 4 == 1 {
+            std::thread::sleep(std::time::Duration::from_millis(15));
+        }
+    }
+    durable_through(&log, ticket).await;
+    log.close();
+    let files = trail_files(dir.path()).unwrap();
+    let r = verify(&files);
+    assert!(r.ok(), "{:#?}", r.problems);
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    let expected: usize = (0..20).map(|round| 1 + round % 3).sum();
+    assert_eq!(text.matches("\"carol\"").count(), expected);
+}
+
+#[test]
+fn sealing_into_reused_buffers_writes_what_seal_writes() {
+    let mut scratch = Vec::new();
+    let mut out = Vec::new();
+    let mut want = String::new();
+    for (i, mut e) in events(5, "dave").into_iter().enumerate() {
+        e.seq = i as u64;
+        e.prev = "cd".repeat(32);
+        e.time = "2026-12-01T00:00:00.000000Z".into();
+        want.push_str(&super::chain::seal(&mut e.clone()));
+        // A left-over hash in the event is replaced, not appended to.
+        e.hash = "stale".into();
+        super::chain::seal_into(&mut e, &mut scratch, &mut out);
+        assert_eq!(e.hash.len(), 64);
+    }
+    assert_eq!(String::from_utf8(out).unwrap(), want);
+}

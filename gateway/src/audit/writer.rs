@@ -1,12 +1,14 @@
 //! The JSON-lines file sink: one writer thread, group commit, rotation, recovery.
 //!
 //! Sessions hand events to [`AuditLog::submit`] (a mutex push; no system call unless
-//! the writer must wake up) and the writer thread does everything else: it numbers and
+//! the writer sleeps and must wake up: a client waits, or no deadline of the writer
+//! covers the new events) and the writer thread does everything else: it numbers and
 //! chains the events, writes them in batches, syncs them per the fsync policy,
 //! rotates files and signs checkpoints. Every submitted event gets a *ticket*; the
 //! writer publishes the highest ticket on disk through a watch channel, which is how
 //! the I/O layer holds a write's result until its event is durable.
 
+use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -19,7 +21,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, watch};
 
-use super::chain::{CheckpointSigner, GENESIS, hash_value, seal};
+use super::chain::{CheckpointSigner, GENESIS, hash_value, seal_into};
 use super::event::{AuditEvent, EventKind, PolicyRef};
 use crate::config::{AuditConfig, AuditFsync};
 
@@ -79,6 +81,11 @@ struct Queue {
     submitted: u64,
     urgent: bool,
     stop: bool,
+    /// The writer waits on the condition variable.
+    sleeping: bool,
+    /// ... and wakes up by itself in time to write new events within the batch
+    /// interval, so only urgent ones need to wake it.
+    armed: bool,
 }
 
 /// Counters of the audit writer.
@@ -197,6 +204,10 @@ impl AuditLog {
             prev: rec.prev,
             pending: Vec::new(),
             pending_lines: Vec::new(),
+            batch: Vec::new(),
+            scratch: Vec::new(),
+            spare_hash: String::new(),
+            time_text: String::new(),
             taken: 0,
             unsynced: false,
             last_flush: now,
@@ -244,16 +255,27 @@ impl AuditLog {
 
     /// Queues events. `urgent`: a client waits for them, write them now. Returns the
     /// ticket of the last one (see [`AuditLog::durability`]).
-    pub fn submit(&self, events: Vec<AuditEvent>, urgent: bool) -> u64 {
+    pub fn submit(&self, mut events: Vec<AuditEvent>, urgent: bool) -> u64 {
+        self.submit_drain(&mut events, urgent)
+    }
+
+    /// [`AuditLog::submit`] of the events in `events`, leaving it empty (with its
+    /// capacity, for the caller's next events).
+    pub fn submit_drain(&self, events: &mut Vec<AuditEvent>, urgent: bool) -> u64 {
         let now = SystemTime::now();
         let mut q = lock(&self.inner.queue);
-        let was_empty = q.items.is_empty();
         q.submitted += events.len() as u64;
-        q.items.extend(events.into_iter().map(|e| (now, e)));
+        q.items.extend(events.drain(..).map(|e| (now, e)));
         let ticket = q.submitted;
-        let notify = urgent || (was_empty && !q.items.is_empty());
+        // A writer at work looks at the queue before it sleeps again; a sleeping one
+        // must be woken for urgent events, and for others unless it wakes up in time.
+        let notify = q.sleeping && (urgent || (!q.armed && !q.items.is_empty()));
         if urgent {
             q.urgent = true;
+        }
+        if notify {
+            // Once is enough until it has looked at the queue.
+            q.sleeping = false;
         }
         drop(q);
         if notify {
@@ -534,6 +556,14 @@ struct Writer {
     prev: String,
     pending: Vec<u8>,
     pending_lines: Vec<Arc<str>>,
+    /// The events being written (the queue's buffer is swapped with this one, so
+    /// neither is reallocated in steady state).
+    batch: Vec<(SystemTime, AuditEvent)>,
+    /// Reused buffers: an event's JSON while it is hashed, and the strings of the hash
+    /// and time fields (an event's `prev` becomes the next one's `hash` buffer).
+    scratch: Vec<u8>,
+    spare_hash: String,
+    time_text: String,
     taken: u64,
     unsynced: bool,
     last_flush: Instant,
@@ -561,14 +591,16 @@ impl Writer {
 
     fn run(mut self) {
         loop {
-            let (items, urgent, stop) = self.wait();
+            let (urgent, stop) = self.wait();
+            let mut items = std::mem::take(&mut self.batch);
             let n = items.len() as u64;
-            for (time, e) in items {
+            for (time, e) in items.drain(..) {
                 self.encode(time, e);
                 if self.size_rotation_due() && self.flush(true) {
                     self.rotate();
                 }
             }
+            self.batch = items;
             self.taken += n;
             if self.signer.is_some()
                 && self.since_checkpoint > 0
@@ -611,8 +643,9 @@ impl Writer {
         }
     }
 
-    /// Waits for work: urgent events, a stop, or the next deadline.
-    fn wait(&mut self) -> (Vec<(SystemTime, AuditEvent)>, bool, bool) {
+    /// Waits for work: urgent events, a stop, or the next deadline. The events to write
+    /// are in `self.batch` afterwards.
+    fn wait(&mut self) -> (bool, bool) {
         let inner = Arc::clone(&self.inner);
         let mut q = lock(&inner.queue);
         loop {
@@ -636,13 +669,20 @@ impl Writer {
             if self.cfg.max_file_age_secs > 0 && self.regular && self.good_len > 0 {
                 consider(self.opened + Duration::from_secs(self.cfg.max_file_age_secs));
             }
+            // New events need no wake-up while a deadline brings the writer back
+            // within the batch interval anyway.
+            q.armed = deadline.is_some_and(|d| d <= self.last_flush + self.interval());
             match deadline {
-                None => q = inner.wake.wait(q).unwrap_or_else(|e| e.into_inner()),
+                None => {
+                    q.sleeping = true;
+                    q = inner.wake.wait(q).unwrap_or_else(|e| e.into_inner());
+                }
                 Some(d) => {
                     let now = Instant::now();
                     if d <= now {
                         break;
                     }
+                    q.sleeping = true;
                     q = inner
                         .wake
                         .wait_timeout(q, d - now)
@@ -650,10 +690,13 @@ impl Writer {
                         .0;
                 }
             }
+            q.sleeping = false;
         }
-        let items = std::mem::take(&mut q.items);
+        q.sleeping = false;
+        debug_assert!(self.batch.is_empty());
+        std::mem::swap(&mut q.items, &mut self.batch);
         let urgent = std::mem::take(&mut q.urgent);
-        (items, urgent, q.stop)
+        (urgent, q.stop)
     }
 
     fn encode(&mut self, time: SystemTime, mut e: AuditEvent) {
@@ -670,12 +713,20 @@ impl Writer {
         }
         e.seq = self.next_seq;
         e.prev = std::mem::take(&mut self.prev);
-        e.time = humantime::format_rfc3339_micros(time).to_string();
-        let line = seal(&mut e);
-        self.prev = e.hash;
+        e.hash = std::mem::take(&mut self.spare_hash);
+        e.time = std::mem::take(&mut self.time_text);
+        e.time.clear();
+        write!(e.time, "{}", humantime::format_rfc3339_micros(time)).expect("writes to a String");
+        let start = self.pending.len();
+        seal_into(&mut e, &mut self.scratch, &mut self.pending);
+        self.prev = std::mem::take(&mut e.hash);
+        self.spare_hash = std::mem::take(&mut e.prev);
+        self.time_text = std::mem::take(&mut e.time);
         self.next_seq += 1;
-        self.pending.extend_from_slice(line.as_bytes());
         self.metrics.events.inc();
+        // The line without its newline.
+        let line = std::str::from_utf8(&self.pending[start..self.pending.len() - 1])
+            .expect("serde_json writes UTF-8");
         if let Some(pg) = &mut self.pg {
             let file = self.sealed.as_ref().unwrap_or(&self.path);
             let row = super::pg_sink::Row {
@@ -684,7 +735,7 @@ impl Writer {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
-                line: line.trim_end().to_owned(),
+                line: line.to_owned(),
             };
             if !pg.push(row) {
                 self.lost += 1;
@@ -692,7 +743,7 @@ impl Writer {
             }
         }
         if self.inner.feed.receiver_count() > 0 {
-            self.pending_lines.push(Arc::from(line.trim_end()));
+            self.pending_lines.push(Arc::from(line));
         }
         if e.kind != EventKind::Checkpoint {
             self.since_checkpoint += 1;

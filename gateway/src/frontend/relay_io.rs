@@ -89,12 +89,12 @@ fn submit_audit(
     held: &mut Held,
 ) {
     let Some(log) = log else { return };
-    let out = relay.take_audit();
-    if out.events.is_empty() {
+    let (events, hold_from) = relay.audit_pending();
+    if events.is_empty() {
         return;
     }
-    let ticket = log.submit(out.events, out.hold_from.is_some());
-    if let Some(at) = out.hold_from {
+    let ticket = log.submit_drain(events, hold_from.is_some());
+    if let Some(at) = hold_from {
         if !held.active() {
             held.bytes = to_client.split_off(at.min(to_client.len()));
         }

@@ -167,10 +167,7 @@ impl Relay {
             error: None,
             duration_us: micros(sent_at, now),
         });
-        let policies = a.policies();
-        if !policies.is_empty() {
-            e.policies = Some(policies);
-        }
+        e.policies = a.policies_if_any();
         let hold = denial.is_none().then_some(at);
         self.push_audit(e, hold);
     }

@@ -236,6 +236,14 @@ impl Relay {
         std::mem::take(&mut self.audit_out)
     }
 
+    /// [`Relay::take_audit`] without giving up the events' buffer: the caller drains
+    /// the events (the relay reuses the vector's capacity for the next ones); the
+    /// offset is [`AuditOutput::hold_from`], taken.
+    pub fn audit_pending(&mut self) -> (&mut Vec<AuditEvent>, Option<usize>) {
+        let hold_from = self.audit_out.hold_from.take();
+        (&mut self.audit_out.events, hold_from)
+    }
+
     /// The session as the audit trail records it, when auditing.
     pub fn audit_session(&self) -> Option<&Arc<SessionRecord>> {
         self.audit_session.as_ref()
