@@ -53,6 +53,11 @@ impl PolicyRuntime {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
+        // For profiling policies with `perf`: wasmtime writes /tmp/perf-PID.map, which
+        // names the guests' compiled functions (see `examples/guest_floor.rs`).
+        if std::env::var_os("PORTCULLIS_WASM_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| PolicyError::Engine(format!("{e:#}")))?;
         let linker = build_linker(&engine).map_err(|e| PolicyError::Engine(format!("{e:#}")))?;
         let cache = CompileCache::new(cache_dir.unwrap_or_else(CompileCache::default_dir), &engine);
