@@ -100,7 +100,7 @@ impl Cells {
         if columns == 0 {
             return Err("cell batch of 0 columns".into());
         }
-        if lengths.len() % columns != 0 {
+        if !lengths.len().is_multiple_of(columns) {
             return Err(format!(
                 "cell batch of {} cells is not a whole number of {columns}-column rows",
                 lengths.len()
