@@ -14,17 +14,14 @@
 //! the tests).
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use portcullis::config::PolicyConfig;
 use portcullis_tests::pg::{self, Conn, sqlstate};
+use portcullis_tests::tap::{Tap, assert_no_leak};
 use portcullis_tests::tools::{crate_dir, psql_c, require_psycopg, run_script};
-use portcullis_tests::{EnvOptions, GatewayOptions, TestEnv, build_uri, password_for};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use portcullis_tests::{EnvOptions, GatewayOptions, TestEnv, password_for};
 use tokio::sync::OnceCell;
 use tokio_postgres::SimpleQueryMessage;
 
@@ -63,69 +60,6 @@ async fn env() -> &'static TestEnv {
 }
 
 // ---------------------------------------------------------------------------
-// The tap: records every byte the gateway sends to a client.
-// ---------------------------------------------------------------------------
-
-struct Tap {
-    port: u16,
-    seen: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Tap {
-    async fn start(target: SocketAddr) -> Tap {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("tap listens");
-        let port = listener.local_addr().unwrap().port();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let seen2 = Arc::clone(&seen);
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let seen = Arc::clone(&seen2);
-                tokio::spawn(async move {
-                    let Ok(server) = TcpStream::connect(target).await else {
-                        return;
-                    };
-                    let (mut cr, mut cw) = client.into_split();
-                    let (mut sr, mut sw) = server.into_split();
-                    let up = tokio::spawn(async move {
-                        let _ = tokio::io::copy(&mut cr, &mut sw).await;
-                        let _ = sw.shutdown().await;
-                    });
-                    let mut buf = vec![0u8; 64 * 1024];
-                    loop {
-                        let n = match sr.read(&mut buf).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => n,
-                        };
-                        seen.lock().unwrap().extend_from_slice(&buf[..n]);
-                        if cw.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                    let _ = cw.shutdown().await;
-                    up.abort();
-                });
-            }
-        });
-        Tap { port, seen }
-    }
-
-    fn uri(&self, user: &str) -> String {
-        build_uri(
-            user,
-            password_for(user),
-            "127.0.0.1",
-            self.port,
-            "demo",
-            "sslmode=disable",
-        )
-    }
-
-    fn bytes(&self) -> Vec<u8> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-// ---------------------------------------------------------------------------
 // Sensitive values, straight from PostgreSQL.
 // ---------------------------------------------------------------------------
 
@@ -148,27 +82,6 @@ async fn forbidden() -> Vec<String> {
         }
     }
     out
-}
-
-/// Asserts that none of `needles` occurs in `haystack`.
-fn assert_no_leak(haystack: &[u8], needles: &[String], what: &str) {
-    let mut by_len: std::collections::BTreeMap<usize, HashSet<&[u8]>> = Default::default();
-    for n in needles {
-        by_len.entry(n.len()).or_default().insert(n.as_bytes());
-    }
-    for (len, set) in &by_len {
-        if *len == 0 || haystack.len() < *len {
-            continue;
-        }
-        for w in haystack.windows(*len) {
-            if set.contains(w) {
-                panic!(
-                    "{what}: the plain sensitive value {:?} reached alice",
-                    String::from_utf8_lossy(w)
-                );
-            }
-        }
-    }
 }
 
 async fn connect(uri: &str) -> Conn {
