@@ -881,6 +881,62 @@ async fn audit_events_name_the_masked_columns() {
     assert_eq!(e.masked[0].mask, "email");
 }
 
+/// Views created and dropped while a gateway starts (another team's migrations)
+/// never cost it its catalog: `pg_get_viewdef` fails on a view dropped while the
+/// catalog is read, which once left a new gateway's first session with no catalog at
+/// all, so every column had unknown provenance and was redacted. Now only a view whose
+/// definition cannot be read has unknown lineage; tables keep theirs.
+#[tokio::test]
+async fn views_dropped_while_the_catalog_loads_cost_no_session_its_catalog() {
+    let env = env().await;
+    let churn: Vec<_> = (0..2)
+        .map(|_| {
+            let uri = env.direct_uri("demo");
+            tokio::spawn(async move {
+                let c = pg::connect(&uri).await.unwrap();
+                let view = portcullis_tests::unique("churn_v");
+                loop {
+                    // Two transactions: other sessions see the view come and go.
+                    c.batch_execute(&format!(
+                        "CREATE VIEW {view} AS SELECT id, upper(name) AS n FROM customers"
+                    ))
+                    .await
+                    .unwrap();
+                    c.batch_execute(&format!("DROP VIEW {view}")).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for gateway in 0..12 {
+        // A gateway of its own: its first session loads the catalog.
+        let gw = env
+            .start_gateway(GatewayOptions {
+                policies: demo_policies().split_off(1),
+                ..GatewayOptions::default()
+            })
+            .await
+            .unwrap();
+        let alice = pg::connect(&gw.uri("alice", "demo")).await.unwrap();
+        let rows = simple_rows(&alice, "SELECT name, ssn FROM customers WHERE id = 1")
+            .await
+            .unwrap();
+        assert!(
+            !rows[0][0].as_deref().unwrap().starts_with("***"),
+            "gateway {gateway}: name has its provenance: {rows:?}"
+        );
+        assert!(
+            rows[0][1].as_deref().unwrap().starts_with("***"),
+            "{rows:?}"
+        );
+        drop(alice);
+        gw.shutdown().await;
+    }
+    for c in &churn {
+        assert!(!c.is_finished(), "the view churn stopped: {c:?}");
+        c.abort();
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Inference by column comparison (`deny_column_comparisons`).
 // ---------------------------------------------------------------------------

@@ -24,18 +24,29 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::backend::{Upstream, UpstreamTarget};
 
 /// The catalog query: one row per column of every relation (system catalogs
-/// included, so their columns have known provenance), with the view definition on the
-/// first column of each user view (system views are not followed: their lineage ends
-/// at the view; policies deny statistics views that expose sampled values).
+/// included, so their columns have known provenance). Column 6 is a placeholder for
+/// the view definition, which [`VIEWS_SQL`] reads apart: `pg_get_viewdef` fails the
+/// whole query when a view is dropped while it runs, and a plain catalog scan never
+/// does.
 const CATALOG_SQL: &str = "SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text, a.attnum::int4, a.attname, \
-     CASE WHEN c.relkind IN ('v','m') AND a.attnum = 1 AND n.nspname NOT IN ('pg_catalog','information_schema') \
-          THEN pg_catalog.pg_get_viewdef(c.oid) END, n.nspname IN ('pg_catalog','information_schema') \
+     NULL::text, n.nspname IN ('pg_catalog','information_schema') \
      FROM pg_catalog.pg_class c \
      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
      JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
      WHERE c.relkind IN ('r','v','m','p','f') AND a.attnum > 0 AND NOT a.attisdropped \
      AND n.nspname NOT LIKE 'pg\\_toast%' \
      ORDER BY 1, 5";
+
+/// The definitions of the user views (system views are not followed: their lineage
+/// ends at the view; policies deny statistics views that expose sampled values).
+const VIEWS_SQL: &str = "SELECT c.oid::int8, pg_catalog.pg_get_viewdef(c.oid) \
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relkind IN ('v','m') AND n.nspname NOT IN ('pg_catalog','information_schema')";
+
+/// How many per-view queries are written before their answers are read, when the
+/// views are read one by one (see [`load`]): bounded, so neither side's socket buffer
+/// fills while the other waits.
+const VIEWS_PIPELINE: usize = 64;
 
 /// The function query: every function name, with its schema and whether it was
 /// created with the cluster (an OID below 16384, `FirstNormalObjectId`): anything
@@ -487,13 +498,27 @@ impl Catalog {
 /// Longest a session's results wait for the catalog reload after its DDL.
 pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Reads the relations and the functions. A failure to read the functions is logged
-/// and leaves them unknown (every function call is then opaque).
+/// Reads the relations, the view definitions and the functions.
+///
+/// `pg_get_viewdef` fails [`VIEWS_SQL`] as a whole when any view is dropped while it
+/// runs. Then each view the relations name is read by its own query, pipelined
+/// ([`VIEWS_PIPELINE`] at a time): one that fails was dropped, and keeps unknown
+/// lineage, as does every view whose definition cannot be read. A failure to read the
+/// functions is logged and leaves them unknown (every function call is then opaque).
+/// Both fail closed for what they cover, and nothing else.
 async fn load(
     upstream: &mut Upstream,
 ) -> anyhow::Result<(Vec<Vec<Option<String>>>, Option<Functions>)> {
-    let rows = simple_query(upstream, CATALOG_SQL).await?;
-    let functions = match simple_query(upstream, FUNCTIONS_SQL).await {
+    let mut rows = simple_query(upstream, CATALOG_SQL).await??;
+    let views = match simple_query(upstream, VIEWS_SQL).await? {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::debug!(error = %e, "view definitions changed while read; one by one");
+            views_one_by_one(upstream, &rows).await?
+        }
+    };
+    attach_view_definitions(&mut rows, views);
+    let functions = match simple_query(upstream, FUNCTIONS_SQL).await? {
         Ok(f) => Some(Functions::from_rows(f)),
         Err(e) => {
             tracing::warn!(error = %e, "cannot load the functions for masking");
@@ -503,15 +528,94 @@ async fn load(
     Ok((rows, functions))
 }
 
-/// Runs one simple query and returns the text values of every row.
+/// The definition of each user view in `rows` (rows of [`CATALOG_SQL`]), one query
+/// per view, as rows of [`VIEWS_SQL`]. Views that fail are left out.
+async fn views_one_by_one(
+    upstream: &mut Upstream,
+    rows: &[Vec<Option<String>>],
+) -> anyhow::Result<Vec<Vec<Option<String>>>> {
+    let oids: Vec<u32> = rows
+        .iter()
+        .filter(|r| {
+            r.get(4).and_then(|a| a.as_deref()) == Some("1")
+                && matches!(r.get(3).and_then(|k| k.as_deref()), Some("v" | "m"))
+                && r.get(7).and_then(|s| s.as_deref()) == Some("f")
+        })
+        .filter_map(|r| r.first()?.as_deref()?.parse().ok())
+        .collect();
+    let mut views = Vec::with_capacity(oids.len());
+    let mut lost = 0usize;
+    for chunk in oids.chunks(VIEWS_PIPELINE) {
+        let mut out = BytesMut::new();
+        for oid in chunk {
+            let sql = format!("SELECT {oid}::int8, pg_catalog.pg_get_viewdef({oid}::oid)");
+            Query::encode(&sql, &mut out);
+        }
+        upstream.stream.write_all(&out).await?;
+        upstream.stream.flush().await?;
+        for _ in chunk {
+            match read_response(upstream).await? {
+                Ok(mut r) => views.append(&mut r),
+                Err(_) => lost += 1,
+            }
+        }
+    }
+    if lost > 0 {
+        tracing::debug!(lost, "views dropped while the catalog was read");
+    }
+    Ok(views)
+}
+
+/// Puts each view's definition (rows of [`VIEWS_SQL`]: OID, definition) on the first
+/// column row of that view in `rows` (rows of [`CATALOG_SQL`]).
+fn attach_view_definitions(rows: &mut [Vec<Option<String>>], views: Vec<Vec<Option<String>>>) {
+    let mut defs: HashMap<String, String> = views
+        .into_iter()
+        .filter_map(|mut v| {
+            let def = v.get_mut(1)?.take()?;
+            Some((v.first()?.clone()?, def))
+        })
+        .collect();
+    if defs.is_empty() {
+        return;
+    }
+    for row in rows.iter_mut() {
+        if row.get(4).and_then(|a| a.as_deref()) != Some("1") {
+            continue;
+        }
+        let Some(oid) = row.first().and_then(|o| o.as_deref()) else {
+            continue;
+        };
+        if let Some(def) = defs.remove(oid)
+            && let Some(slot) = row.get_mut(6)
+        {
+            *slot = Some(def);
+        }
+    }
+}
+
+/// An ErrorResponse from the server: the query failed, the connection is usable.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct ServerError(String);
+
+/// Runs one simple query: the text values of every row, or the server's error. The
+/// outer error is an I/O or protocol failure (the connection is not usable).
 async fn simple_query(
     upstream: &mut Upstream,
     sql: &str,
-) -> anyhow::Result<Vec<Vec<Option<String>>>> {
+) -> anyhow::Result<Result<Vec<Vec<Option<String>>>, ServerError>> {
     let mut out = BytesMut::new();
     Query::encode(sql, &mut out);
     upstream.stream.write_all(&out).await?;
     upstream.stream.flush().await?;
+    read_response(upstream).await
+}
+
+/// Reads one simple query's answer, up to its ReadyForQuery.
+async fn read_response(
+    upstream: &mut Upstream,
+) -> anyhow::Result<Result<Vec<Vec<Option<String>>>, ServerError>> {
     let decoder = portcullis_wire::FrameDecoder::new(portcullis_wire::Limits::default());
     let mut rows = Vec::new();
     let mut error = None;
@@ -529,10 +633,10 @@ async fn simple_query(
                     error = Some(e.message().unwrap_or("error").to_owned());
                 }
                 tag::READY_FOR_QUERY => {
-                    return match error {
-                        Some(e) => Err(anyhow::anyhow!(e)),
+                    return Ok(match error {
+                        Some(e) => Err(ServerError(e)),
                         None => Ok(rows),
-                    };
+                    });
                 }
                 _ => {}
             }
@@ -642,5 +746,40 @@ mod tests {
         assert!(matches!(cat.relation(300).unwrap().view, Some(None)));
         assert!(cat.function_is_opaque("upper"));
         assert!(!DbCatalog::statement_only().function_is_opaque("lookup_ssn"));
+    }
+
+    #[test]
+    fn view_definitions_land_on_their_views_first_column() {
+        let rel = |oid: &str, kind: &str, attnum: &str| {
+            vec![
+                Some(oid.into()),
+                Some("public".into()),
+                Some(format!("r{oid}")),
+                Some(kind.into()),
+                Some(attnum.into()),
+                Some(format!("c{attnum}")),
+                None,
+                Some("f".into()),
+            ]
+        };
+        let mut rows = vec![
+            rel("100", "r", "1"),
+            rel("200", "v", "1"),
+            rel("200", "v", "2"),
+            rel("300", "v", "1"),
+        ];
+        let defs = vec![
+            vec![Some("200".into()), Some("SELECT 1 AS c1, 2 AS c2".into())],
+            // A view dropped after the relations were read: no row to land on.
+            vec![Some("400".into()), Some("SELECT 1".into())],
+        ];
+        attach_view_definitions(&mut rows, defs);
+        let defs: Vec<_> = rows.iter().map(|r| r[6].as_deref()).collect();
+        assert_eq!(defs, [None, Some("SELECT 1 AS c1, 2 AS c2"), None, None]);
+        let cat = DbCatalog::from_rows(rows, Some(functions()));
+        assert!(matches!(cat.relation(200).unwrap().view, Some(Some(_))));
+        // A view whose definition could not be read has unknown lineage.
+        assert!(matches!(cat.relation(300).unwrap().view, Some(None)));
+        assert!(cat.relation(100).unwrap().view.is_none());
     }
 }
