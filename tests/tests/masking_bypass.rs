@@ -323,6 +323,97 @@ async fn copy_writes_and_code_definitions_through_opaque_calls_are_denied() {
     assert!(data.contains('-'), "{data}");
 }
 
+/// Conditions testing the value of an opaque call (or of a view calling one): each
+/// row they keep says something about a masked value (`lookup_ssn(id) LIKE '1%'`
+/// finds the SSNs starting with 1, one character at a time). Denied like a condition
+/// on a masked column.
+const OPAQUE_CONDITIONS: &[&str] = &[
+    "SELECT id FROM customers WHERE lookup_ssn(id::int) LIKE '1%'",
+    "SELECT id FROM customers WHERE public.lookup_ssn(id::int) = '123-45-6789'",
+    "SELECT count(*) FROM customers WHERE lookup_ssn_pl(id::int) > '5'",
+    "SELECT id FROM customers c WHERE (SELECT lookup_ssn(c.id::int)) LIKE '1%'",
+    "SELECT id FROM orders WHERE customer_id IN \
+     (SELECT id FROM customers WHERE lookup_ssn(id::int) LIKE '1%')",
+    "SELECT id FROM customers WHERE starts_with(lookup_ssn(id::int), '1')",
+    "SELECT c.id FROM customers c JOIN orders o ON o.customer_id = c.id \
+     AND lookup_ssn(c.id::int) LIKE '1%'",
+    "SELECT name FROM customers GROUP BY name HAVING max(lookup_ssn(id::int)) > '5'",
+    "SELECT id FROM v_lookup WHERE s LIKE '1%'",
+    "SELECT id FROM customers WHERE lookup_ssn(id::int) LIKE $1",
+    "UPDATE notes SET t = t WHERE lookup_ssn(1) LIKE '1%'",
+    "DELETE FROM notes WHERE lookup_ssn(1) LIKE '1%'",
+];
+
+#[tokio::test]
+async fn conditions_on_opaque_calls_are_denied_like_masked_columns() {
+    let env = env().await;
+    let needles = forbidden().await;
+    let tap = Tap::start(env.gw.addr()).await;
+    let alice = connect(&tap.uri("alice")).await;
+    for sql in OPAQUE_CONDITIONS {
+        let simple = sql.replace("$1", "'1%'");
+        let e = alice
+            .simple_query(&simple)
+            .await
+            .expect_err(&format!("{simple}: should be denied"));
+        assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{simple}: {e}");
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = if sql.contains("$1") {
+            vec![&"1%"]
+        } else {
+            Vec::new()
+        };
+        let e = alice
+            .query(*sql, &params)
+            .await
+            .expect_err(&format!("{sql}: should be denied (extended)"));
+        assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{sql}: {e}");
+    }
+    let e = alice
+        .simple_query("SELECT id FROM customers WHERE lookup_ssn(id::int) LIKE '1%'")
+        .await
+        .unwrap_err();
+    let reason = e
+        .as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_default();
+    assert!(
+        reason.contains("a condition on lookup_ssn()"),
+        "the reason names the call: {reason}"
+    );
+    // Conditions on keys and harmless built-ins stay; opaque calls in the output are
+    // masked, not denied.
+    let direct = env.connect_direct("demo").await.unwrap();
+    for sql in [
+        "SELECT id, name FROM customers WHERE id < 3 AND pg_catalog.length(name) > 1 ORDER BY id",
+        "SELECT id FROM customers WHERE starts_with(name, 'A') ORDER BY id",
+    ] {
+        assert_eq!(
+            simple_rows(&alice, sql).await.unwrap(),
+            simple_rows(&direct, sql).await.unwrap(),
+            "{sql}"
+        );
+    }
+    let rows = simple_rows(
+        &alice,
+        "SELECT lookup_ssn(id::int) FROM customers WHERE id = 1",
+    )
+    .await
+    .unwrap();
+    assert!(rows.iter().all(|r| masked(&r[0])), "{rows:?}");
+    drop(alice);
+    assert_no_leak(&tap.bytes(), &needles, "conditions on opaque calls");
+    // bob (exempt) runs them, with PostgreSQL's answers.
+    let bob = env.connect_gateway("bob", "demo").await.unwrap();
+    for sql in OPAQUE_CONDITIONS.iter().filter(|s| s.starts_with("SELECT")) {
+        let sql = sql.replace("$1", "'1%'");
+        assert_eq!(
+            simple_rows(&bob, &sql).await.unwrap(),
+            simple_rows(&direct, &sql).await.unwrap(),
+            "bob: {sql}"
+        );
+    }
+}
+
 /// The data of a `COPY ... TO STDOUT`.
 async fn copy_out(c: &Conn, sql: &str) -> String {
     use futures_util::TryStreamExt;

@@ -103,6 +103,14 @@ pub struct Lineage {
     /// `WHERE ssn IN (SELECT ...)`; `NATURAL JOIN`: the whole rows of its relations):
     /// comparing a column with another reveals whether their values are equal.
     pub compared: Vec<Source>,
+    /// Functions called anywhere in a WHERE / HAVING / JOIN condition, subqueries
+    /// included (names as in [`crate::StatementSummary::functions`]): a function whose
+    /// body the gateway cannot see may read a masked value and test it there
+    /// (`WHERE lookup_ssn(id) LIKE '1%'`).
+    pub condition_calls: Vec<String>,
+    /// Functions called in a GROUP BY / ORDER BY expression, or in the output item it
+    /// names by alias or position.
+    pub ordered_calls: Vec<String>,
     /// What the statement does to a cursor, if anything.
     pub cursor: Option<CursorOp>,
 }
@@ -118,6 +126,8 @@ pub(crate) fn statement(stmt: &Statement) -> Lineage {
         written_from: finish(w.written_from),
         ordered: finish(w.ordered),
         compared: finish(w.compared),
+        condition_calls: finish_names(w.condition_calls),
+        ordered_calls: finish_names(w.ordered_calls),
         cursor: w.cursor,
     }
 }
@@ -135,6 +145,12 @@ pub fn query_lineage(sql: &str) -> Option<Vec<OutputItem>> {
         return None;
     };
     statement(stmt).output
+}
+
+fn finish_names(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v.dedup();
+    v
 }
 
 fn finish(mut v: Vec<Source>) -> Vec<Source> {
@@ -166,6 +182,8 @@ struct Walker {
     written_from: Vec<Source>,
     ordered: Vec<Source>,
     compared: Vec<Source>,
+    condition_calls: Vec<String>,
+    ordered_calls: Vec<String>,
     cursor: Option<CursorOp>,
     depth: usize,
 }
@@ -398,6 +416,7 @@ impl Walker {
                 for e in order {
                     let src = self.order_sources(e, out.as_ref());
                     self.ordered.extend(src);
+                    self.ordered_calls.extend(calls(e));
                 }
                 out
             }
@@ -535,11 +554,13 @@ impl Walker {
             for e in exprs {
                 let src = self.order_sources(e, out.as_ref());
                 self.ordered.extend(src);
+                self.ordered_calls.extend(order_calls(e, &s.projection));
             }
         }
         for e in order {
             let src = self.order_sources(e, out.as_ref());
             self.ordered.extend(src);
+            self.ordered_calls.extend(order_calls(e, &s.projection));
         }
         self.scopes.pop();
         out
@@ -772,8 +793,14 @@ impl Walker {
     }
 
     /// A WHERE / HAVING / ON condition: every conjunct or disjunct holding a literal
-    /// or parameter marks its columns as compared with a literal.
+    /// or parameter marks its columns as compared with a literal; every function it
+    /// calls, subqueries included, is a condition call.
     fn predicate(&mut self, e: &Expr) {
+        self.condition_calls.extend(calls(e));
+        self.predicate_part(e);
+    }
+
+    fn predicate_part(&mut self, e: &Expr) {
         use sqlparser::ast::BinaryOperator as B;
         match e {
             Expr::BinaryOp {
@@ -781,11 +808,11 @@ impl Walker {
                 op: B::And | B::Or | B::Xor,
                 right,
             } => {
-                self.predicate(left);
-                self.predicate(right);
+                self.predicate_part(left);
+                self.predicate_part(right);
             }
-            Expr::Nested(inner) => self.predicate(inner),
-            Expr::UnaryOp { expr, .. } => self.predicate(expr),
+            Expr::Nested(inner) => self.predicate_part(inner),
+            Expr::UnaryOp { expr, .. } => self.predicate_part(expr),
             _ => {
                 let (sources, refs) = self.expr_sources_counted(e);
                 let mut lit = LiteralFinder::default();
@@ -1071,6 +1098,70 @@ impl Visitor for RefCollector {
     }
 }
 
+/// Every function an expression calls, subqueries included.
+fn calls(e: &Expr) -> Vec<String> {
+    let mut c = CallCollector::default();
+    let _ = e.visit(&mut c);
+    c.names
+}
+
+/// The functions a GROUP BY / ORDER BY expression calls, and those of the output items
+/// it may name: by alias or by a function's default output name (`ORDER BY s` for
+/// `SELECT lookup_ssn(id) AS s`, `ORDER BY lookup_ssn`), or by position (`ORDER BY 1`;
+/// literals are normalised before the walk, so a position names any item).
+fn order_calls(e: &Expr, projection: &[SelectItem]) -> Vec<String> {
+    let mut out = calls(e);
+    fn item_expr(p: &SelectItem) -> Option<&Expr> {
+        match p {
+            SelectItem::ExprWithAlias { expr, .. } | SelectItem::UnnamedExpr(expr) => Some(expr),
+            _ => None,
+        }
+    }
+    match e {
+        Expr::Identifier(i) => {
+            let name = fold(i);
+            for p in projection {
+                let item_calls = item_expr(p).map(calls).unwrap_or_default();
+                let named = match p {
+                    SelectItem::ExprWithAlias { alias, .. } => fold(alias) == name,
+                    SelectItem::UnnamedExpr(_) => item_calls
+                        .iter()
+                        .any(|f| f.rsplit('.').next() == Some(name.as_str())),
+                    _ => false,
+                };
+                if named {
+                    out.extend(item_calls);
+                }
+            }
+        }
+        Expr::Value(v) if !matches!(v.value, sqlparser::ast::Value::SingleQuotedString(_)) => {
+            out.extend(projection.iter().filter_map(item_expr).flat_map(calls));
+        }
+        _ => {}
+    }
+    out
+}
+
+/// Collects the names of called functions (as [`crate::names::parts`] joined by `.`).
+#[derive(Default)]
+struct CallCollector {
+    names: Vec<String>,
+}
+
+impl Visitor for CallCollector {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        if let Expr::Function(f) = e {
+            // A name it cannot spell makes the analysis reject the statement.
+            if let Some(p) = parts(&f.name).filter(|p| !p.is_empty()) {
+                self.names.push(p.join("."));
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
 /// Finds a literal or parameter outside subqueries.
 #[derive(Default)]
 struct LiteralFinder {
@@ -1276,6 +1367,49 @@ mod tests {
         );
         let l = lin("select name from customers where id = 1");
         assert!(l.ordered.is_empty(), "{:?}", l.ordered);
+    }
+
+    #[test]
+    fn functions_called_in_conditions_and_orderings_are_reported() {
+        let c = |sql: &str| lin(sql).condition_calls;
+        assert_eq!(
+            c("select id from customers where lookup_ssn(id) like '1%'"),
+            ["lookup_ssn"]
+        );
+        // A boolean function alone, a join condition, a correlated subquery, HAVING.
+        assert_eq!(
+            c("select id from customers where app.has_prefix(id)"),
+            ["app.has_prefix"]
+        );
+        assert_eq!(
+            c("select 1 from customers c join guesses g on f(c.id) = g.v"),
+            ["f"]
+        );
+        assert_eq!(
+            c("select id from customers c where (select lookup_ssn(c.id)) like '1%'"),
+            ["lookup_ssn"]
+        );
+        assert_eq!(
+            c("select name, count(*) from customers group by name having max(g(id)) > 1"),
+            ["g", "max"]
+        );
+        assert_eq!(
+            c("update customers set name = f(name) where lower(email) = 'x'"),
+            ["lower"]
+        );
+        assert!(c("select f(ssn) from customers where id = 1").is_empty());
+        let o = |sql: &str| lin(sql).ordered_calls;
+        assert_eq!(
+            o("select id from customers order by lookup_ssn(id)"),
+            ["lookup_ssn"]
+        );
+        assert_eq!(
+            o("select lookup_ssn(id) as s from customers order by s"),
+            ["lookup_ssn"]
+        );
+        assert_eq!(o("select id, f(id) from customers group by 1, 2"), ["f"]);
+        assert_eq!(o("select f(id) from customers order by f"), ["f"]);
+        assert!(o("select f(id) from customers order by id").is_empty());
     }
 
     #[test]

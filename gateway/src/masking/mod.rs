@@ -513,17 +513,27 @@ impl MaskingGate {
 /// Adds `opaque:NAME()` to request `columns` for every function the statement calls
 /// whose body the gateway cannot see (see [`catalog::Functions::is_opaque`]): a masking
 /// policy cannot tell what such a call reads, so it treats it as sensitive (pii-mask
-/// denies `COPY ... TO`, copies into tables and exfiltrating functions with one).
+/// denies `COPY ... TO`, copies into tables and exfiltrating functions with one). Such
+/// a call in a condition adds `predicate:opaque:NAME()` as well (it may test a masked
+/// value: `WHERE lookup_ssn(id) LIKE '1%'`), and in a GROUP BY / ORDER BY
+/// `ordered:opaque:NAME()`.
 pub fn opaque_calls(
     columns: &mut Vec<String>,
     s: &portcullis_sql::StatementSummary,
     cat: &catalog::DbCatalog,
 ) {
-    for f in &s.functions {
-        if cat.function_is_opaque(f) {
-            let e = format!("opaque:{f}()");
-            if !columns.contains(&e) {
-                columns.push(e);
+    let uses = [
+        ("", &s.functions),
+        ("predicate:", &s.lineage.condition_calls),
+        ("ordered:", &s.lineage.ordered_calls),
+    ];
+    for (prefix, names) in uses {
+        for f in names {
+            if cat.function_is_opaque(f) {
+                let e = format!("{prefix}opaque:{f}()");
+                if !columns.contains(&e) {
+                    columns.push(e);
+                }
             }
         }
     }

@@ -262,7 +262,8 @@ fn resolve_at(
 
 /// Completes request `columns` entries (`[prefix:]table.column`, `table.*`) that name
 /// a view's columns with the columns they come from, with the same prefix, and adds
-/// `opaque:schema.view` for a view whose lineage is unknown.
+/// `opaque:schema.view` for a view whose lineage is unknown (and, for a prefixed entry,
+/// `prefix:opaque:schema.view`: such a view in a condition may test a masked value).
 pub fn expand_view_columns(columns: &mut Vec<String>, cat: &DbCatalog) {
     let mut extra: Vec<String> = Vec::new();
     for entry in columns.iter() {
@@ -299,8 +300,12 @@ pub fn expand_view_columns(columns: &mut Vec<String>, cat: &DbCatalog) {
         if blind {
             for r in cat.named(schema, table).iter().filter(|r| r.view.is_some()) {
                 let e = format!("opaque:{}.{}", r.schema, r.name);
-                if !columns.contains(&e) && !extra.contains(&e) {
-                    extra.push(e);
+                // Used in a condition or an ordering, it is `predicate:opaque:s.v`, ...
+                let used = prefix.map(|p| format!("{p}:{e}"));
+                for e in [Some(e), used].into_iter().flatten() {
+                    if !columns.contains(&e) && !extra.contains(&e) {
+                        extra.push(e);
+                    }
                 }
             }
         }

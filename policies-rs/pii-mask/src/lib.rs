@@ -12,7 +12,8 @@
 //! A request `columns` entry `opaque:NAME` (a call of a function whose body the gateway
 //! cannot see, `opaque:f()`, or a view calling one, `opaque:s.v`) counts as a
 //! sensitive read for COPY TO, for the exfiltrating functions and for copies into
-//! tables.
+//! tables; in a condition (`predicate:opaque:f()`: `WHERE lookup_ssn(id) LIKE '1%'`)
+//! or an ordering (`ordered:opaque:f()`) it counts as a masked column there.
 //! It implements the `authorize` and `mask` hooks.
 //!
 //! The masks themselves run natively in the gateway (a plan per result set); only
@@ -240,12 +241,13 @@ impl PiiMask {
     }
 
     /// The first `columns` entry with `prefix` (`predicate:`, ...) that names a
-    /// sensitive column, without the prefix.
+    /// sensitive column or an opaque call or view (`opaque:f()`: what it reads is
+    /// unknown), without the prefix.
     fn sensitive_entry<'a>(&self, st: &'a Statement, prefix: &str) -> Option<&'a str> {
         st.columns
             .iter()
             .filter_map(|c| c.strip_prefix(prefix))
-            .find(|c| self.entry_is_sensitive(c))
+            .find(|c| c.starts_with("opaque:") || self.entry_is_sensitive(c))
     }
 
     fn plan_column(&self, col: &ResultColumn) -> Option<&MaskSpec> {
@@ -460,22 +462,32 @@ impl Policy for PiiMask {
                 s.deny_literal_predicates,
                 "predicate:",
                 "a condition comparing it with a literal or parameter would reveal it",
+                "a condition on",
             ),
             (
                 s.deny_ordering,
                 "ordered:",
                 "sorting or grouping by it would reveal the order of its values",
+                "sorting or grouping by",
             ),
             (
                 s.deny_column_comparisons,
                 "compared:",
                 "a condition comparing it with another column or a subquery (JOIN ... ON, USING, IN (SELECT ...)) would reveal which values match",
+                "a condition on",
             ),
         ];
-        for (on, prefix, why) in controls {
-            if on && let Some(c) = self.sensitive_entry(st, prefix) {
-                return Decision::deny(format!("{c} is masked for {}: {why}", req.identity.user));
-            }
+        for (on, prefix, why, use_of) in controls {
+            let Some(c) = self.sensitive_entry(st, prefix).filter(|_| on) else {
+                continue;
+            };
+            return Decision::deny(match c.strip_prefix("opaque:") {
+                Some(f) => format!(
+                    "{use_of} {f} is not allowed for {}: the gateway cannot see what it reads, so it could test a masked value",
+                    req.identity.user
+                ),
+                None => format!("{c} is masked for {}: {why}", req.identity.user),
+            });
         }
         let sensitive_read = || {
             st.columns

@@ -392,3 +392,65 @@ fn opaque_calls_count_as_sensitive_reads_and_code_definitions_are_denied() {
         );
     }
 }
+
+#[test]
+fn opaque_calls_in_conditions_and_orderings_count_as_masked_columns() {
+    let probe = RequestBuilder::new("alice")
+        .groups(["analysts"])
+        .kind(StatementKind::Select)
+        .table("customers", Access::Read)
+        .column("customers.id")
+        .column("predicate:customers.id")
+        .column("opaque:lookup_ssn()")
+        .column("predicate:opaque:lookup_ssn()");
+    match host().authorize(&probe.clone().build()) {
+        Decision::Deny(d) => assert!(
+            d.message.contains("a condition on lookup_ssn()")
+                && d.message.contains("cannot see what it reads"),
+            "{d:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        host()
+            .authorize(&probe.user("bob").groups(["pii-readers"]).build())
+            .is_allow(),
+        "exempt identities may"
+    );
+    // In the output only, an opaque call is masked, not denied.
+    let output = RequestBuilder::new("alice")
+        .kind(StatementKind::Select)
+        .column("customers.id")
+        .column("predicate:customers.id")
+        .column("opaque:lookup_ssn()")
+        .build();
+    assert!(host().authorize(&output).is_allow());
+    // A view calling one, in a condition.
+    let view = RequestBuilder::new("alice")
+        .kind(StatementKind::Select)
+        .column("v_lookup.s")
+        .column("predicate:v_lookup.s")
+        .column("opaque:public.v_lookup")
+        .column("predicate:opaque:public.v_lookup")
+        .build();
+    assert!(host().authorize(&view).is_deny());
+    // Ordering: only when deny_ordering is on, as for masked columns.
+    let ordered = RequestBuilder::new("alice")
+        .kind(StatementKind::Select)
+        .column("customers.id")
+        .column("opaque:lookup_ssn()")
+        .column("ordered:opaque:lookup_ssn()")
+        .build();
+    assert!(host().authorize(&ordered).is_allow());
+    let strict = TestHost::<PiiMask>::with_json(
+        r#"{"columns": {"customers.ssn": "partial(last 4)"}, "deny_ordering": true}"#,
+    )
+    .unwrap();
+    match strict.authorize(&ordered) {
+        Decision::Deny(d) => assert!(
+            d.message.contains("sorting or grouping by lookup_ssn()"),
+            "{d:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
