@@ -69,6 +69,9 @@ CREATE FUNCTION public.raiser(int) RETURNS int LANGUAGE plpgsql AS $$
     BEGIN RAISE EXCEPTION USING ERRCODE = '42P01',
         MESSAGE = (SELECT ssn FROM customers WHERE id = $1); END $$;
 CREATE TABLE public.notes (t text);
+CREATE FUNCTION public.ssn_of(int, int) RETURNS text LANGUAGE sql
+    AS 'SELECT ssn FROM customers WHERE id = $1';
+CREATE OPERATOR public.### (LEFTARG = int, RIGHTARG = int, FUNCTION = ssn_of);
 "#;
 
 async fn env() -> &'static TestEnv {
@@ -163,6 +166,9 @@ const OPAQUE_QUERIES: &[&str] = &[
     "SELECT query_to_xml('SELECT ssn FROM customers', true, false, '')",
     "SELECT table_to_xml('customers', true, false, '')",
     "SELECT pg_catalog.query_to_xml('SELECT email FROM customers', true, false, '')",
+    // A DBA's operator over a function reading customers.
+    "SELECT id::int ### 0 FROM customers ORDER BY id",
+    "SELECT id::int OPERATOR(public.###) 0 FROM customers ORDER BY id",
 ];
 
 #[tokio::test]
@@ -340,6 +346,8 @@ const OPAQUE_CONDITIONS: &[&str] = &[
     "SELECT name FROM customers GROUP BY name HAVING max(lookup_ssn(id::int)) > '5'",
     "SELECT id FROM v_lookup WHERE s LIKE '1%'",
     "SELECT id FROM customers WHERE lookup_ssn(id::int) LIKE $1",
+    "SELECT id FROM customers WHERE (id::int ### 0) LIKE '1%'",
+    "SELECT id FROM customers WHERE (id::int OPERATOR(public.###) 0) = '123-45-6789'",
     "UPDATE notes SET t = t WHERE lookup_ssn(1) LIKE '1%'",
     "DELETE FROM notes WHERE lookup_ssn(1) LIKE '1%'",
 ];

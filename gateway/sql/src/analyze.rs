@@ -229,6 +229,7 @@ fn parse_and_walk(text: &str) -> Result<StatementSummary, String> {
         tables: walk.tables,
         columns: walk.columns,
         functions: walk.functions,
+        operators: walk.operators,
         has_where: if walk.where_flags.is_empty() {
             None
         } else {

@@ -95,3 +95,9 @@ pub fn fingerprint(sql: &str) -> String {
 pub fn analyze_uncached(sql: &str) -> Analysis {
     analyze::analyze_key(&canon::render(sql, canon::Style::Key))
 }
+
+/// How a use of operator `symbol` is named among function calls
+/// ([`Lineage::condition_calls`], masking's `opaque:` entries): `operator(###)`.
+pub fn operator_call(symbol: &str) -> String {
+    format!("operator({symbol})")
+}

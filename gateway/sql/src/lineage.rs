@@ -104,9 +104,9 @@ pub struct Lineage {
     /// comparing a column with another reveals whether their values are equal.
     pub compared: Vec<Source>,
     /// Functions called anywhere in a WHERE / HAVING / JOIN condition, subqueries
-    /// included (names as in [`crate::StatementSummary::functions`]): a function whose
-    /// body the gateway cannot see may read a masked value and test it there
-    /// (`WHERE lookup_ssn(id) LIKE '1%'`).
+    /// included (names as in [`crate::StatementSummary::functions`]; operators as
+    /// [`crate::operator_call`]): a function whose body the gateway cannot see may
+    /// read a masked value and test it there (`WHERE lookup_ssn(id) LIKE '1%'`).
     pub condition_calls: Vec<String>,
     /// Functions called in a GROUP BY / ORDER BY expression, or in the output item it
     /// names by alias or position.
@@ -1152,11 +1152,23 @@ impl Visitor for CallCollector {
     type Break = ();
 
     fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-        if let Expr::Function(f) = e {
-            // A name it cannot spell makes the analysis reject the statement.
-            if let Some(p) = parts(&f.name).filter(|p| !p.is_empty()) {
-                self.names.push(p.join("."));
+        let op = match e {
+            Expr::Function(f) => {
+                // A name it cannot spell makes the analysis reject the statement.
+                if let Some(p) = parts(&f.name).filter(|p| !p.is_empty()) {
+                    self.names.push(p.join("."));
+                }
+                None
             }
+            Expr::BinaryOp { op, .. } => crate::names::binary_op_symbol(op),
+            Expr::UnaryOp { op, .. } => crate::names::symbol(op.to_string()),
+            Expr::AnyOp { compare_op, .. } | Expr::AllOp { compare_op, .. } => {
+                crate::names::binary_op_symbol(compare_op)
+            }
+            _ => None,
+        };
+        if let Some(op) = op {
+            self.names.push(crate::operator_call(&op));
         }
         ControlFlow::Continue(())
     }
@@ -1371,7 +1383,14 @@ mod tests {
 
     #[test]
     fn functions_called_in_conditions_and_orderings_are_reported() {
-        let c = |sql: &str| lin(sql).condition_calls;
+        // Operators count as calls (`operator(=)`): a user-defined one runs a function.
+        let c = |sql: &str| -> Vec<String> {
+            lin(sql)
+                .condition_calls
+                .into_iter()
+                .filter(|f| !f.starts_with("operator("))
+                .collect()
+        };
         assert_eq!(
             c("select id from customers where lookup_ssn(id) like '1%'"),
             ["lookup_ssn"]
@@ -1398,6 +1417,16 @@ mod tests {
             ["lower"]
         );
         assert!(c("select f(ssn) from customers where id = 1").is_empty());
+        let ops = |sql: &str| lin(sql).condition_calls;
+        assert_eq!(
+            ops("select id from customers where id ### 0 like '1%' and id = any($1)"),
+            ["operator(###)", "operator(=)"]
+        );
+        assert_eq!(
+            ops("select id from customers where id operator(public.###) 0 = 'x'"),
+            ["operator(###)", "operator(=)"]
+        );
+        assert!(ops("select id ### 0 from customers").is_empty());
         let o = |sql: &str| lin(sql).ordered_calls;
         assert_eq!(
             o("select id from customers order by lookup_ssn(id)"),
@@ -1409,7 +1438,19 @@ mod tests {
         );
         assert_eq!(o("select id, f(id) from customers group by 1, 2"), ["f"]);
         assert_eq!(o("select f(id) from customers order by f"), ["f"]);
+        assert_eq!(
+            o("select id from customers order by id ### 1"),
+            ["operator(###)"]
+        );
         assert!(o("select f(id) from customers order by id").is_empty());
+    }
+
+    #[test]
+    fn operators_are_listed_by_symbol() {
+        let a = crate::analyze_uncached(
+            "select a -> 'k', b ### 1, c operator(public.@@) d, -e from t where x = any(y) and not z",
+        );
+        assert_eq!(a.statements[0].operators, ["->", "###", "@@", "-", "="]);
     }
 
     #[test]

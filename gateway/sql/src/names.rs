@@ -164,6 +164,21 @@ pub(crate) fn is_reserved_unquoted(ident: &Ident) -> bool {
             .any(|k| ident.value.eq_ignore_ascii_case(k))
 }
 
+/// The symbol of a binary operator (`=`, `->`, `###`; `OPERATOR(s.###)` gives `###`);
+/// `None` for the keyword ones (`AND`, `OR`, ...), which are not `pg_operator` entries.
+pub(crate) fn binary_op_symbol(op: &sqlparser::ast::BinaryOperator) -> Option<String> {
+    match op {
+        sqlparser::ast::BinaryOperator::PGCustomBinaryOperator(parts) => parts.last().cloned(),
+        op => symbol(op.to_string()),
+    }
+}
+
+/// `text` if it is an operator symbol, not a keyword.
+pub(crate) fn symbol(text: String) -> Option<String> {
+    (!text.is_empty() && !text.bytes().any(|b| b.is_ascii_alphanumeric() || b == b' '))
+        .then_some(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,6 +63,9 @@ pub struct StatementSummary {
     /// Every function or procedure called, as written (schema-qualified if it
     /// was), unquoted parts lowercased: `"pg_catalog.pg_read_file"`.
     pub functions: Vec<String>,
+    /// Every operator used, by its symbol (`=`, `->`, `###`; `OPERATOR(s.###)` as
+    /// `###`), deduplicated: a user-defined operator runs a function too.
+    pub operators: Vec<String>,
     /// `Some(all_have_where)` when the statement contains an `UPDATE` or
     /// `DELETE` anywhere (including inside a CTE, `PREPARE` or `EXPLAIN`),
     /// `None` otherwise. `Some(false)` means at least one of them has no `WHERE`.
@@ -100,6 +103,7 @@ impl StatementSummary {
             tables: Vec::new(),
             columns: Vec::new(),
             functions: Vec::new(),
+            operators: Vec::new(),
             has_where: None,
             parse_error: Some(error),
             copy: None,

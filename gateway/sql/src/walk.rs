@@ -69,6 +69,8 @@ pub(crate) struct Walk {
     pub tables: Vec<TableRef>,
     pub columns: Vec<ColumnRef>,
     pub functions: Vec<String>,
+    /// Operator symbols used (see [`crate::StatementSummary::operators`]).
+    pub operators: Vec<String>,
     /// One entry per UPDATE/DELETE seen: whether it had a WHERE clause.
     pub where_flags: Vec<bool>,
     pub copy: Option<CopyInfo>,
@@ -137,6 +139,14 @@ impl Walk {
     fn push_function(&mut self, name: String) {
         if self.seen_functions.insert(name.clone()) {
             self.functions.push(name);
+        }
+    }
+
+    fn push_operator(&mut self, symbol: Option<String>) {
+        if let Some(s) = symbol
+            && !self.operators.contains(&s)
+        {
+            self.operators.push(s);
         }
     }
 
@@ -627,6 +637,11 @@ impl Visitor for Walk {
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
         match expr {
             Expr::Function(f) => self.add_function(&f.name),
+            Expr::BinaryOp { op, .. } => self.push_operator(names::binary_op_symbol(op)),
+            Expr::UnaryOp { op, .. } => self.push_operator(names::symbol(op.to_string())),
+            Expr::AnyOp { compare_op, .. } | Expr::AllOp { compare_op, .. } => {
+                self.push_operator(names::binary_op_symbol(compare_op))
+            }
             Expr::Identifier(id) if !self.not_columns.contains(&addr(expr)) => {
                 self.push_column(None, names::fold(id));
             }

@@ -51,9 +51,17 @@ const VIEWS_PIPELINE: usize = 64;
 /// The function query: every function name, with its schema and whether it was
 /// created with the cluster (an OID below 16384, `FirstNormalObjectId`): anything
 /// created later, in whatever schema (`pg_catalog` included) and by an extension too,
-/// is user-defined.
-const FUNCTIONS_SQL: &str = "SELECT DISTINCT p.proname, n.nspname, p.oid < 16384 \
-     FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace";
+/// is user-defined. Then (fourth column `o`) the symbols of the user-defined operators
+/// whose function is not C or internal code: SQL or PL code can read any table
+/// (`CREATE OPERATOR ### (FUNCTION = lookup_ssn, ...)`); extension operators in C
+/// (hstore's `->`, citext's `=`) compute from their operands.
+const FUNCTIONS_SQL: &str = "SELECT DISTINCT p.proname, n.nspname, p.oid < 16384, 'f' \
+     FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+     UNION ALL SELECT DISTINCT o.oprname, n.nspname, false, 'o' \
+     FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace \
+     JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode \
+     JOIN pg_catalog.pg_language l ON l.oid = p.prolang \
+     WHERE o.oid >= 16384 AND l.lanname NOT IN ('c', 'internal')";
 
 /// Built-in functions whose value does not come from their arguments: they run a
 /// query given as text (`query_to_xml('SELECT ssn FROM customers', ...)`,
@@ -120,10 +128,14 @@ pub struct Functions {
     builtin: std::collections::HashSet<String>,
     /// Every user-defined function name, with and without its schema.
     user: std::collections::HashSet<String>,
+    /// The symbols of user-defined operators running SQL or PL code (see
+    /// [`FUNCTIONS_SQL`]).
+    operators: std::collections::HashSet<String>,
 }
 
 impl Functions {
-    /// From rows of [`FUNCTIONS_SQL`]: name, schema, built-in (`t`/`f`).
+    /// From rows of [`FUNCTIONS_SQL`]: name, schema, built-in (`t`/`f`), function or
+    /// operator (`f`/`o`; a function when missing).
     pub(crate) fn from_rows(rows: Vec<Vec<Option<String>>>) -> Self {
         let mut f = Functions::default();
         for row in rows {
@@ -131,7 +143,9 @@ impl Functions {
             let (Some(name), Some(schema)) = (get(0), get(1)) else {
                 continue;
             };
-            if get(2).as_deref() == Some("t") {
+            if get(3).as_deref() == Some("o") {
+                f.operators.insert(name);
+            } else if get(2).as_deref() == Some("t") {
                 f.builtin.insert(name);
             } else {
                 f.user.insert(format!("{schema}.{name}"));
@@ -146,8 +160,14 @@ impl Functions {
     /// Fail closed: a name shared with any user-defined function in any schema (so
     /// `search_path` and overloading cannot pick it unseen), a qualified name outside
     /// `pg_catalog`, a name the catalog does not know, and the built-ins of
-    /// [`OPAQUE_BUILTINS`] are opaque.
+    /// [`OPAQUE_BUILTINS`] are opaque. An operator (`operator(###)`, see
+    /// [`portcullis_sql::operator_call`]) is opaque when a user-defined operator with
+    /// its symbol runs SQL or PL code (whatever its operand types: overloading picks
+    /// it unseen).
     pub fn is_opaque(&self, name: &str) -> bool {
+        if let Some(op) = operator_symbol(name) {
+            return self.operators.contains(op);
+        }
         let bare = name.rsplit('.').next().unwrap_or(name);
         if OPAQUE_BUILTINS.contains(&bare) {
             return true;
@@ -164,11 +184,20 @@ impl Functions {
         }
     }
 
-    /// Whether the catalog knows `name` (a user-defined or built-in function).
+    /// Whether the catalog knows `name` (a user-defined or built-in function; every
+    /// operator).
     pub fn knows(&self, name: &str) -> bool {
+        if operator_symbol(name).is_some() {
+            return true;
+        }
         let bare = name.rsplit('.').next().unwrap_or(name);
         self.user.contains(name) || self.builtin.contains(bare) || SYNTAX_FUNCTIONS.contains(&bare)
     }
+}
+
+/// The symbol of an operator use named by [`portcullis_sql::operator_call`].
+fn operator_symbol(name: &str) -> Option<&str> {
+    name.strip_prefix("operator(")?.strip_suffix(')')
 }
 
 /// Most catalog rows loaded (relations × columns); a bigger catalog is truncated and
@@ -240,6 +269,16 @@ impl DbCatalog {
     /// while the functions are not loaded). See [`Functions::is_opaque`].
     pub fn function_is_opaque(&self, name: &str) -> bool {
         !self.all_builtin && self.functions.as_ref().is_none_or(|f| f.is_opaque(name))
+    }
+
+    /// Whether a use of operator `symbol` may read data the gateway cannot see (every
+    /// use, while the functions are not loaded).
+    pub fn operator_is_opaque(&self, symbol: &str) -> bool {
+        !self.all_builtin
+            && self
+                .functions
+                .as_ref()
+                .is_none_or(|f| f.operators.contains(symbol))
     }
 
     /// Whether the catalog knows function `name` (false while not loaded).
@@ -321,7 +360,17 @@ impl DbCatalog {
         let [st] = analysis.statements.as_slice() else {
             return None;
         };
-        if st.functions.iter().any(|f| self.function_is_opaque(f)) {
+        let operators = st
+            .operators
+            .iter()
+            .map(|o| portcullis_sql::operator_call(o));
+        if st
+            .functions
+            .iter()
+            .cloned()
+            .chain(operators)
+            .any(|f| self.function_is_opaque(&f))
+        {
             return None;
         }
         portcullis_sql::query_lineage(def)
@@ -668,6 +717,12 @@ mod tests {
             row("lower", "public", false),
             row("lookup_ssn", "public", false),
             row("sneaky", "pg_catalog", false),
+            vec![
+                Some("###".into()),
+                Some("public".into()),
+                Some("f".into()),
+                Some("o".into()),
+            ],
         ])
     }
 
@@ -704,6 +759,14 @@ mod tests {
         }
         assert!(f.knows("lookup_ssn") && f.knows("pg_catalog.upper"));
         assert!(!f.knows("brand_new"));
+        // Operators: opaque only when a user-defined one with the symbol runs SQL/PL.
+        assert!(f.is_opaque(&portcullis_sql::operator_call("###")));
+        assert!(!f.is_opaque(&portcullis_sql::operator_call("=")));
+        assert!(!f.is_opaque(&portcullis_sql::operator_call("->")));
+        assert!(f.knows(&portcullis_sql::operator_call("=")));
+        // Not loaded: every operator is opaque, as every function is.
+        let cat = DbCatalog::from_rows(Vec::new(), None);
+        assert!(cat.function_is_opaque(&portcullis_sql::operator_call("=")));
     }
 
     #[test]

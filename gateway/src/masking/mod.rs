@@ -511,7 +511,8 @@ impl MaskingGate {
 }
 
 /// Adds `opaque:NAME()` to request `columns` for every function the statement calls
-/// whose body the gateway cannot see (see [`catalog::Functions::is_opaque`]): a masking
+/// whose body the gateway cannot see, and `opaque:operator(SYMBOL)` for every such
+/// operator (see [`catalog::Functions::is_opaque`]): a masking
 /// policy cannot tell what such a call reads, so it treats it as sensitive (pii-mask
 /// denies `COPY ... TO`, copies into tables and exfiltrating functions with one). Such
 /// a call in a condition adds `predicate:opaque:NAME()` as well (it may test a masked
@@ -522,15 +523,23 @@ pub fn opaque_calls(
     s: &portcullis_sql::StatementSummary,
     cat: &catalog::DbCatalog,
 ) {
+    let operators: Vec<String> = s
+        .operators
+        .iter()
+        .map(|o| portcullis_sql::operator_call(o))
+        .collect();
     let uses = [
         ("", &s.functions),
+        ("", &operators),
         ("predicate:", &s.lineage.condition_calls),
         ("ordered:", &s.lineage.ordered_calls),
     ];
     for (prefix, names) in uses {
         for f in names {
             if cat.function_is_opaque(f) {
-                let e = format!("{prefix}opaque:{f}()");
+                // `opaque:f()`, or `opaque:operator(###)` for an operator.
+                let call = if f.ends_with(')') { "" } else { "()" };
+                let e = format!("{prefix}opaque:{f}{call}");
                 if !columns.contains(&e) {
                     columns.push(e);
                 }

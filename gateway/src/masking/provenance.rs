@@ -138,7 +138,7 @@ pub fn calls_opaque(s: &StatementSummary, cat: &DbCatalog, missed: &mut bool) ->
             }
         }
     }
-    opaque
+    opaque || s.operators.iter().any(|o| cat.operator_is_opaque(o))
 }
 
 /// One source list per output column, expanding `*` through the catalog. `None` when
