@@ -610,8 +610,10 @@ pub fn gateway_config_text(
     if let Some(token) = &opts.admin_control_token {
         t.push_str(&format!("control_token = {}\n", toml_str(token)));
     }
+    // A generous connect timeout: a hundred sessions logging in at once on a loaded
+    // CI machine are slow, and no test here times the upstream's login.
     t.push_str(&format!(
-        "\n[upstream]\nhost = \"127.0.0.1\"\nport = {pg_port}\nuser = {}\npassword = {}\n",
+        "\n[upstream]\nhost = \"127.0.0.1\"\nport = {pg_port}\nuser = {}\npassword = {}\nconnect_timeout_ms = 30000\n",
         toml_str(superuser),
         toml_str(SUPERUSER_PASSWORD)
     ));

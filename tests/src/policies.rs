@@ -49,7 +49,14 @@ pub fn hostile(settings: &str) -> PolicyConfig {
     p
 }
 
-/// `[[policies]]` entries for a gateway configuration.
+/// The deadline test gateways give a policy left at the default
+/// ([`portcullis::config::DEFAULT_POLICY_DEADLINE_MS`]): the tests check decisions,
+/// not how fast a debug build on a loaded machine makes them, so a slow first call
+/// must not fail closed there. Tests of deadlines set their own (`hostile`: 20 ms).
+pub const TEST_POLICY_DEADLINE_MS: u64 = 2_000;
+
+/// `[[policies]]` entries for a gateway configuration (a default deadline becomes
+/// [`TEST_POLICY_DEADLINE_MS`]).
 pub fn policies_toml(policies: &[PolicyConfig]) -> String {
     let mut out = String::new();
     for p in policies {
@@ -59,7 +66,11 @@ pub fn policies_toml(policies: &[PolicyConfig]) -> String {
         if let Some(sha) = &p.sha256 {
             entry.insert("sha256".into(), sha.clone().into());
         }
-        entry.insert("deadline_ms".into(), (p.deadline_ms as i64).into());
+        let deadline = match p.deadline_ms {
+            portcullis::config::DEFAULT_POLICY_DEADLINE_MS => TEST_POLICY_DEADLINE_MS,
+            ms => ms,
+        };
+        entry.insert("deadline_ms".into(), (deadline as i64).into());
         entry.insert("memory_mb".into(), (p.memory_mb as i64).into());
         entry.insert(
             "max_calls_per_instance".into(),

@@ -605,7 +605,7 @@ async fn a_failing_mask_policy_refuses_results_and_the_session_goes_on() {
             .settings
             .insert("behaviour".into(), behaviour.into());
         hostile.settings.insert("mask_only".into(), true.into());
-        hostile.deadline_ms = 50;
+        hostile.deadline_ms = 40;
         let gw = env
             .start_gateway(GatewayOptions {
                 policies: vec![hostile],
