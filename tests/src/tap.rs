@@ -57,12 +57,17 @@ impl Tap {
 
     /// A URI for `user` (demo password) to the `demo` database through the tap.
     pub fn uri(&self, user: &str) -> String {
+        self.uri_db(user, "demo")
+    }
+
+    /// A URI for `user` (demo password) to database `db` through the tap.
+    pub fn uri_db(&self, user: &str, db: &str) -> String {
         build_uri(
             user,
             password_for(user),
             "127.0.0.1",
             self.port,
-            "demo",
+            db,
             "sslmode=disable",
         )
     }

@@ -422,6 +422,68 @@ async fn conditions_on_opaque_calls_are_denied_like_masked_columns() {
     }
 }
 
+/// A DBA's cast running SQL (`CREATE CAST (integer AS text) WITH FUNCTION ...` reading
+/// customers): PostgreSQL applies it to `id::text`, to `CAST(id AS text)` and inside
+/// built-ins (`id || ''`). In such a database every computed value is opaque: masked
+/// in results, denied in conditions; plain columns keep their provenance. A database
+/// of its own, so the other tests' casts stay harmless.
+#[tokio::test]
+async fn a_cast_running_sql_makes_every_computed_value_opaque() {
+    let env = env().await;
+    let db = "cast_demo";
+    env.admin_sql("postgres", &format!("CREATE DATABASE {db}"));
+    env.admin_sql(
+        db,
+        "CREATE TABLE customers (id int, name text, ssn text); \
+         INSERT INTO customers VALUES (1, 'Ann', '123-45-6789'), (2, 'Bo', '987-65-4321'); \
+         CREATE FUNCTION public.int_as_ssn(integer) RETURNS text LANGUAGE sql \
+             AS 'SELECT ssn FROM customers WHERE id = $1'; \
+         CREATE CAST (integer AS text) WITH FUNCTION public.int_as_ssn(integer)",
+    );
+    let computed = [
+        "SELECT id::text FROM customers ORDER BY id",
+        "SELECT CAST(id AS text) FROM customers ORDER BY id",
+        "SELECT id || '' FROM customers ORDER BY id",
+    ];
+    // PostgreSQL really runs the cast.
+    let direct = pg::connect(&env.direct_uri(db)).await.unwrap();
+    for sql in computed {
+        let rows = simple_rows(&direct, sql).await.unwrap();
+        assert_eq!(rows[0][0].as_deref(), Some("123-45-6789"), "{sql}");
+    }
+    let gw = env
+        .start_gateway(GatewayOptions {
+            policies: mask_only(),
+            databases: vec![db.to_owned()],
+            ..GatewayOptions::default()
+        })
+        .await
+        .unwrap();
+    let tap = Tap::start(gw.addr()).await;
+    let alice = connect(&tap.uri_db("alice", db)).await;
+    for sql in computed {
+        let rows = simple_rows(&alice, sql).await.unwrap();
+        assert!(rows.iter().all(|r| masked(&r[0])), "{sql}: {rows:?}");
+    }
+    for sql in [
+        "SELECT name FROM customers WHERE id::text LIKE '1%'",
+        "SELECT name FROM customers WHERE id || '' LIKE '1%'",
+    ] {
+        let e = alice.simple_query(sql).await.unwrap_err();
+        assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{sql}: {e}");
+    }
+    // Plain columns keep their provenance.
+    let sql = "SELECT id, name FROM customers ORDER BY id";
+    assert_eq!(
+        simple_rows(&alice, sql).await.unwrap(),
+        simple_rows(&direct, sql).await.unwrap()
+    );
+    drop(alice);
+    let needles = ["123-45-6789".to_owned(), "987-65-4321".to_owned()];
+    assert_no_leak(&tap.bytes(), &needles, "a cast running SQL");
+    gw.shutdown().await;
+}
+
 /// The data of a `COPY ... TO STDOUT`.
 async fn copy_out(c: &Conn, sql: &str) -> String {
     use futures_util::TryStreamExt;

@@ -101,3 +101,7 @@ pub fn analyze_uncached(sql: &str) -> Analysis {
 pub fn operator_call(symbol: &str) -> String {
     format!("operator({symbol})")
 }
+
+/// The operator symbol an explicit cast is listed under in
+/// [`StatementSummary::operators`]: `::`, PostgreSQL's own cast token.
+pub const CAST_SYMBOL: &str = "::";

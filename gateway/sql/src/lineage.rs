@@ -1162,6 +1162,7 @@ impl Visitor for CallCollector {
             }
             Expr::BinaryOp { op, .. } => crate::names::binary_op_symbol(op),
             Expr::UnaryOp { op, .. } => crate::names::symbol(op.to_string()),
+            Expr::Cast { .. } => Some(crate::CAST_SYMBOL.to_owned()),
             Expr::AnyOp { compare_op, .. } | Expr::AllOp { compare_op, .. } => {
                 crate::names::binary_op_symbol(compare_op)
             }
@@ -1451,6 +1452,14 @@ mod tests {
             "select a -> 'k', b ### 1, c operator(public.@@) d, -e from t where x = any(y) and not z",
         );
         assert_eq!(a.statements[0].operators, ["->", "###", "@@", "-", "="]);
+        let a = crate::analyze_uncached("select id::text, cast(id as int) from t where n::int > 1");
+        assert_eq!(a.statements[0].operators, ["::", ">"]);
+        assert!(
+            a.statements[0]
+                .lineage
+                .condition_calls
+                .contains(&"operator(::)".to_owned())
+        );
     }
 
     #[test]

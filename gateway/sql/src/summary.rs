@@ -64,7 +64,9 @@ pub struct StatementSummary {
     /// was), unquoted parts lowercased: `"pg_catalog.pg_read_file"`.
     pub functions: Vec<String>,
     /// Every operator used, by its symbol (`=`, `->`, `###`; `OPERATOR(s.###)` as
-    /// `###`), deduplicated: a user-defined operator runs a function too.
+    /// `###`), deduplicated: a user-defined operator runs a function too. An explicit
+    /// cast (`x::t`, `CAST(x AS t)`) is [`crate::CAST_SYMBOL`]: a user-defined cast
+    /// runs one as well.
     pub operators: Vec<String>,
     /// `Some(all_have_where)` when the statement contains an `UPDATE` or
     /// `DELETE` anywhere (including inside a CTE, `PREPARE` or `EXPLAIN`),

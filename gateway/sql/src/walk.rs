@@ -639,6 +639,7 @@ impl Visitor for Walk {
             Expr::Function(f) => self.add_function(&f.name),
             Expr::BinaryOp { op, .. } => self.push_operator(names::binary_op_symbol(op)),
             Expr::UnaryOp { op, .. } => self.push_operator(names::symbol(op.to_string())),
+            Expr::Cast { .. } => self.push_operator(Some(crate::CAST_SYMBOL.to_owned())),
             Expr::AnyOp { compare_op, .. } | Expr::AllOp { compare_op, .. } => {
                 self.push_operator(names::binary_op_symbol(compare_op))
             }

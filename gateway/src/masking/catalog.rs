@@ -54,14 +54,21 @@ const VIEWS_PIPELINE: usize = 64;
 /// is user-defined. Then (fourth column `o`) the symbols of the user-defined operators
 /// whose function is not C or internal code: SQL or PL code can read any table
 /// (`CREATE OPERATOR ### (FUNCTION = lookup_ssn, ...)`); extension operators in C
-/// (hstore's `->`, citext's `=`) compute from their operands.
+/// (hstore's `->`, citext's `=`) compute from their operands. Then one row of kind
+/// `c` when a user-defined cast runs SQL or PL code (`CREATE CAST (integer AS text)
+/// WITH FUNCTION ...`): PostgreSQL applies casts implicitly, inside built-ins too
+/// (`id || ''` runs that one), so every computed value is then opaque.
 const FUNCTIONS_SQL: &str = "SELECT DISTINCT p.proname, n.nspname, p.oid < 16384, 'f' \
      FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
      UNION ALL SELECT DISTINCT o.oprname, n.nspname, false, 'o' \
      FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace \
      JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode \
      JOIN pg_catalog.pg_language l ON l.oid = p.prolang \
-     WHERE o.oid >= 16384 AND l.lanname NOT IN ('c', 'internal')";
+     WHERE o.oid >= 16384 AND l.lanname NOT IN ('c', 'internal') \
+     UNION ALL SELECT '::', '', false, 'c' WHERE EXISTS (SELECT 1 \
+     FROM pg_catalog.pg_cast c JOIN pg_catalog.pg_proc p ON p.oid = c.castfunc \
+     JOIN pg_catalog.pg_language l ON l.oid = p.prolang \
+     WHERE c.oid >= 16384 AND l.lanname NOT IN ('c', 'internal'))";
 
 /// Built-in functions whose value does not come from their arguments: they run a
 /// query given as text (`query_to_xml('SELECT ssn FROM customers', ...)`,
@@ -131,6 +138,9 @@ pub struct Functions {
     /// The symbols of user-defined operators running SQL or PL code (see
     /// [`FUNCTIONS_SQL`]).
     operators: std::collections::HashSet<String>,
+    /// A user-defined cast runs SQL or PL code: every function and operator (explicit
+    /// casts included) is opaque.
+    code_casts: bool,
 }
 
 impl Functions {
@@ -143,7 +153,9 @@ impl Functions {
             let (Some(name), Some(schema)) = (get(0), get(1)) else {
                 continue;
             };
-            if get(3).as_deref() == Some("o") {
+            if get(3).as_deref() == Some("c") {
+                f.code_casts = true;
+            } else if get(3).as_deref() == Some("o") {
                 f.operators.insert(name);
             } else if get(2).as_deref() == Some("t") {
                 f.builtin.insert(name);
@@ -165,6 +177,9 @@ impl Functions {
     /// its symbol runs SQL or PL code (whatever its operand types: overloading picks
     /// it unseen).
     pub fn is_opaque(&self, name: &str) -> bool {
+        if self.code_casts {
+            return true;
+        }
         if let Some(op) = operator_symbol(name) {
             return self.operators.contains(op);
         }
@@ -278,7 +293,7 @@ impl DbCatalog {
             && self
                 .functions
                 .as_ref()
-                .is_none_or(|f| f.operators.contains(symbol))
+                .is_none_or(|f| f.code_casts || f.operators.contains(symbol))
     }
 
     /// Whether the catalog knows function `name` (false while not loaded).
@@ -574,6 +589,11 @@ async fn load(
             None
         }
     };
+    if functions.as_ref().is_some_and(|f| f.code_casts) {
+        tracing::warn!(
+            "a user-defined cast runs SQL or PL code: every computed value has unknown provenance for masking"
+        );
+    }
     Ok((rows, functions))
 }
 
@@ -764,6 +784,11 @@ mod tests {
         assert!(!f.is_opaque(&portcullis_sql::operator_call("=")));
         assert!(!f.is_opaque(&portcullis_sql::operator_call("->")));
         assert!(f.knows(&portcullis_sql::operator_call("=")));
+        // A cast running SQL: every call and operator is opaque.
+        let mut casts = functions();
+        casts.code_casts = true;
+        assert!(casts.is_opaque("pg_catalog.upper") && casts.is_opaque("operator(=)"));
+        assert!(casts.is_opaque(&portcullis_sql::operator_call(portcullis_sql::CAST_SYMBOL)));
         // Not loaded: every operator is opaque, as every function is.
         let cat = DbCatalog::from_rows(Vec::new(), None);
         assert!(cat.function_is_opaque(&portcullis_sql::operator_call("=")));
