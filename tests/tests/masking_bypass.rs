@@ -347,6 +347,13 @@ const OPAQUE_CONDITIONS: &[&str] = &[
     "SELECT id FROM v_lookup WHERE s LIKE '1%'",
     "SELECT id FROM customers WHERE lookup_ssn(id::int) LIKE $1",
     "SELECT id FROM customers WHERE (id::int ### 0) LIKE '1%'",
+    // The value reaching the condition through an alias.
+    "SELECT count(*) FROM (SELECT lookup_ssn(id::int) AS s FROM customers) x WHERE s LIKE '1%'",
+    "WITH x AS (SELECT lookup_ssn(id::int) AS s FROM customers) SELECT count(*) FROM x \
+     WHERE s LIKE '1%'",
+    "SELECT count(*) FROM all_ssns() t WHERE t.s LIKE '1%'",
+    "SELECT count(*) FROM customers c, LATERAL (SELECT lookup_ssn(c.id::int) AS s) l \
+     WHERE l.s LIKE '1%'",
     "SELECT id FROM customers WHERE (id::int OPERATOR(public.###) 0) = '123-45-6789'",
     "UPDATE notes SET t = t WHERE lookup_ssn(1) LIKE '1%'",
     "DELETE FROM notes WHERE lookup_ssn(1) LIKE '1%'",

@@ -111,6 +111,13 @@ pub struct Lineage {
     /// Functions called in a GROUP BY / ORDER BY expression, or in the output item it
     /// names by alias or position.
     pub ordered_calls: Vec<String>,
+    /// Functions called anywhere but in the statement's own output list: in a derived
+    /// table, a CTE, a subquery, a condition, a set-returning function in FROM. What
+    /// such a call returns may reach a condition through an alias
+    /// (`FROM (SELECT lookup_ssn(id) AS s ...) x WHERE s LIKE '1%'`).
+    pub nested_calls: Vec<String>,
+    /// Whether the statement has a WHERE, HAVING or JOIN condition anywhere.
+    pub has_condition: bool,
     /// What the statement does to a cursor, if anything.
     pub cursor: Option<CursorOp>,
 }
@@ -119,6 +126,18 @@ pub struct Lineage {
 pub(crate) fn statement(stmt: &Statement) -> Lineage {
     let mut w = Walker::default();
     let output = w.statement(stmt);
+    let mut nested = CallCollector::default();
+    let _ = stmt.visit(&mut nested);
+    if let Statement::Query(q) = stmt {
+        let mut top = CallCollector::default();
+        top_projection_calls(&q.body, &mut top);
+        for f in top.names {
+            if let Some(i) = nested.names.iter().position(|n| *n == f) {
+                nested.names.swap_remove(i);
+            }
+        }
+    }
+    nested.names.append(&mut w.from_calls);
     Lineage {
         output,
         referenced: finish(w.referenced),
@@ -128,6 +147,8 @@ pub(crate) fn statement(stmt: &Statement) -> Lineage {
         compared: finish(w.compared),
         condition_calls: finish_names(w.condition_calls),
         ordered_calls: finish_names(w.ordered_calls),
+        nested_calls: finish_names(nested.names),
+        has_condition: w.has_condition,
         cursor: w.cursor,
     }
 }
@@ -184,6 +205,9 @@ struct Walker {
     compared: Vec<Source>,
     condition_calls: Vec<String>,
     ordered_calls: Vec<String>,
+    /// Set-returning functions called in FROM (not expressions: no `Expr::Function`).
+    from_calls: Vec<String>,
+    has_condition: bool,
     cursor: Option<CursorOp>,
     depth: usize,
 }
@@ -677,6 +701,9 @@ impl Walker {
                 if let Some(a) = args {
                     // A set-returning function in FROM: its output is not a column
                     // of any table; its arguments may be.
+                    if let Some(p) = parts(name) {
+                        self.from_calls.push(p.join("."));
+                    }
                     for arg in &a.args {
                         self.function_arg_sources(arg);
                     }
@@ -796,6 +823,7 @@ impl Walker {
     /// or parameter marks its columns as compared with a literal; every function it
     /// calls, subqueries included, is a condition call.
     fn predicate(&mut self, e: &Expr) {
+        self.has_condition = true;
         self.condition_calls.extend(calls(e));
         self.predicate_part(e);
     }
@@ -1095,6 +1123,24 @@ impl Visitor for RefCollector {
             _ => {}
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// The calls in the output list of a query body (both sides of a set operation),
+/// subqueries in it included.
+fn top_projection_calls(body: &SetExpr, c: &mut CallCollector) {
+    match body {
+        SetExpr::Select(s) => {
+            for item in &s.projection {
+                let _ = item.visit(c);
+            }
+        }
+        SetExpr::SetOperation { left, right, .. } => {
+            top_projection_calls(left, c);
+            top_projection_calls(right, c);
+        }
+        SetExpr::Query(q) => top_projection_calls(&q.body, c),
+        _ => {}
     }
 }
 
@@ -1444,6 +1490,47 @@ mod tests {
             ["operator(###)"]
         );
         assert!(o("select f(id) from customers order by id").is_empty());
+    }
+
+    #[test]
+    fn calls_outside_the_output_list_are_nested() {
+        let n = |sql: &str| {
+            let l = lin(sql);
+            let calls: Vec<String> = l
+                .nested_calls
+                .into_iter()
+                .filter(|f| !f.starts_with("operator("))
+                .collect();
+            (calls, l.has_condition)
+        };
+        assert_eq!(
+            n(
+                "select count(*) from (select lookup_ssn(id) as s from customers) x where s like '1%'"
+            ),
+            (vec!["lookup_ssn".to_owned()], true)
+        );
+        assert_eq!(
+            n("with x as (select lookup_ssn(id) s from customers) select s from x"),
+            (vec!["lookup_ssn".to_owned()], false)
+        );
+        assert_eq!(
+            n("select * from all_ssns() t where t.s like '1%'"),
+            (vec!["all_ssns".to_owned()], true)
+        );
+        // In the output list only: not nested.
+        assert_eq!(
+            n("select lookup_ssn(id) from customers where id = 5"),
+            (Vec::new(), true)
+        );
+        assert_eq!(
+            n("select lookup_ssn(id) from customers union select f(1)"),
+            (Vec::new(), false)
+        );
+        // Once in the output, once in a derived table: nested once.
+        assert_eq!(
+            n("select lookup_ssn(x.id), s from (select id, lookup_ssn(id) s from customers) x"),
+            (vec!["lookup_ssn".to_owned()], false)
+        );
     }
 
     #[test]

@@ -516,8 +516,10 @@ impl MaskingGate {
 /// policy cannot tell what such a call reads, so it treats it as sensitive (pii-mask
 /// denies `COPY ... TO`, copies into tables and exfiltrating functions with one). Such
 /// a call in a condition adds `predicate:opaque:NAME()` as well (it may test a masked
-/// value: `WHERE lookup_ssn(id) LIKE '1%'`), and in a GROUP BY / ORDER BY
-/// `ordered:opaque:NAME()`.
+/// value: `WHERE lookup_ssn(id) LIKE '1%'`), as does one outside the output list of a
+/// statement with any condition (its value may reach the condition by an alias:
+/// `FROM (SELECT lookup_ssn(id) AS s ...) x WHERE s LIKE '1%'`), and one in a GROUP BY /
+/// ORDER BY `ordered:opaque:NAME()`.
 pub fn opaque_calls(
     columns: &mut Vec<String>,
     s: &portcullis_sql::StatementSummary,
@@ -528,10 +530,19 @@ pub fn opaque_calls(
         .iter()
         .map(|o| portcullis_sql::operator_call(o))
         .collect();
+    // A call outside the output list may reach a condition through an alias, a
+    // derived table or a CTE: with any condition, it counts as one in a condition.
+    let none = Vec::new();
+    let nested = if s.lineage.has_condition {
+        &s.lineage.nested_calls
+    } else {
+        &none
+    };
     let uses = [
         ("", &s.functions),
         ("", &operators),
         ("predicate:", &s.lineage.condition_calls),
+        ("predicate:", nested),
         ("ordered:", &s.lineage.ordered_calls),
     ];
     for (prefix, names) in uses {
