@@ -411,6 +411,15 @@ impl Walker {
         if self.depth >= MAX_DEPTH {
             return None;
         }
+        // A row count computed by a call (`LIMIT (SELECT length(lookup_ssn(1)))`)
+        // tells its value, as a condition would.
+        let mut limit = CallCollector::default();
+        let _ = q.limit_clause.visit(&mut limit);
+        let _ = q.fetch.visit(&mut limit);
+        if !limit.names.is_empty() {
+            self.has_condition = true;
+            self.condition_calls.append(&mut limit.names);
+        }
         self.depth += 1;
         self.ctes.push(HashMap::new());
         if let Some(with) = &q.with {
@@ -1517,6 +1526,8 @@ mod tests {
             n("select * from all_ssns() t where t.s like '1%'"),
             (vec!["all_ssns".to_owned()], true)
         );
+        let l = lin("select id from customers limit (select length(lookup_ssn(1)))");
+        assert!(l.has_condition && l.condition_calls.contains(&"lookup_ssn".to_owned()));
         // In the output list only: not nested.
         assert_eq!(
             n("select lookup_ssn(id) from customers where id = 5"),
