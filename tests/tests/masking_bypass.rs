@@ -15,11 +15,12 @@
 //! Needs the policy components: `bash policies-rs/build.sh`.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use portcullis::config::PolicyConfig;
 use portcullis_tests::pg::{self, Conn, sqlstate};
 use portcullis_tests::tap::{Tap, assert_no_leak};
-use portcullis_tests::{EnvOptions, GatewayOptions, TestEnv};
+use portcullis_tests::{EnvOptions, GatewayOptions, TestEnv, password_for};
 use tokio::sync::OnceCell;
 use tokio_postgres::SimpleQueryMessage;
 
@@ -489,6 +490,88 @@ async fn a_cast_running_sql_makes_every_computed_value_opaque() {
     drop(alice);
     let needles = ["123-45-6789".to_owned(), "987-65-4321".to_owned()];
     assert_no_leak(&tap.bytes(), &needles, "a cast running SQL");
+    gw.shutdown().await;
+}
+
+/// A fast-path FunctionCall ('F') of `lookup_ssn(2)` by OID: its result is not a row,
+/// so it is never masked. Denied to alice even where `allow_function_call` lets
+/// others make such calls; bob gets the value; alice's session goes on.
+#[tokio::test]
+async fn fast_path_function_calls_are_denied_to_masked_identities() {
+    use portcullis_tests::raw::{self, RawConn, first_error};
+    let env = env().await;
+    let oid: u32 = env
+        .admin_sql("demo", "SELECT 'public.lookup_ssn(int)'::regprocedure::oid")
+        .trim()
+        .parse()
+        .unwrap();
+    let gw = env
+        .start_gateway(GatewayOptions {
+            policies: mask_only(),
+            extra_toml: "[policy_runtime]\nallow_function_call = true\n".into(),
+            ..GatewayOptions::default()
+        })
+        .await
+        .unwrap();
+    // FunctionCall: one binary int4 argument (2), text result.
+    let mut body = Vec::new();
+    body.extend_from_slice(&oid.to_be_bytes());
+    body.extend_from_slice(&1i16.to_be_bytes());
+    body.extend_from_slice(&1i16.to_be_bytes());
+    body.extend_from_slice(&1i16.to_be_bytes());
+    body.extend_from_slice(&4i32.to_be_bytes());
+    body.extend_from_slice(&2i32.to_be_bytes());
+    body.extend_from_slice(&0i16.to_be_bytes());
+    let call = raw::message(b'F', &body);
+    let within = Duration::from_secs(20);
+    let ssn = env.admin_sql("demo", "SELECT ssn FROM customers WHERE id = 2");
+    let ssn = ssn.trim();
+
+    let mut bob = RawConn::connect(gw.addr()).await.unwrap();
+    bob.login("bob", password_for("bob"), "demo").await.unwrap();
+    bob.send(&call).await.unwrap();
+    let msgs = bob.until_ready(within).await.unwrap();
+    let result = msgs
+        .iter()
+        .find(|m| m.tag == b'V')
+        .unwrap_or_else(|| panic!("no FunctionCallResponse: {:?}", raw::describe_all(&msgs)));
+    assert!(
+        result.body.ends_with(ssn.as_bytes()),
+        "bob gets the value: {:?}",
+        raw::describe_all(&msgs)
+    );
+
+    let mut alice = RawConn::connect(gw.addr()).await.unwrap();
+    alice
+        .login("alice", password_for("alice"), "demo")
+        .await
+        .unwrap();
+    alice.send(&call).await.unwrap();
+    let msgs = alice.until_ready(within).await.unwrap();
+    let err = first_error(&msgs)
+        .unwrap_or_else(|| panic!("FunctionCall not denied: {:?}", raw::describe_all(&msgs)));
+    assert_eq!(err.sqlstate().as_deref(), Some("42501"));
+    assert!(
+        err.field(b'M')
+            .unwrap_or_default()
+            .contains("fast-path function calls"),
+        "{:?}",
+        err.describe()
+    );
+    assert!(
+        !msgs
+            .iter()
+            .any(|m| m.body.windows(ssn.len()).any(|w| w == ssn.as_bytes())),
+        "{:?}",
+        raw::describe_all(&msgs)
+    );
+    // The session goes on.
+    let msgs = alice.simple_query("SELECT 1").await.unwrap();
+    assert!(
+        msgs.iter().any(|m| m.tag == b'D'),
+        "{:?}",
+        raw::describe_all(&msgs)
+    );
     gw.shutdown().await;
 }
 
