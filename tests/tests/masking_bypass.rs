@@ -575,6 +575,45 @@ async fn fast_path_function_calls_are_denied_to_masked_identities() {
     gw.shutdown().await;
 }
 
+/// With `deny_ordering`, sorting or grouping by an opaque value is denied like sorting
+/// by a masked column, directly or through an alias; sorting by a key stays.
+#[tokio::test]
+async fn ordering_by_opaque_values_is_denied_with_deny_ordering() {
+    let env = env().await;
+    let mut strict = mask_only();
+    strict[0]
+        .settings
+        .insert("deny_ordering".into(), true.into());
+    let gw = env
+        .start_gateway(GatewayOptions {
+            policies: strict,
+            ..GatewayOptions::default()
+        })
+        .await
+        .unwrap();
+    let alice = connect(&gw.uri("alice", "demo")).await;
+    for sql in [
+        "SELECT id FROM customers ORDER BY lookup_ssn(id::int)",
+        "SELECT lookup_ssn(id::int) AS s FROM customers ORDER BY s",
+        "SELECT s FROM (SELECT lookup_ssn(id::int) AS s FROM customers) x ORDER BY s",
+        "SELECT count(*) FROM (SELECT lookup_ssn(id::int) AS s FROM customers) x GROUP BY s",
+    ] {
+        let e = alice.simple_query(sql).await.unwrap_err();
+        assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{sql}: {e}");
+    }
+    let rows = simple_rows(
+        &alice,
+        "SELECT lookup_ssn(id::int) FROM customers ORDER BY id",
+    )
+    .await
+    .unwrap();
+    assert!(
+        !rows.is_empty() && rows.iter().all(|r| masked(&r[0])),
+        "{rows:?}"
+    );
+    gw.shutdown().await;
+}
+
 /// The data of a `COPY ... TO STDOUT`.
 async fn copy_out(c: &Conn, sql: &str) -> String {
     use futures_util::TryStreamExt;

@@ -118,6 +118,8 @@ pub struct Lineage {
     pub nested_calls: Vec<String>,
     /// Whether the statement has a WHERE, HAVING or JOIN condition anywhere.
     pub has_condition: bool,
+    /// Whether the statement has an ORDER BY or GROUP BY anywhere.
+    pub has_ordering: bool,
     /// What the statement does to a cursor, if anything.
     pub cursor: Option<CursorOp>,
 }
@@ -149,6 +151,7 @@ pub(crate) fn statement(stmt: &Statement) -> Lineage {
         ordered_calls: finish_names(w.ordered_calls),
         nested_calls: finish_names(nested.names),
         has_condition: w.has_condition,
+        has_ordering: w.has_ordering,
         cursor: w.cursor,
     }
 }
@@ -208,6 +211,7 @@ struct Walker {
     /// Set-returning functions called in FROM (not expressions: no `Expr::Function`).
     from_calls: Vec<String>,
     has_condition: bool,
+    has_ordering: bool,
     cursor: Option<CursorOp>,
     depth: usize,
 }
@@ -450,6 +454,7 @@ impl Walker {
                     let src = self.order_sources(e, out.as_ref());
                     self.ordered.extend(src);
                     self.ordered_calls.extend(calls(e));
+                    self.has_ordering = true;
                 }
                 out
             }
@@ -588,12 +593,14 @@ impl Walker {
                 let src = self.order_sources(e, out.as_ref());
                 self.ordered.extend(src);
                 self.ordered_calls.extend(order_calls(e, &s.projection));
+                self.has_ordering = true;
             }
         }
         for e in order {
             let src = self.order_sources(e, out.as_ref());
             self.ordered.extend(src);
             self.ordered_calls.extend(order_calls(e, &s.projection));
+            self.has_ordering = true;
         }
         self.scopes.pop();
         out
@@ -1526,6 +1533,8 @@ mod tests {
             n("select * from all_ssns() t where t.s like '1%'"),
             (vec!["all_ssns".to_owned()], true)
         );
+        let l = lin("select s from (select lookup_ssn(id) s from customers) x order by s");
+        assert!(l.has_ordering && !l.has_condition && l.nested_calls == ["lookup_ssn"]);
         let l = lin("select id from customers limit (select length(lookup_ssn(1)))");
         assert!(l.has_condition && l.condition_calls.contains(&"lookup_ssn".to_owned()));
         // In the output list only: not nested.

@@ -518,8 +518,9 @@ impl MaskingGate {
 /// a call in a condition adds `predicate:opaque:NAME()` as well (it may test a masked
 /// value: `WHERE lookup_ssn(id) LIKE '1%'`), as does one outside the output list of a
 /// statement with any condition (its value may reach the condition by an alias:
-/// `FROM (SELECT lookup_ssn(id) AS s ...) x WHERE s LIKE '1%'`), and one in a GROUP BY /
-/// ORDER BY `ordered:opaque:NAME()`.
+/// `FROM (SELECT lookup_ssn(id) AS s ...) x WHERE s LIKE '1%'`); one in a GROUP BY /
+/// ORDER BY adds `ordered:opaque:NAME()`, as does one outside the output list of a
+/// statement that sorts or groups.
 pub fn opaque_calls(
     columns: &mut Vec<String>,
     s: &portcullis_sql::StatementSummary,
@@ -533,17 +534,14 @@ pub fn opaque_calls(
     // A call outside the output list may reach a condition through an alias, a
     // derived table or a CTE: with any condition, it counts as one in a condition.
     let none = Vec::new();
-    let nested = if s.lineage.has_condition {
-        &s.lineage.nested_calls
-    } else {
-        &none
-    };
+    let nested_if = |used: bool| if used { &s.lineage.nested_calls } else { &none };
     let uses = [
         ("", &s.functions),
         ("", &operators),
         ("predicate:", &s.lineage.condition_calls),
-        ("predicate:", nested),
+        ("predicate:", nested_if(s.lineage.has_condition)),
         ("ordered:", &s.lineage.ordered_calls),
+        ("ordered:", nested_if(s.lineage.has_ordering)),
     ];
     for (prefix, names) in uses {
         for f in names {
