@@ -69,7 +69,7 @@ impl Relay {
                 let denial = match self.decide_all(&analysis, q.sql, Protocol::Simple, now) {
                     Gated::Allow => None,
                     Gated::Deny(index, d) => {
-                        self.audit_denied("simple", &analysis, index, sql.as_deref(), None, &d);
+                        self.audit_denied("simple", &analysis, index, sql.as_ref(), None, &d);
                         Some(denial_fields(&d))
                     }
                     Gated::Hold(index, need) => {
@@ -138,7 +138,7 @@ impl Relay {
                         None
                     }
                     Gated::Deny(index, d) => {
-                        self.audit_denied("extended", &analysis, index, sql.as_deref(), None, &d);
+                        self.audit_denied("extended", &analysis, index, sql.as_ref(), None, &d);
                         Some(denial_fields(&d))
                     }
                     Gated::Hold(_, need) => {
