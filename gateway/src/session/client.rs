@@ -360,8 +360,12 @@ impl Relay {
                 verdicts: auditing.then_some(&sink),
             };
             let decision = self.deps.gate.decide(&ctx);
-            if auditing {
-                verdicts.push(sink.take());
+            let called = sink.take();
+            if !called.is_empty() {
+                // Statements before `i` without verdicts get empty lists; none at all
+                // (no policy called) is recorded as no verdicts, without allocating.
+                verdicts.resize_with(i, Vec::new);
+                verdicts.push(called);
             }
             match decision {
                 Decision::Allow => {}
@@ -390,7 +394,7 @@ impl Relay {
                 }
             }
         }
-        self.last_verdicts = auditing.then(|| Arc::from(verdicts));
+        self.last_verdicts = (auditing && !verdicts.is_empty()).then(|| Arc::from(verdicts));
         self.count_decision(match gated {
             Gated::Allow => "allow",
             Gated::Deny(..) => "deny",
