@@ -21,6 +21,8 @@ use super::record::{MAX_TEXT_BYTES, changes_data, rows_from_tag};
 use crate::pipeline::MaskedColumn;
 
 /// An event on its way to the writer.
+// Statement events are nearly every event: boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Queued {
     /// Built in full by whoever recorded it (boxed: these are rare, and the queue's
