@@ -11,6 +11,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -106,30 +107,43 @@ pub fn seal(event: &mut AuditEvent) -> String {
 /// building a JSON value first (this runs for every event). Debug builds check it.
 pub fn seal_into(event: &mut AuditEvent, scratch: &mut Vec<u8>, out: &mut Vec<u8>) {
     event.hash.clear();
+    let hash = seal_serialized(&*event, scratch, out);
+    event
+        .hash
+        .push_str(std::str::from_utf8(&hash).expect("hex is ASCII"));
+}
+
+/// [`seal_into`] of anything that serialises to an event's canonical JSON without
+/// `hash` (the writer's view of a queued statement event): appends the line to `out`
+/// and returns the hash (hex).
+pub fn seal_serialized<T: Serialize + ?Sized>(
+    event: &T,
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> [u8; 64] {
     scratch.clear();
-    serde_json::to_writer(&mut *scratch, &*event).expect("an audit event serializes");
+    serde_json::to_writer(&mut *scratch, event).expect("an audit event serializes");
     debug_assert_eq!(
         std::str::from_utf8(scratch).expect("serde_json writes UTF-8"),
         {
             let mut c = String::new();
-            canonical(&serde_json::to_value(&*event).expect("serializes"), &mut c);
+            canonical(&serde_json::to_value(event).expect("serializes"), &mut c);
             c
         },
         "audit record types must declare their fields in byte order of their names"
     );
     let mut hash = [0u8; 64];
     hex::encode_to_slice(Sha256::digest(&scratch[..]), &mut hash).expect("64 hex digits");
-    let hash = std::str::from_utf8(&hash).expect("hex is ASCII");
     out.reserve(scratch.len() + 80);
     out.extend_from_slice(b"{\"hash\":\"");
-    out.extend_from_slice(hash.as_bytes());
+    out.extend_from_slice(&hash);
     out.push(b'"');
     if scratch.len() > 2 {
         out.push(b',');
     }
     out.extend_from_slice(&scratch[1..]);
     out.push(b'\n');
-    event.hash.push_str(hash);
+    hash
 }
 
 /// The bytes a checkpoint signs.

@@ -21,6 +21,7 @@ pub mod chain;
 pub mod cli;
 pub mod event;
 pub mod pg_sink;
+pub mod queued;
 pub mod record;
 pub mod search;
 pub mod verify;
@@ -33,5 +34,6 @@ pub use event::{
     ApprovalRecord, AuditEvent, CheckpointRecord, DecisionRecord, EventKind, OutcomeRecord,
     PolicyRef, SessionRecord, StatementRecord, TableAccess,
 };
+pub use queued::{Queued, StatementEvent, TextSource};
 pub use record::{AuditContext, StatementFacts};
 pub use writer::{AuditLog, Durability};

@@ -4,10 +4,8 @@ use std::sync::Arc;
 
 use portcullis_sql::{Access, Analysis, StatementKind, StatementSummary};
 
-use super::event::{
-    AuditEvent, DecisionRecord, EventKind, OutcomeRecord, PolicyRef, SessionRecord,
-    StatementRecord, TableAccess,
-};
+use super::event::{DecisionRecord, PolicyRef, SessionRecord};
+use super::queued::{StatementEvent, StatementOutcome, TextSource};
 use super::writer::AuditLog;
 use crate::config::{AuditConfig, StatementText};
 use crate::pipeline::Denial;
@@ -101,52 +99,34 @@ impl AuditContext {
         })
     }
 
-    /// A statement event.
+    /// A statement event, as queued: the writer builds its record (so the session
+    /// allocates nothing for its fingerprint, text or tables).
     pub fn statement_event(
         &self,
         session: &Arc<SessionRecord>,
         s: StatementFacts<'_>,
-    ) -> AuditEvent {
-        let summary = s.analysis.statements.get(s.index);
-        let (text, text_truncated) = match self.statement_text {
-            StatementText::Full => match s.sql {
-                Some(sql) => cap_text(sql),
-                None => cap_text(&s.analysis.fingerprint),
-            },
-            StatementText::Redacted => cap_text(&s.analysis.fingerprint),
-            StatementText::Fingerprint => (None, false),
+    ) -> StatementEvent {
+        let text = match (self.statement_text, s.sql) {
+            (StatementText::Full, Some(sql)) => TextSource::Sql(Arc::clone(sql)),
+            (StatementText::Full | StatementText::Redacted, _) => TextSource::Fingerprint,
+            (StatementText::Fingerprint, _) => TextSource::Omitted,
         };
-        let statement = StatementRecord {
-            protocol: s.protocol.into(),
-            kind: summary.map_or("unknown", |x| x.kind.as_str()).into(),
-            fingerprint: summary.map(|x| x.fingerprint.clone()).unwrap_or_default(),
+        StatementEvent {
+            session: Arc::clone(session),
+            policies: self.policies_if_any(),
+            analysis: Arc::clone(s.analysis),
             index: s.index,
+            protocol: s.protocol,
             text,
-            text_truncated,
             params: if self.wants_params() {
                 s.params.cloned()
             } else {
                 None
             },
-            tables: summary
-                .map(|x| {
-                    x.tables
-                        .iter()
-                        .map(|t| TableAccess {
-                            name: t.qualified_name(),
-                            access: t.access.as_str().into(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-            writes: summary.is_none_or(changes_data),
-        };
-        let mut e = AuditEvent::for_session(EventKind::Statement, session);
-        e.statement = Some(statement);
-        e.decision = Some(s.decision);
-        e.outcome = Some(s.outcome);
-        e.policies = self.policies_if_any();
-        e
+            decision: s.decision,
+            outcome: s.outcome,
+            masked: Vec::new(),
+        }
     }
 }
 
@@ -155,17 +135,17 @@ pub struct StatementFacts<'a> {
     /// `simple` or `extended`.
     pub protocol: &'static str,
     /// The analysis of the string the statement came in.
-    pub analysis: &'a Analysis,
+    pub analysis: &'a Arc<Analysis>,
     /// Which statement of the string.
     pub index: usize,
     /// The SQL as sent, when kept (`statement_text = "full"`).
-    pub sql: Option<&'a str>,
+    pub sql: Option<&'a Arc<str>>,
     /// Bound parameters, when kept.
     pub params: Option<&'a Arc<[Option<String>]>>,
     /// The decision.
     pub decision: DecisionRecord,
     /// What happened.
-    pub outcome: OutcomeRecord,
+    pub outcome: StatementOutcome,
 }
 
 /// The decision record of a denial.
@@ -178,17 +158,6 @@ pub fn denied(d: &Denial) -> DecisionRecord {
         approval: None,
         verdicts: Vec::new(),
     }
-}
-
-fn cap_text(s: &str) -> (Option<String>, bool) {
-    if s.len() <= MAX_TEXT_BYTES {
-        return (Some(s.to_owned()), false);
-    }
-    let mut end = MAX_TEXT_BYTES;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    (Some(s[..end].to_owned()), true)
 }
 
 /// Transaction control: never denied for a failing sink, never waits for the disk.

@@ -21,8 +21,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, watch};
 
-use super::chain::{CheckpointSigner, GENESIS, hash_value, seal_into};
+use super::chain::{CheckpointSigner, GENESIS, hash_value, seal_into, seal_serialized};
 use super::event::{AuditEvent, EventKind, PolicyRef};
+use super::queued::Queued;
 use crate::config::{AuditConfig, AuditFsync};
 
 /// Encoded events kept in memory while the sink fails; beyond this, events are
@@ -77,7 +78,7 @@ struct Inner {
 
 #[derive(Default)]
 struct Queue {
-    items: Vec<(SystemTime, AuditEvent)>,
+    items: Vec<(SystemTime, Queued)>,
     submitted: u64,
     urgent: bool,
     stop: bool,
@@ -244,7 +245,7 @@ impl AuditLog {
         }
         let mut start = AuditEvent::new(EventKind::Start);
         start.detail = Some(rec.detail);
-        w.encode(SystemTime::now(), start);
+        w.encode(SystemTime::now(), start.into());
         let thread = std::thread::Builder::new()
             .name("portcullis-audit".into())
             .spawn(move || w.run())
@@ -259,13 +260,14 @@ impl AuditLog {
         self.submit_drain(&mut events, urgent)
     }
 
-    /// [`AuditLog::submit`] of the events in `events`, leaving it empty (with its
-    /// capacity, for the caller's next events).
-    pub fn submit_drain(&self, events: &mut Vec<AuditEvent>, urgent: bool) -> u64 {
+    /// [`AuditLog::submit`] of the events in `events` (owned [`AuditEvent`]s or
+    /// [`Queued`] ones), leaving it empty (with its capacity, for the caller's next
+    /// events).
+    pub fn submit_drain<E: Into<Queued>>(&self, events: &mut Vec<E>, urgent: bool) -> u64 {
         let now = SystemTime::now();
         let mut q = lock(&self.inner.queue);
         q.submitted += events.len() as u64;
-        q.items.extend(events.drain(..).map(|e| (now, e)));
+        q.items.extend(events.drain(..).map(|e| (now, e.into())));
         let ticket = q.submitted;
         // A writer at work looks at the queue before it sleeps again; a sleeping one
         // must be woken for urgent events, and for others unless it wakes up in time.
@@ -558,7 +560,7 @@ struct Writer {
     pending_lines: Vec<Arc<str>>,
     /// The events being written (the queue's buffer is swapped with this one, so
     /// neither is reallocated in steady state).
-    batch: Vec<(SystemTime, AuditEvent)>,
+    batch: Vec<(SystemTime, Queued)>,
     /// Reused buffers: an event's JSON while it is hashed, and the strings of the hash
     /// and time fields (an event's `prev` becomes the next one's `hash` buffer).
     scratch: Vec<u8>,
@@ -609,7 +611,7 @@ impl Writer {
                 self.checkpoint();
             }
             if stop {
-                self.encode(SystemTime::now(), AuditEvent::new(EventKind::Stop));
+                self.encode(SystemTime::now(), AuditEvent::new(EventKind::Stop).into());
             }
             let sync = stop
                 || match self.cfg.fsync {
@@ -699,7 +701,7 @@ impl Writer {
         (urgent, q.stop)
     }
 
-    fn encode(&mut self, time: SystemTime, mut e: AuditEvent) {
+    fn encode(&mut self, time: SystemTime, e: Queued) {
         if self.pending.len() > MAX_PENDING_BYTES {
             self.lost += 1;
             self.metrics.lost.inc();
@@ -709,19 +711,52 @@ impl Writer {
             let mut l = AuditEvent::new(EventKind::Lost);
             l.detail = Some(json!({"events": self.lost}));
             self.lost = 0;
-            self.encode(time, l);
+            self.encode(time, l.into());
         }
-        e.seq = self.next_seq;
-        e.prev = std::mem::take(&mut self.prev);
-        e.hash = std::mem::take(&mut self.spare_hash);
-        e.time = std::mem::take(&mut self.time_text);
-        e.time.clear();
-        write!(e.time, "{}", humantime::format_rfc3339_micros(time)).expect("writes to a String");
+        let seq = self.next_seq;
+        self.time_text.clear();
+        write!(self.time_text, "{}", humantime::format_rfc3339_micros(time))
+            .expect("writes to a String");
         let start = self.pending.len();
-        seal_into(&mut e, &mut self.scratch, &mut self.pending);
-        self.prev = std::mem::take(&mut e.hash);
-        self.spare_hash = std::mem::take(&mut e.prev);
-        self.time_text = std::mem::take(&mut e.time);
+        let kind = match e {
+            Queued::Event(mut e) => {
+                e.seq = seq;
+                e.prev = std::mem::take(&mut self.prev);
+                e.hash = std::mem::take(&mut self.spare_hash);
+                e.time = std::mem::take(&mut self.time_text);
+                seal_into(&mut e, &mut self.scratch, &mut self.pending);
+                self.prev = std::mem::take(&mut e.hash);
+                self.spare_hash = std::mem::take(&mut e.prev);
+                self.time_text = std::mem::take(&mut e.time);
+                e.kind
+            }
+            Queued::Statement(s) => {
+                // Debug builds check the line against the owned event's.
+                #[cfg(debug_assertions)]
+                let want = {
+                    let mut owned = s.event();
+                    owned.seq = seq;
+                    owned.prev = self.prev.clone();
+                    owned.time = self.time_text.clone();
+                    super::chain::seal(&mut owned)
+                };
+                let hash = seal_serialized(
+                    &s.view(seq, &self.prev, &self.time_text),
+                    &mut self.scratch,
+                    &mut self.pending,
+                );
+                self.prev.clear();
+                self.prev
+                    .push_str(std::str::from_utf8(&hash).expect("hex is ASCII"));
+                #[cfg(debug_assertions)]
+                assert_eq!(
+                    std::str::from_utf8(&self.pending[start..]).expect("UTF-8"),
+                    want,
+                    "a queued statement event seals to its owned event's line"
+                );
+                EventKind::Statement
+            }
+        };
         self.next_seq += 1;
         self.metrics.events.inc();
         // The line without its newline.
@@ -730,7 +765,7 @@ impl Writer {
         if let Some(pg) = &mut self.pg {
             let file = self.sealed.as_ref().unwrap_or(&self.path);
             let row = super::pg_sink::Row {
-                seq: e.seq as i64,
+                seq: seq as i64,
                 file: file
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
@@ -745,7 +780,7 @@ impl Writer {
         if self.inner.feed.receiver_count() > 0 {
             self.pending_lines.push(Arc::from(line));
         }
-        if e.kind != EventKind::Checkpoint {
+        if kind != EventKind::Checkpoint {
             self.since_checkpoint += 1;
         }
     }
@@ -754,7 +789,7 @@ impl Writer {
         let Some(signer) = &self.signer else { return };
         let mut c = AuditEvent::new(EventKind::Checkpoint);
         c.checkpoint = Some(signer.sign(self.next_seq.saturating_sub(1), &self.prev));
-        self.encode(SystemTime::now(), c);
+        self.encode(SystemTime::now(), c.into());
         self.since_checkpoint = 0;
         self.last_checkpoint = Instant::now();
     }
@@ -864,7 +899,7 @@ impl Writer {
         let next = file_name(seq + 1);
         let mut r = AuditEvent::new(EventKind::Rotate);
         r.detail = Some(json!({"next_file": next}));
-        self.encode(SystemTime::now(), r);
+        self.encode(SystemTime::now(), r.into());
         if !self.flush(true) {
             // Un-encode the seal: the chain goes on in this file.
             self.pending.clear();

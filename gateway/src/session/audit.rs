@@ -11,9 +11,11 @@ use portcullis_wire::backend::ErrorFields;
 use super::Relay;
 use super::hold::HoldTicket;
 use super::pending::Pending;
-use crate::audit::record::{StatementFacts, changes_data, denied, rows_from_tag};
+use crate::audit::queued::{CommandTag, StatementOutcome};
+use crate::audit::record::{StatementFacts, changes_data, denied};
 use crate::audit::{
-    ApprovalRecord, AuditEvent, DecisionRecord, EventKind, OutcomeRecord, StatementRecord,
+    ApprovalRecord, AuditEvent, DecisionRecord, EventKind, OutcomeRecord, Queued, StatementEvent,
+    StatementRecord,
 };
 use crate::pipeline::Denial;
 
@@ -22,7 +24,7 @@ struct Current<'a> {
     protocol: &'static str,
     analysis: &'a Arc<Analysis>,
     index: usize,
-    sql: Option<&'a str>,
+    sql: Option<&'a Arc<str>>,
     params: Option<&'a Arc<[Option<String>]>>,
     sent_at: Instant,
     approval: Option<&'a ApprovalRecord>,
@@ -53,11 +55,11 @@ impl Relay {
             .map(|_| Arc::from(sql))
     }
 
-    fn push_audit(&mut self, event: AuditEvent, hold_at: Option<usize>) {
+    fn push_audit(&mut self, event: impl Into<Queued>, hold_at: Option<usize>) {
         if self.audit_out.hold_from.is_none() {
             self.audit_out.hold_from = hold_at;
         }
-        self.audit_out.events.push(event);
+        self.audit_out.events.push(event.into());
     }
 
     /// Records a held statement that was not approved.
@@ -65,7 +67,7 @@ impl Relay {
         &mut self,
         protocol: &'static str,
         ticket: &HoldTicket,
-        sql: Option<&str>,
+        sql: Option<&Arc<str>>,
         params: Option<&Arc<[Option<String>]>>,
         d: &Denial,
         approval: ApprovalRecord,
@@ -85,9 +87,9 @@ impl Relay {
     pub(super) fn audit_denied(
         &mut self,
         protocol: &'static str,
-        analysis: &Analysis,
+        analysis: &Arc<Analysis>,
         index: usize,
-        sql: Option<&str>,
+        sql: Option<&Arc<str>>,
         params: Option<&Arc<[Option<String>]>>,
         d: &Denial,
     ) {
@@ -98,9 +100,9 @@ impl Relay {
     fn audit_denied_with(
         &mut self,
         protocol: &'static str,
-        analysis: &Analysis,
+        analysis: &Arc<Analysis>,
         index: usize,
-        sql: Option<&str>,
+        sql: Option<&Arc<str>>,
         params: Option<&Arc<[Option<String>]>>,
         d: &Denial,
         approval: Option<ApprovalRecord>,
@@ -121,10 +123,9 @@ impl Relay {
                     verdicts: verdicts_at(&self.last_verdicts, index).to_vec(),
                     ..denied(d)
                 },
-                outcome: OutcomeRecord {
+                outcome: StatementOutcome {
                     status: "denied".into(),
-                    command: None,
-                    rows: None,
+                    command: CommandTag::None,
                     sqlstate: Some(d.sqlstate.clone()),
                     error: None,
                     duration_us: 0,
@@ -186,7 +187,7 @@ impl Relay {
                 protocol: "simple",
                 analysis,
                 index: self.query_statement,
-                sql: sql.as_deref(),
+                sql: sql.as_ref(),
                 params: None,
                 sent_at: *sent_at,
                 approval: approval.as_ref(),
@@ -201,7 +202,7 @@ impl Relay {
                     protocol: "extended",
                     analysis: &s.analysis,
                     index: 0,
-                    sql: s.sql.as_deref(),
+                    sql: s.sql.as_ref(),
                     params: p.params.as_ref(),
                     sent_at: *sent_at,
                     approval: p.approval.as_ref(),
@@ -217,7 +218,7 @@ impl Relay {
                 protocol: "extended",
                 analysis: &statement.analysis,
                 index: 0,
-                sql: statement.sql.as_deref(),
+                sql: statement.sql.as_ref(),
                 params: None,
                 sent_at: *sent_at,
                 approval: None,
@@ -245,20 +246,19 @@ impl Relay {
             return;
         }
         let command = if suspended {
-            None
+            CommandTag::None
         } else {
             let body = frame.body();
             let end = body.iter().position(|b| *b == 0).unwrap_or(body.len());
-            Some(String::from_utf8_lossy(&body[..end]).into_owned())
+            CommandTag::new(&body[..end])
         };
         let statement = cur.analysis.statements.get(cur.index);
         let mut writes = statement.is_none_or(changes_data);
         // A COMMIT makes the transaction's writes stick: its event is held like theirs,
         // so a client never sees a commit the trail could still lose.
         let commit = statement.is_some_and(|s| s.kind == StatementKind::Commit);
-        let outcome = OutcomeRecord {
+        let outcome = StatementOutcome {
             status: if suspended { "suspended" } else { "ok" }.into(),
-            rows: command.as_deref().and_then(rows_from_tag),
             command,
             sqlstate: None,
             error: None,
@@ -281,10 +281,9 @@ impl Relay {
         }
         let Some(cur) = self.current() else { return };
         let fields = ErrorFields::decode(frame.tag(), frame.body()).ok();
-        let outcome = OutcomeRecord {
+        let outcome = StatementOutcome {
             status: "error".into(),
-            command: None,
-            rows: None,
+            command: CommandTag::None,
             sqlstate: fields.as_ref().and_then(|f| f.code()).map(str::to_owned),
             error: fields.as_ref().and_then(|f| f.message()).map(str::to_owned),
             duration_us: micros(cur.sent_at, now),
@@ -297,8 +296,8 @@ impl Relay {
         &self,
         cur: &Current<'_>,
         decision: DecisionRecord,
-        outcome: OutcomeRecord,
-    ) -> AuditEvent {
+        outcome: StatementOutcome,
+    ) -> StatementEvent {
         let (Some(a), Some(s)) = (&self.deps.audit, &self.audit_session) else {
             unreachable!("called only when auditing")
         };

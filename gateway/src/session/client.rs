@@ -69,7 +69,7 @@ impl Relay {
                 let denial = match self.decide_all(&analysis, q.sql, Protocol::Simple, now) {
                     Gated::Allow => None,
                     Gated::Deny(index, d) => {
-                        self.audit_denied("simple", &analysis, index, sql.as_deref(), None, &d);
+                        self.audit_denied("simple", &analysis, index, sql.as_ref(), None, &d);
                         Some(denial_fields(&d))
                     }
                     Gated::Hold(index, need) => {
@@ -138,7 +138,7 @@ impl Relay {
                         None
                     }
                     Gated::Deny(index, d) => {
-                        self.audit_denied("extended", &analysis, index, sql.as_deref(), None, &d);
+                        self.audit_denied("extended", &analysis, index, sql.as_ref(), None, &d);
                         Some(denial_fields(&d))
                     }
                     Gated::Hold(_, need) => {
@@ -360,8 +360,12 @@ impl Relay {
                 verdicts: auditing.then_some(&sink),
             };
             let decision = self.deps.gate.decide(&ctx);
-            if auditing {
-                verdicts.push(sink.take());
+            let called = sink.take();
+            if !called.is_empty() {
+                // Statements before `i` without verdicts get empty lists; none at all
+                // (no policy called) is recorded as no verdicts, without allocating.
+                verdicts.resize_with(i, Vec::new);
+                verdicts.push(called);
             }
             match decision {
                 Decision::Allow => {}
@@ -390,7 +394,7 @@ impl Relay {
                 }
             }
         }
-        self.last_verdicts = auditing.then(|| Arc::from(verdicts));
+        self.last_verdicts = (auditing && !verdicts.is_empty()).then(|| Arc::from(verdicts));
         self.count_decision(match gated {
             Gated::Allow => "allow",
             Gated::Deny(..) => "deny",

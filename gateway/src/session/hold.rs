@@ -154,7 +154,7 @@ impl Relay {
                 self.audit_denied_approval(
                     "simple",
                     &ticket,
-                    audit_sql.as_deref(),
+                    audit_sql.as_ref(),
                     None,
                     &d,
                     approval,
@@ -204,7 +204,7 @@ impl Relay {
                 self.audit_denied_approval(
                     "extended",
                     &ticket,
-                    audit_sql.as_deref(),
+                    audit_sql.as_ref(),
                     audit_params.as_ref(),
                     &d,
                     approval,

@@ -30,7 +30,7 @@ use portcullis_sql::{Analysis, Analyzer};
 use portcullis_wire::backend::{RowDescription, TransactionStatus};
 use portcullis_wire::{FrameDecoder, Limits, WireError};
 
-use crate::audit::{AuditContext, AuditEvent, SessionRecord};
+use crate::audit::{AuditContext, AuditEvent, Queued, SessionRecord};
 use crate::metrics::Metrics;
 use crate::pipeline::{Gate, ResultFilter, RowRewriter, SessionInfo};
 use pending::Pending;
@@ -99,7 +99,8 @@ pub struct RelayDeps {
     pub approvals: bool,
 }
 
-/// Audit events the relay produced since the last [`Relay::take_audit`].
+/// Audit events the relay produced since the last [`Relay::take_audit`], as owned
+/// records.
 #[derive(Debug, Default)]
 pub struct AuditOutput {
     /// The events, in order.
@@ -108,6 +109,15 @@ pub struct AuditOutput {
     /// from which bytes must wait until these events are durable: set when one of
     /// them records a statement that may have changed data.
     pub hold_from: Option<usize>,
+}
+
+/// Audit events the relay produced, as queued for the writer.
+#[derive(Debug, Default)]
+struct AuditQueue {
+    /// The events, in order.
+    events: Vec<Queued>,
+    /// See [`AuditOutput::hold_from`].
+    hold_from: Option<usize>,
 }
 
 /// The relay state of one session.
@@ -152,7 +162,7 @@ pub struct Relay {
     /// The session as the audit trail records it (when auditing).
     audit_session: Option<Arc<SessionRecord>>,
     /// Audit events not yet taken by the I/O layer.
-    audit_out: AuditOutput,
+    audit_out: AuditQueue,
     /// Each policy's verdict per statement of the last string decided (when auditing).
     last_verdicts: crate::pipeline::Verdicts,
     /// Columns masked in the result set streaming now (for its audit event).
@@ -185,7 +195,7 @@ impl Relay {
             .map(|_| Arc::new(SessionRecord::from_info(&session)));
         Relay {
             audit_session,
-            audit_out: AuditOutput::default(),
+            audit_out: AuditQueue::default(),
             session,
             decoder: FrameDecoder::new(deps.limits),
             deps,
@@ -233,13 +243,17 @@ impl Relay {
     /// [`Relay::client_input`] / [`Relay::server_input`], before touching the client
     /// output buffer: [`AuditOutput::hold_from`] is an offset into it.
     pub fn take_audit(&mut self) -> AuditOutput {
-        std::mem::take(&mut self.audit_out)
+        let AuditQueue { events, hold_from } = std::mem::take(&mut self.audit_out);
+        AuditOutput {
+            events: events.into_iter().map(Queued::into_event).collect(),
+            hold_from,
+        }
     }
 
     /// [`Relay::take_audit`] without giving up the events' buffer: the caller drains
     /// the events (the relay reuses the vector's capacity for the next ones); the
     /// offset is [`AuditOutput::hold_from`], taken.
-    pub fn audit_pending(&mut self) -> (&mut Vec<AuditEvent>, Option<usize>) {
+    pub fn audit_pending(&mut self) -> (&mut Vec<Queued>, Option<usize>) {
         let hold_from = self.audit_out.hold_from.take();
         (&mut self.audit_out.events, hold_from)
     }
