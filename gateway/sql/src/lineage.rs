@@ -1214,23 +1214,12 @@ impl Visitor for CallCollector {
     type Break = ();
 
     fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-        let op = match e {
-            Expr::Function(f) => {
-                // A name it cannot spell makes the analysis reject the statement.
-                if let Some(p) = parts(&f.name).filter(|p| !p.is_empty()) {
-                    self.names.push(p.join("."));
-                }
-                None
+        if let Expr::Function(f) = e {
+            // A name it cannot spell makes the analysis reject the statement.
+            if let Some(p) = parts(&f.name).filter(|p| !p.is_empty()) {
+                self.names.push(p.join("."));
             }
-            Expr::BinaryOp { op, .. } => crate::names::binary_op_symbol(op),
-            Expr::UnaryOp { op, .. } => crate::names::symbol(op.to_string()),
-            Expr::Cast { .. } => Some(crate::CAST_SYMBOL.to_owned()),
-            Expr::AnyOp { compare_op, .. } | Expr::AllOp { compare_op, .. } => {
-                crate::names::binary_op_symbol(compare_op)
-            }
-            _ => None,
-        };
-        if let Some(op) = op {
+        } else if let Some(op) = crate::names::operator_of(e) {
             self.names.push(crate::operator_call(&op));
         }
         ControlFlow::Continue(())

@@ -164,9 +164,24 @@ pub(crate) fn is_reserved_unquoted(ident: &Ident) -> bool {
             .any(|k| ident.value.eq_ignore_ascii_case(k))
 }
 
-/// The symbol of a binary operator (`=`, `->`, `###`; `OPERATOR(s.###)` gives `###`);
-/// `None` for the keyword ones (`AND`, `OR`, ...), which are not `pg_operator` entries.
-pub(crate) fn binary_op_symbol(op: &sqlparser::ast::BinaryOperator) -> Option<String> {
+/// The operator `e` applies itself (not in its operands), by symbol (`=`, `->`, `###`;
+/// `OPERATOR(s.###)` gives `###`; an explicit cast [`crate::CAST_SYMBOL`]); `None`
+/// for other expressions and the keyword operators (`AND`, `OR`, ...), which are not
+/// `pg_operator` entries.
+pub(crate) fn operator_of(e: &sqlparser::ast::Expr) -> Option<String> {
+    use sqlparser::ast::Expr;
+    match e {
+        Expr::BinaryOp { op, .. } => binary_op_symbol(op),
+        Expr::UnaryOp { op, .. } => symbol(op.to_string()),
+        Expr::Cast { .. } => Some(crate::CAST_SYMBOL.to_owned()),
+        Expr::AnyOp { compare_op, .. } | Expr::AllOp { compare_op, .. } => {
+            binary_op_symbol(compare_op)
+        }
+        _ => None,
+    }
+}
+
+fn binary_op_symbol(op: &sqlparser::ast::BinaryOperator) -> Option<String> {
     match op {
         sqlparser::ast::BinaryOperator::PGCustomBinaryOperator(parts) => parts.last().cloned(),
         op => symbol(op.to_string()),
@@ -174,7 +189,7 @@ pub(crate) fn binary_op_symbol(op: &sqlparser::ast::BinaryOperator) -> Option<St
 }
 
 /// `text` if it is an operator symbol, not a keyword.
-pub(crate) fn symbol(text: String) -> Option<String> {
+fn symbol(text: String) -> Option<String> {
     (!text.is_empty() && !text.bytes().any(|b| b.is_ascii_alphanumeric() || b == b' '))
         .then_some(text)
 }

@@ -637,12 +637,11 @@ impl Visitor for Walk {
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
         match expr {
             Expr::Function(f) => self.add_function(&f.name),
-            Expr::BinaryOp { op, .. } => self.push_operator(names::binary_op_symbol(op)),
-            Expr::UnaryOp { op, .. } => self.push_operator(names::symbol(op.to_string())),
-            Expr::Cast { .. } => self.push_operator(Some(crate::CAST_SYMBOL.to_owned())),
-            Expr::AnyOp { compare_op, .. } | Expr::AllOp { compare_op, .. } => {
-                self.push_operator(names::binary_op_symbol(compare_op))
-            }
+            Expr::BinaryOp { .. }
+            | Expr::UnaryOp { .. }
+            | Expr::Cast { .. }
+            | Expr::AnyOp { .. }
+            | Expr::AllOp { .. } => self.push_operator(names::operator_of(expr)),
             Expr::Identifier(id) if !self.not_columns.contains(&addr(expr)) => {
                 self.push_column(None, names::fold(id));
             }

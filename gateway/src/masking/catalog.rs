@@ -375,16 +375,8 @@ impl DbCatalog {
         let [st] = analysis.statements.as_slice() else {
             return None;
         };
-        let operators = st
-            .operators
-            .iter()
-            .map(|o| portcullis_sql::operator_call(o));
-        if st
-            .functions
-            .iter()
-            .cloned()
-            .chain(operators)
-            .any(|f| self.function_is_opaque(&f))
+        if st.functions.iter().any(|f| self.function_is_opaque(f))
+            || st.operators.iter().any(|o| self.operator_is_opaque(o))
         {
             return None;
         }
