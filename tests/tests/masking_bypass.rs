@@ -354,6 +354,8 @@ const OPAQUE_CONDITIONS: &[&str] = &[
      WHERE s LIKE '1%'",
     "SELECT count(*) FROM all_ssns() t WHERE t.s LIKE '1%'",
     "SELECT id FROM customers LIMIT (SELECT length(lookup_ssn(1)))",
+    "SELECT (SELECT count(*) FROM (SELECT lookup_ssn(id::int) AS s FROM customers) x \
+     WHERE s LIKE '1%')",
     "SELECT count(*) FROM customers c, LATERAL (SELECT lookup_ssn(c.id::int) AS s) l \
      WHERE l.s LIKE '1%'",
     "SELECT id FROM customers WHERE (id::int OPERATOR(public.###) 0) = '123-45-6789'",

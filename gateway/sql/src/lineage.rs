@@ -131,7 +131,10 @@ pub(crate) fn statement(stmt: &Statement) -> Lineage {
     let mut nested = CallCollector::default();
     let _ = stmt.visit(&mut nested);
     if let Statement::Query(q) = stmt {
-        let mut top = CallCollector::default();
+        let mut top = CallCollector {
+            outside_queries: true,
+            ..CallCollector::default()
+        };
         top_projection_calls(&q.body, &mut top);
         for f in top.names {
             if let Some(i) = nested.names.iter().position(|n| *n == f) {
@@ -1143,7 +1146,8 @@ impl Visitor for RefCollector {
 }
 
 /// The calls in the output list of a query body (both sides of a set operation),
-/// subqueries in it included.
+/// outside its subqueries: a subquery there may filter on a call's value
+/// (`SELECT (SELECT count(*) FROM (SELECT lookup_ssn(id) s ...) x WHERE s LIKE '1%')`).
 fn top_projection_calls(body: &SetExpr, c: &mut CallCollector) {
     match body {
         SetExpr::Select(s) => {
@@ -1208,12 +1212,28 @@ fn order_calls(e: &Expr, projection: &[SelectItem]) -> Vec<String> {
 #[derive(Default)]
 struct CallCollector {
     names: Vec<String>,
+    /// Skip the calls inside subqueries.
+    outside_queries: bool,
+    query_depth: usize,
 }
 
 impl Visitor for CallCollector {
     type Break = ();
 
+    fn pre_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
+        self.query_depth += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
+        self.query_depth -= 1;
+        ControlFlow::Continue(())
+    }
+
     fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        if self.outside_queries && self.query_depth > 0 {
+            return ControlFlow::Continue(());
+        }
         if let Expr::Function(f) = e {
             // A name it cannot spell makes the analysis reject the statement.
             if let Some(p) = parts(&f.name).filter(|p| !p.is_empty()) {
@@ -1534,6 +1554,13 @@ mod tests {
         assert_eq!(
             n("select lookup_ssn(id) from customers union select f(1)"),
             (Vec::new(), false)
+        );
+        // In a subquery of the output list, filtered there: nested.
+        assert_eq!(
+            n(
+                "select (select count(*) from (select lookup_ssn(id) s from customers) x where s like '1%')"
+            ),
+            (vec!["count".to_owned(), "lookup_ssn".to_owned()], true)
         );
         // Once in the output, once in a derived table: nested once.
         assert_eq!(
