@@ -87,7 +87,7 @@ fn round(n: usize, owned: bool, rt: &tokio::runtime::Runtime) -> (f64, f64) {
             },
         );
         buf.push(if owned { e.event().into() } else { e.into() });
-        log.submit_drain(&mut buf, false);
+        log.submit_drain(&mut buf, None);
         session_time += t.elapsed();
     }
     rt.block_on(log.sync()).expect("the trail is written");

@@ -7,8 +7,9 @@
 //! - **Durability.** Events of statements that may change data are on disk before the
 //!   client sees their CommandComplete: the relay marks where the client's output must
 //!   wait, the I/O layer holds it until the writer reports the event durable (group
-//!   commit, see [`writer`]). Other events are batched and written off the session
-//!   task without a system call per statement.
+//!   commit, see [`writer`]); inside a transaction block, until it is written, and
+//!   the block's COMMIT until all are synced ([`Until`]). Other events are batched and
+//!   written off the session task without a system call per statement.
 //! - **Tamper evidence.** Events are numbered and hash-chained ([`chain`]) across file
 //!   rotation and restarts; optional checkpoints are signed with Ed25519.
 //!   [`verify::verify_files`] finds modified, deleted, inserted, reordered and
@@ -36,4 +37,4 @@ pub use event::{
 };
 pub use queued::{Queued, StatementEvent, TextSource};
 pub use record::{AuditContext, StatementFacts};
-pub use writer::{AuditLog, Durability};
+pub use writer::{AuditLog, Durability, Until};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::chain::{CheckpointSigner, verifying_key};
 use super::event::{AuditEvent, EventKind, SessionRecord};
 use super::verify::{Report, VerifyOptions, verify_files};
-use super::writer::{AuditLog, trail_files};
+use super::writer::{AuditLog, Until, trail_files};
 use crate::config::AuditConfig;
 
 fn session(user: &str) -> Arc<SessionRecord> {
@@ -41,7 +41,7 @@ fn trail(dir: &Path, n: usize, cfg: impl FnOnce(&mut AuditConfig)) -> Vec<PathBu
     cfg(&mut c);
     let log = AuditLog::open(&c, None).unwrap();
     for chunk in events(n, "alice").chunks(7) {
-        log.submit(chunk.to_vec(), false);
+        log.submit(chunk.to_vec(), None);
     }
     log.close();
     trail_files(dir).unwrap()
@@ -324,7 +324,7 @@ fn checkpoints_are_signed_and_checked() {
 async fn sync_waits_for_the_disk_and_an_unwritable_sink_reports_failure() {
     let dir = tempfile::tempdir().unwrap();
     let log = AuditLog::open(&AuditConfig::new(dir.path()), None).unwrap();
-    let ticket = log.submit(events(1, "bob"), true);
+    let ticket = log.submit(events(1, "bob"), Some(Until::Synced));
     log.sync().await.unwrap();
     assert!(log.durability().borrow().through >= ticket);
     let text = std::fs::read_to_string(&trail_files(dir.path()).unwrap()[0]).unwrap();
@@ -336,7 +336,7 @@ async fn sync_waits_for_the_disk_and_an_unwritable_sink_reports_failure() {
     let dir = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink("/dev/full", dir.path().join(super::writer::file_name(0))).unwrap();
     let log = AuditLog::open(&AuditConfig::new(dir.path()), None).unwrap();
-    log.submit(events(1, "bob"), true);
+    log.submit(events(1, "bob"), Some(Until::Synced));
     assert!(log.sync().await.is_err());
     assert!(!log.healthy());
     log.close();
@@ -348,9 +348,9 @@ fn files_rotate_by_age_and_the_chain_verifies() {
     let mut c = AuditConfig::new(dir.path());
     c.max_file_age_secs = 1;
     let log = AuditLog::open(&c, None).unwrap();
-    log.submit(events(3, "alice"), false);
+    log.submit(events(3, "alice"), None);
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    log.submit(events(3, "bob"), false);
+    log.submit(events(3, "bob"), None);
     log.close();
     let files = trail_files(dir.path()).unwrap();
     assert!(files.len() >= 2, "{files:?}");
@@ -524,7 +524,7 @@ async fn events_nobody_waits_for_reach_the_disk_without_waking_the_writer_for_ea
     let mut ticket = 0;
     for round in 0..20 {
         buf.extend(events(1 + round % 3, "carol"));
-        ticket = log.submit_drain(&mut buf, false);
+        ticket = log.submit_drain(&mut buf, None);
         assert!(buf.is_empty());
         if round % 4 == 0 {
             durable_through(&log, ticket).await;
@@ -558,4 +558,31 @@ fn sealing_into_reused_buffers_writes_what_seal_writes() {
         assert_eq!(e.hash.len(), 64);
     }
     assert_eq!(String::from_utf8(out).unwrap(), want);
+}
+
+#[tokio::test]
+async fn a_written_wait_is_released_before_the_sync_and_a_synced_one_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = AuditConfig::new(dir.path());
+    // No periodic sync during the test: only a synced wait syncs.
+    c.batch_interval_ms = 60_000;
+    let log = AuditLog::open(&c, None).unwrap();
+    let mut rx = log.durability();
+    let written = log.submit(events(1, "erin"), Some(Until::Written));
+    while rx.borrow_and_update().state_of(written, Until::Written) != Some(true) {
+        rx.changed().await.unwrap();
+    }
+    let d = *rx.borrow();
+    assert!(d.written >= written);
+    assert!(d.through < written, "written, not synced: {d:?}");
+    assert_eq!(d.state_of(written, Until::Synced), None);
+    let text = std::fs::read_to_string(&trail_files(dir.path()).unwrap()[0]).unwrap();
+    assert!(text.contains("\"erin\""), "in the file before the sync");
+
+    let synced = log.submit(events(1, "frank"), Some(Until::Synced));
+    while rx.borrow_and_update().state_of(synced, Until::Synced) != Some(true) {
+        rx.changed().await.unwrap();
+    }
+    assert!(rx.borrow().through >= synced);
+    log.close();
 }

@@ -5,8 +5,9 @@
 //! covers the new events) and the writer thread does everything else: it numbers and
 //! chains the events, writes them in batches, syncs them per the fsync policy,
 //! rotates files and signs checkpoints. Every submitted event gets a *ticket*; the
-//! writer publishes the highest ticket on disk through a watch channel, which is how
-//! the I/O layer holds a write's result until its event is durable.
+//! writer publishes the highest ticket written and the highest synced through a watch
+//! channel, which is how the I/O layer holds a write's result until its event is
+//! written or synced (see [`Until`]).
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
@@ -34,22 +35,42 @@ const RETRY_AFTER: Duration = Duration::from_millis(500);
 /// Largest tail read to find the last event at startup.
 const TAIL_WINDOW: u64 = 4 << 20;
 
+/// How far an event must get before the result it records is released.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Until {
+    /// Written to the file: in the kernel, so it survives a crash or `kill -9` of the
+    /// gateway. Enough for a write inside a transaction block, whose effect a crash
+    /// of this machine rolls back (the block's COMMIT waits for [`Until::Synced`]).
+    #[default]
+    Written,
+    /// Synced as the fsync policy requires: it survives a power loss too (with
+    /// `fsync = "never"`, written).
+    Synced,
+}
+
 /// How far the writer got, in tickets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Durability {
     /// Every event with a ticket up to this one is on disk (synced as its fsync
     /// policy requires).
     pub through: u64,
+    /// Every event with a ticket up to this one is written to the file (at least
+    /// `through`).
+    pub written: u64,
     /// Events with tickets up to this one could not be written when first tried (they
     /// are retried, but whoever waits for them should give up).
     pub failed_through: u64,
 }
 
 impl Durability {
-    /// `Some(true)` once `ticket` is durable, `Some(false)` if writing it failed, `None`
-    /// while it is still on its way.
-    pub fn state_of(&self, ticket: u64) -> Option<bool> {
-        if self.through >= ticket {
+    /// `Some(true)` once `ticket` got as far as `until`, `Some(false)` if writing it
+    /// failed, `None` while it is still on its way.
+    pub fn state_of(&self, ticket: u64, until: Until) -> Option<bool> {
+        let reached = match until {
+            Until::Written => self.written.max(self.through),
+            Until::Synced => self.through,
+        };
+        if reached >= ticket {
             Some(true)
         } else if self.failed_through >= ticket {
             Some(false)
@@ -80,7 +101,10 @@ struct Inner {
 struct Queue {
     items: Vec<(SystemTime, Queued)>,
     submitted: u64,
+    /// A client waits for the queued events: write them now.
     urgent: bool,
+    /// ... and sync them now (it waits for [`Until::Synced`]).
+    sync: bool,
     stop: bool,
     /// The writer waits on the condition variable.
     sleeping: bool,
@@ -254,16 +278,18 @@ impl AuditLog {
         Ok(AuditLog { inner })
     }
 
-    /// Queues events. `urgent`: a client waits for them, write them now. Returns the
-    /// ticket of the last one (see [`AuditLog::durability`]).
-    pub fn submit(&self, mut events: Vec<AuditEvent>, urgent: bool) -> u64 {
-        self.submit_drain(&mut events, urgent)
+    /// Queues events. `wait`: a client waits for them to get that far, so write (and
+    /// if asked, sync) them now. Returns the ticket of the last one (see
+    /// [`AuditLog::durability`]).
+    pub fn submit(&self, mut events: Vec<AuditEvent>, wait: Option<Until>) -> u64 {
+        self.submit_drain(&mut events, wait)
     }
 
     /// [`AuditLog::submit`] of the events in `events` (owned [`AuditEvent`]s or
     /// [`Queued`] ones), leaving it empty (with its capacity, for the caller's next
     /// events).
-    pub fn submit_drain<E: Into<Queued>>(&self, events: &mut Vec<E>, urgent: bool) -> u64 {
+    pub fn submit_drain<E: Into<Queued>>(&self, events: &mut Vec<E>, wait: Option<Until>) -> u64 {
+        let urgent = wait.is_some();
         let now = SystemTime::now();
         let mut q = lock(&self.inner.queue);
         q.submitted += events.len() as u64;
@@ -274,6 +300,9 @@ impl AuditLog {
         let notify = q.sleeping && (urgent || (!q.armed && !q.items.is_empty()));
         if urgent {
             q.urgent = true;
+        }
+        if wait == Some(Until::Synced) {
+            q.sync = true;
         }
         if notify {
             // Once is enough until it has looked at the queue.
@@ -288,7 +317,7 @@ impl AuditLog {
 
     /// Queues one event no client waits for.
     pub fn record(&self, event: AuditEvent) {
-        self.submit(vec![event], false);
+        self.submit(vec![event], None);
     }
 
     /// Records that a policy set was loaded (at start or on reload).
@@ -303,9 +332,9 @@ impl AuditLog {
     /// errors if writing failed.
     pub async fn sync(&self) -> anyhow::Result<()> {
         let mut rx = self.durability();
-        let ticket = self.submit(Vec::new(), true);
+        let ticket = self.submit(Vec::new(), Some(Until::Synced));
         loop {
-            match rx.borrow_and_update().state_of(ticket) {
+            match rx.borrow_and_update().state_of(ticket, Until::Synced) {
                 Some(true) => return Ok(()),
                 Some(false) => bail!("the audit trail could not be written"),
                 None => {}
@@ -593,7 +622,7 @@ impl Writer {
 
     fn run(mut self) {
         loop {
-            let (urgent, stop) = self.wait();
+            let (sync_now, stop) = self.wait();
             let mut items = std::mem::take(&mut self.batch);
             let n = items.len() as u64;
             for (time, e) in items.drain(..) {
@@ -616,7 +645,7 @@ impl Writer {
             let sync = stop
                 || match self.cfg.fsync {
                     AuditFsync::Always => true,
-                    AuditFsync::Batch => urgent || self.last_sync.elapsed() >= self.interval(),
+                    AuditFsync::Batch => sync_now || self.last_sync.elapsed() >= self.interval(),
                     AuditFsync::Never => false,
                 };
             let mut ok = self.flush(sync);
@@ -638,7 +667,7 @@ impl Writer {
             if ok && !stop && self.rotation_due() {
                 self.rotate();
             }
-            self.publish(ok);
+            self.publish(ok, !self.unsynced || self.cfg.fsync == AuditFsync::Never);
             if stop {
                 return;
             }
@@ -646,7 +675,8 @@ impl Writer {
     }
 
     /// Waits for work: urgent events, a stop, or the next deadline. The events to write
-    /// are in `self.batch` afterwards.
+    /// are in `self.batch` afterwards. Returns whether a client waits for a sync, and
+    /// whether to stop.
     fn wait(&mut self) -> (bool, bool) {
         let inner = Arc::clone(&self.inner);
         let mut q = lock(&inner.queue);
@@ -657,8 +687,11 @@ impl Writer {
             let mut deadline: Option<Instant> = None;
             let mut consider =
                 |d: Instant| deadline = Some(deadline.map_or(d, |x: Instant| x.min(d)));
-            if !q.items.is_empty() || (self.unsynced && self.cfg.fsync == AuditFsync::Batch) {
+            if !q.items.is_empty() {
                 consider(self.last_flush + self.interval());
+            }
+            if self.unsynced && self.cfg.fsync == AuditFsync::Batch {
+                consider(self.last_sync + self.interval());
             }
             match self.retry_at {
                 Some(r) => consider(r),
@@ -697,8 +730,8 @@ impl Writer {
         q.sleeping = false;
         debug_assert!(self.batch.is_empty());
         std::mem::swap(&mut q.items, &mut self.batch);
-        let urgent = std::mem::take(&mut q.urgent);
-        (urgent, q.stop)
+        q.urgent = false;
+        (std::mem::take(&mut q.sync), q.stop)
     }
 
     fn encode(&mut self, time: SystemTime, e: Queued) {
@@ -865,12 +898,16 @@ impl Writer {
         self.metrics.healthy.set(0);
     }
 
-    fn publish(&mut self, ok: bool) {
+    /// Publishes how far the events taken so far got: written, and `synced` too.
+    fn publish(&mut self, ok: bool, synced: bool) {
         let taken = self.taken;
         self.inner.durable.send_if_modified(|d| {
             let before = *d;
             if ok {
-                d.through = taken;
+                d.written = taken;
+                if synced {
+                    d.through = taken;
+                }
             } else {
                 d.failed_through = taken;
             }

@@ -556,8 +556,9 @@ pub enum AuditFsync {
     /// `fdatasync` after every batch written.
     Always,
     /// Events of statements that change data are written and synced before their
-    /// result is released (group commit); other events are written and synced every
-    /// `batch_interval_ms`.
+    /// result is released (group commit; inside a transaction block only written, and
+    /// the block's COMMIT waits for the sync); other events are written and synced
+    /// every `batch_interval_ms`.
     #[default]
     Batch,
     /// Never sync: events reach the kernel (they survive a gateway crash or `kill -9`,

@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use portcullis_wire::backend::{ErrorFields, Severity, TransactionStatus};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditLog, Until};
 use crate::backend::Upstream;
 use crate::server::Shared;
 use crate::session::{HoldOutcome, Relay, RelayError};
@@ -28,8 +28,8 @@ const READ_CHUNK: usize = 16 * 1024;
 #[derive(Default)]
 struct Held {
     bytes: BytesMut,
-    /// The audit ticket to wait for, if any.
-    ticket: Option<u64>,
+    /// The audit ticket to wait for, if any, and how far it must get.
+    ticket: Option<(u64, Until)>,
     /// The catalog reload to wait for, if any.
     catalog: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
@@ -89,17 +89,20 @@ fn submit_audit(
     held: &mut Held,
 ) {
     let Some(log) = log else { return };
-    let (events, hold_from) = relay.audit_pending();
+    let (events, hold) = relay.audit_pending();
     if events.is_empty() {
         return;
     }
-    let ticket = log.submit_drain(events, hold_from.is_some());
-    if let Some(at) = hold_from {
+    let ticket = log.submit_drain(events, hold.map(|(_, until)| until));
+    if let Some((at, until)) = hold {
         if !held.active() {
             held.bytes = to_client.split_off(at.min(to_client.len()));
         }
         // Already holding: everything new went to the held buffer anyway.
-        held.ticket = Some(held.ticket.map_or(ticket, |t| t.max(ticket)));
+        held.ticket = Some(
+            held.ticket
+                .map_or((ticket, until), |(t, u)| (t.max(ticket), u.max(until))),
+        );
     }
 }
 
@@ -301,9 +304,9 @@ pub async fn run(
                 break Ok(());
             }
             r = async { durable.as_mut().expect("holding implies auditing").changed().await }, if held.ticket.is_some() => {
-                let ticket = held.ticket.unwrap_or(0);
+                let (ticket, until) = held.ticket.unwrap_or((0, Until::Synced));
                 let state = match r {
-                    Ok(()) => durable.as_mut().and_then(|d| d.borrow_and_update().state_of(ticket)),
+                    Ok(()) => durable.as_mut().and_then(|d| d.borrow_and_update().state_of(ticket, until)),
                     Err(_) => Some(false),
                 };
                 match state {

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use portcullis_sql::{Analysis, StatementKind};
 use portcullis_wire::Frame;
-use portcullis_wire::backend::ErrorFields;
+use portcullis_wire::backend::{ErrorFields, TransactionStatus};
 
 use super::Relay;
 use super::hold::HoldTicket;
@@ -15,7 +15,7 @@ use crate::audit::queued::{CommandTag, StatementOutcome};
 use crate::audit::record::{StatementFacts, changes_data, denied};
 use crate::audit::{
     ApprovalRecord, AuditEvent, DecisionRecord, EventKind, OutcomeRecord, Queued, StatementEvent,
-    StatementRecord,
+    StatementRecord, Until,
 };
 use crate::pipeline::Denial;
 
@@ -41,6 +41,48 @@ fn verdicts_at(
         .map_or(&[], |v| v.as_slice())
 }
 
+/// Whether a statement of this kind, run inside a transaction block, leaves the block
+/// open (PostgreSQL refuses transaction control in functions, procedures and `DO`
+/// blocks called inside one). Anything else may end it.
+fn keeps_a_block_open(kind: StatementKind) -> bool {
+    use StatementKind::*;
+    matches!(
+        kind,
+        Select
+            | Insert
+            | Update
+            | Delete
+            | Merge
+            | Copy
+            | CreateTable
+            | CreateView
+            | CreateIndex
+            | CreateOther
+            | Alter
+            | Drop
+            | Truncate
+            | Grant
+            | Revoke
+            | Savepoint
+            | Set
+            | Show
+            | Reset
+            | Prepare
+            | Execute
+            | Deallocate
+            | Explain
+            | Declare
+            | Fetch
+            | Close
+            | Listen
+            | Notify
+            | Unlisten
+            | Call
+            | Lock
+            | Comment
+    )
+}
+
 fn micros(from: Instant, to: Instant) -> u64 {
     to.saturating_duration_since(from).as_micros() as u64
 }
@@ -55,11 +97,24 @@ impl Relay {
             .map(|_| Arc::from(sql))
     }
 
-    fn push_audit(&mut self, event: impl Into<Queued>, hold_at: Option<usize>) {
-        if self.audit_out.hold_from.is_none() {
-            self.audit_out.hold_from = hold_at;
+    /// Queues `event`; `hold` = where its statement's result starts in the client
+    /// output, and how far the event must get before that result goes out.
+    fn push_audit(&mut self, event: impl Into<Queued>, hold: Option<(usize, Until)>) {
+        if let Some((at, until)) = hold {
+            let q = &mut self.audit_out;
+            q.hold_from.get_or_insert(at);
+            q.until = q.until.max(until);
         }
         self.audit_out.events.push(event.into());
+    }
+
+    /// True while the session is inside an explicit transaction block: the last
+    /// ReadyForQuery said so, and no statement that could end the block completed
+    /// since. A write there waits only for its event to be written: if this machine
+    /// crashes, PostgreSQL rolls the block back, and the COMMIT that makes the write
+    /// stick waits for the sync.
+    fn in_transaction_block(&self) -> bool {
+        self.transaction == TransactionStatus::InTransaction && !self.block_may_have_ended
     }
 
     /// Records a held statement that was not approved.
@@ -169,7 +224,7 @@ impl Relay {
             duration_us: micros(sent_at, now),
         });
         e.policies = a.policies_if_any();
-        let hold = denial.is_none().then_some(at);
+        let hold = denial.is_none().then_some((at, Until::Synced));
         self.push_audit(e, hold);
     }
 
@@ -257,6 +312,7 @@ impl Relay {
         // A COMMIT makes the transaction's writes stick: its event is held like theirs,
         // so a client never sees a commit the trail could still lose.
         let commit = statement.is_some_and(|s| s.kind == StatementKind::Commit);
+        let keeps_block = statement.is_some_and(|s| keeps_a_block_open(s.kind));
         let outcome = StatementOutcome {
             status: if suspended { "suspended" } else { "ok" }.into(),
             command,
@@ -266,12 +322,20 @@ impl Relay {
         };
         let mut event = self.statement_event(&cur, DecisionRecord::allow(), outcome);
         event.masked = std::mem::take(&mut self.result_masks);
+        let until = if keeps_block && self.in_transaction_block() {
+            Until::Written
+        } else {
+            Until::Synced
+        };
+        if !keeps_block {
+            self.block_may_have_ended = true;
+        }
         if commit {
             writes |= std::mem::take(&mut self.wrote_in_transaction);
         } else if writes {
             self.wrote_in_transaction = true;
         }
-        self.push_audit(event, writes.then_some(at));
+        self.push_audit(event, writes.then_some((at, until)));
     }
 
     /// Records the statement an ErrorResponse answers (not a denial's).

@@ -30,7 +30,7 @@ use portcullis_sql::{Analysis, Analyzer};
 use portcullis_wire::backend::{RowDescription, TransactionStatus};
 use portcullis_wire::{FrameDecoder, Limits, WireError};
 
-use crate::audit::{AuditContext, AuditEvent, Queued, SessionRecord};
+use crate::audit::{AuditContext, AuditEvent, Queued, SessionRecord, Until};
 use crate::metrics::Metrics;
 use crate::pipeline::{Gate, ResultFilter, RowRewriter, SessionInfo};
 use pending::Pending;
@@ -109,6 +109,9 @@ pub struct AuditOutput {
     /// from which bytes must wait until these events are durable: set when one of
     /// them records a statement that may have changed data.
     pub hold_from: Option<usize>,
+    /// How far the events must get before those bytes go out (meaningful with
+    /// `hold_from`).
+    pub until: Until,
 }
 
 /// Audit events the relay produced, as queued for the writer.
@@ -118,6 +121,8 @@ struct AuditQueue {
     events: Vec<Queued>,
     /// See [`AuditOutput::hold_from`].
     hold_from: Option<usize>,
+    /// See [`AuditOutput::until`].
+    until: Until,
 }
 
 /// The relay state of one session.
@@ -170,6 +175,10 @@ pub struct Relay {
     /// A statement that may have changed data completed in the open transaction, so
     /// the COMMIT that makes it stick waits for its own event too (when auditing).
     wrote_in_transaction: bool,
+    /// A statement that may end a transaction block completed since the last
+    /// ReadyForQuery, so the status it reported may be stale (see
+    /// [`Relay::in_transaction_block`]).
+    block_may_have_ended: bool,
     /// The client message held for approval; no client message is read meanwhile.
     parked: Option<hold::Parked>,
     /// Prepared statements (by name, in client order) whose Parse the gate held:
@@ -220,6 +229,7 @@ impl Relay {
             catalog_refresh: None,
             result_masks: Vec::new(),
             wrote_in_transaction: false,
+            block_may_have_ended: false,
             last_verdicts: None,
         }
     }
@@ -243,19 +253,28 @@ impl Relay {
     /// [`Relay::client_input`] / [`Relay::server_input`], before touching the client
     /// output buffer: [`AuditOutput::hold_from`] is an offset into it.
     pub fn take_audit(&mut self) -> AuditOutput {
-        let AuditQueue { events, hold_from } = std::mem::take(&mut self.audit_out);
+        let AuditQueue {
+            events,
+            hold_from,
+            until,
+        } = std::mem::take(&mut self.audit_out);
         AuditOutput {
             events: events.into_iter().map(Queued::into_event).collect(),
             hold_from,
+            until,
         }
     }
 
     /// [`Relay::take_audit`] without giving up the events' buffer: the caller drains
     /// the events (the relay reuses the vector's capacity for the next ones); the
-    /// offset is [`AuditOutput::hold_from`], taken.
-    pub fn audit_pending(&mut self) -> (&mut Vec<Queued>, Option<usize>) {
-        let hold_from = self.audit_out.hold_from.take();
-        (&mut self.audit_out.events, hold_from)
+    /// hold is [`AuditOutput::hold_from`] with [`AuditOutput::until`], taken.
+    pub fn audit_pending(&mut self) -> (&mut Vec<Queued>, Option<(usize, Until)>) {
+        let hold = self
+            .audit_out
+            .hold_from
+            .take()
+            .map(|at| (at, std::mem::take(&mut self.audit_out.until)));
+        (&mut self.audit_out.events, hold)
     }
 
     /// The session as the audit trail records it, when auditing.

@@ -225,6 +225,7 @@ impl Relay {
                 if self.transaction == TransactionStatus::Idle {
                     self.wrote_in_transaction = false;
                 }
+                self.block_may_have_ended = false;
                 if self.track_results {
                     self.track_ready(self.transaction, out.len());
                 }

@@ -171,6 +171,107 @@ fn a_commit_after_writes_holds_like_the_writes_and_a_read_only_one_does_not() {
     log.close();
 }
 
+/// [`round_trip`], returning how far the held events must get.
+fn round_trip_until(
+    r: &mut Relay,
+    sql: &str,
+    tags: &[&str],
+    status: TransactionStatus,
+) -> Option<crate::audit::Until> {
+    let mut q = BytesMut::new();
+    Query::encode(sql, &mut q);
+    client(r, q);
+    let mut resp = BytesMut::new();
+    for tag in tags {
+        backend::command_complete(&mut resp, tag);
+    }
+    ready(&mut resp, status);
+    server(r, resp);
+    let out = r.take_audit();
+    out.hold_from.map(|_| out.until)
+}
+
+#[test]
+fn writes_in_a_block_wait_to_be_written_and_its_commit_to_be_synced() {
+    use crate::audit::Until::{Synced, Written};
+    use TransactionStatus::{Idle, InTransaction};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut r, log) = audited_relay(dir.path());
+    assert_eq!(
+        round_trip_until(&mut r, "update t set a = 1", &["UPDATE 1"], Idle),
+        Some(Synced),
+        "an autocommit write is synced before its result goes out"
+    );
+    assert_eq!(
+        round_trip_until(&mut r, "BEGIN", &["BEGIN"], InTransaction),
+        None
+    );
+    assert_eq!(
+        round_trip_until(&mut r, "update t set a = 2", &["UPDATE 1"], InTransaction),
+        Some(Written)
+    );
+    assert_eq!(
+        round_trip_until(
+            &mut r,
+            "insert into t values (3)",
+            &["INSERT 0 1"],
+            InTransaction
+        ),
+        Some(Written)
+    );
+    assert_eq!(
+        round_trip_until(&mut r, "COMMIT", &["COMMIT"], Idle),
+        Some(Synced),
+        "the commit waits for the sync of the block's writes"
+    );
+    // A block ended inside one query string: what follows runs outside it.
+    assert_eq!(
+        round_trip_until(&mut r, "BEGIN", &["BEGIN"], InTransaction),
+        None
+    );
+    assert_eq!(
+        round_trip_until(
+            &mut r,
+            "COMMIT; update t set a = 4",
+            &["COMMIT", "UPDATE 1"],
+            Idle
+        ),
+        Some(Synced)
+    );
+    assert_eq!(
+        round_trip_until(&mut r, "BEGIN", &["BEGIN"], InTransaction),
+        None
+    );
+    assert_eq!(
+        round_trip_until(
+            &mut r,
+            "ROLLBACK; update t set a = 5",
+            &["ROLLBACK", "UPDATE 1"],
+            Idle
+        ),
+        Some(Synced)
+    );
+    // PREPARE TRANSACTION makes the block durable in PostgreSQL: synced.
+    assert_eq!(
+        round_trip_until(&mut r, "BEGIN", &["BEGIN"], InTransaction),
+        None
+    );
+    assert_eq!(
+        round_trip_until(&mut r, "delete from t", &["DELETE 3"], InTransaction),
+        Some(Written)
+    );
+    assert_eq!(
+        round_trip_until(
+            &mut r,
+            "PREPARE TRANSACTION 'x'",
+            &["PREPARE TRANSACTION"],
+            Idle
+        ),
+        Some(Synced)
+    );
+    log.close();
+}
+
 #[test]
 fn denials_and_server_errors_are_recorded_with_params() {
     let dir = tempfile::tempdir().unwrap();
