@@ -25,6 +25,7 @@ pub mod pg_sink;
 pub mod queued;
 pub mod record;
 pub mod search;
+mod syncer;
 pub mod verify;
 pub mod writer;
 

@@ -586,3 +586,39 @@ async fn a_written_wait_is_released_before_the_sync_and_a_synced_one_after_it() 
     assert!(rx.borrow().through >= synced);
     log.close();
 }
+
+#[tokio::test]
+async fn a_sync_that_fails_on_the_sync_thread_fails_its_waiters_and_the_trail() {
+    // /dev/null takes every write and refuses every sync (EINVAL).
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/dev/null", dir.path().join(super::writer::file_name(0))).unwrap();
+    let mut c = AuditConfig::new(dir.path());
+    c.batch_interval_ms = 60_000;
+    let log = AuditLog::open(&c, None).unwrap();
+    let mut rx = log.durability();
+    let written = log.submit(events(1, "gina"), Some(Until::Written));
+    let state = loop {
+        if let Some(s) = rx.borrow_and_update().state_of(written, Until::Written) {
+            break s;
+        }
+        rx.changed().await.unwrap();
+    };
+    assert!(state, "a written wait needs no sync");
+    let synced = log.submit(events(1, "hank"), Some(Until::Synced));
+    let state = loop {
+        if let Some(s) = rx.borrow_and_update().state_of(synced, Until::Synced) {
+            break s;
+        }
+        rx.changed().await.unwrap();
+    };
+    assert!(!state, "the sync failed, so its waiter is told so");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while log.healthy() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer never noticed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    log.close();
+}

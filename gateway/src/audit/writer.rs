@@ -25,6 +25,7 @@ use tokio::sync::{broadcast, watch};
 use super::chain::{CheckpointSigner, GENESIS, hash_value, seal_into, seal_serialized};
 use super::event::{AuditEvent, EventKind, PolicyRef};
 use super::queued::Queued;
+use super::syncer::Syncer;
 use crate::config::{AuditConfig, AuditFsync};
 
 /// Encoded events kept in memory while the sink fails; beyond this, events are
@@ -220,7 +221,7 @@ impl AuditLog {
             cfg: config.clone(),
             inner: Arc::clone(&inner),
             metrics,
-            file,
+            file: Arc::new(file),
             path: rec.path.clone(),
             regular,
             good_len: rec.good_len,
@@ -245,7 +246,14 @@ impl AuditLog {
             lost: 0,
             sealed: None,
             pg: None,
+            syncer: None,
         };
+        if config.fsync == AuditFsync::Batch {
+            w.syncer = Some(
+                Syncer::start(sync_reporter(Arc::clone(&inner)))
+                    .context("cannot start the audit sync thread")?,
+            );
+        }
         if let Some(pg) = &config.postgres {
             // On a thread of its own: the sink blocks on its own small runtime, which
             // cannot start inside the caller's.
@@ -568,6 +576,31 @@ fn backfill(dir: &Path, sink: &mut super::pg_sink::PgSink) -> anyhow::Result<()>
     Ok(())
 }
 
+/// What the sync thread does after a sync: publish it, or report its failure to the
+/// waiting sessions and wake the writer to sync again itself.
+fn sync_reporter(inner: Arc<Inner>) -> impl Fn(u64, bool) + Send + 'static {
+    move |ticket, ok| {
+        inner.durable.send_if_modified(|d| {
+            let before = *d;
+            if ok {
+                d.through = d.through.max(ticket);
+            } else {
+                d.failed_through = d.failed_through.max(ticket);
+            }
+            *d != before
+        });
+        if !ok {
+            let mut q = lock(&inner.queue);
+            q.urgent = true;
+            let wake = std::mem::take(&mut q.sleeping);
+            drop(q);
+            if wake {
+                inner.wake.notify_one();
+            }
+        }
+    }
+}
+
 fn sync_dir(dir: &Path) {
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
@@ -578,7 +611,8 @@ struct Writer {
     cfg: AuditConfig,
     inner: Arc<Inner>,
     metrics: WriterMetrics,
-    file: File,
+    /// Shared with the sync thread while it syncs it.
+    file: Arc<File>,
     path: PathBuf,
     regular: bool,
     good_len: u64,
@@ -609,6 +643,8 @@ struct Writer {
     sealed: Option<PathBuf>,
     /// The PostgreSQL sink, when `[audit.postgres]` is configured.
     pg: Option<super::pg_sink::PgSink>,
+    /// Syncs for `fsync = "batch"`, off this thread (see [`Syncer`]).
+    syncer: Option<Syncer>,
 }
 
 impl Writer {
@@ -623,6 +659,11 @@ impl Writer {
     fn run(mut self) {
         loop {
             let (sync_now, stop) = self.wait();
+            if let Some(e) = self.syncer.as_ref().and_then(Syncer::take_failure) {
+                // Sync again, on this thread, until it works.
+                self.fail("sync", &e);
+                self.unsynced = true;
+            }
             let mut items = std::mem::take(&mut self.batch);
             let n = items.len() as u64;
             for (time, e) in items.drain(..) {
@@ -642,13 +683,25 @@ impl Writer {
             if stop {
                 self.encode(SystemTime::now(), AuditEvent::new(EventKind::Stop).into());
             }
+            // A sync that failed is retried before the trail counts as healthy again.
             let sync = stop
+                || (self.failing && self.unsynced && self.cfg.fsync != AuditFsync::Never)
                 || match self.cfg.fsync {
                     AuditFsync::Always => true,
                     AuditFsync::Batch => sync_now || self.last_sync.elapsed() >= self.interval(),
                     AuditFsync::Never => false,
                 };
-            let mut ok = self.flush(sync);
+            // A stop, a failing trail and `fsync = "always"` sync here; otherwise the
+            // sync thread does, while this one goes on writing.
+            let inline = sync && (stop || self.failing || self.syncer.is_none());
+            let mut ok = self.flush(inline);
+            if ok && sync && !inline && self.unsynced {
+                if let Some(syncer) = &self.syncer {
+                    syncer.request(&self.file, self.taken);
+                }
+                self.unsynced = false;
+                self.last_sync = Instant::now();
+            }
             if stop && !ok {
                 for _ in 0..3 {
                     std::thread::sleep(Duration::from_millis(100));
@@ -667,8 +720,11 @@ impl Writer {
             if ok && !stop && self.rotation_due() {
                 self.rotate();
             }
-            self.publish(ok, !self.unsynced || self.cfg.fsync == AuditFsync::Never);
+            self.publish(ok, inline || self.cfg.fsync == AuditFsync::Never);
             if stop {
+                if let Some(mut syncer) = self.syncer.take() {
+                    syncer.stop();
+                }
                 return;
             }
         }
@@ -835,7 +891,7 @@ impl Writer {
             match OpenOptions::new().create(true).append(true).open(&next) {
                 Ok(f) => {
                     sync_dir(&self.cfg.dir);
-                    self.file = f;
+                    self.file = Arc::new(f);
                     self.path = next;
                     self.good_len = 0;
                     self.opened = Instant::now();
@@ -848,7 +904,7 @@ impl Writer {
             }
         }
         if !self.pending.is_empty() {
-            if let Err(e) = self.file.write_all(&self.pending) {
+            if let Err(e) = (&*self.file).write_all(&self.pending) {
                 if self.regular {
                     let _ = self.file.set_len(self.good_len);
                 }
@@ -898,7 +954,8 @@ impl Writer {
         self.metrics.healthy.set(0);
     }
 
-    /// Publishes how far the events taken so far got: written, and `synced` too.
+    /// Publishes how far the events taken so far got: written, and `synced` too (the
+    /// sync thread publishes the syncs it makes).
     fn publish(&mut self, ok: bool, synced: bool) {
         let taken = self.taken;
         self.inner.durable.send_if_modified(|d| {
@@ -906,7 +963,7 @@ impl Writer {
             if ok {
                 d.written = taken;
                 if synced {
-                    d.through = taken;
+                    d.through = d.through.max(taken);
                 }
             } else {
                 d.failed_through = taken;
