@@ -30,6 +30,7 @@
 #   TOKIO_WORKER_THREADS  passed through to the gateway (tokio reads it)
 #   BENCH_SCALE        pgbench -i scale                          (default 10)
 #   BENCH_SKIP_BUILD=1 use target/release/portcullis as it is
+#   BENCH_PG_DURABLE=1 PostgreSQL with fsync and synchronous_commit on (default off)
 #   BENCH_BUILTIN      pgbench built-in script: select-only (= -S) or simple-update
 #                      (default select-only)
 #   BENCH_SESSION_THREADS  server.session_threads of the gateway (default 0: shared runtime)

@@ -49,6 +49,9 @@ EXTRA_TOML = os.environ.get("BENCH_GATEWAY_EXTRA_TOML", "")
 SESSION_THREADS = int(os.environ.get("BENCH_SESSION_THREADS", "0"))
 # pgbench built-in script: select-only (= -S, the default) or simple-update (writes).
 BUILTIN = os.environ.get("BENCH_BUILTIN", "select-only")
+# BENCH_PG_DURABLE=1: PostgreSQL syncs its WAL at every commit, as in production
+# (default: fsync and synchronous_commit off, so only the CPU path is measured).
+PG_DURABLE = os.environ.get("BENCH_PG_DURABLE") == "1"
 # BENCH_PROFILE=1: instead of the matrix, look inside the gateway and pgbouncer under
 # load (perf stat, strace -c, perf record) at BENCH_PROFILE_CLIENTS clients.
 PROFILE = os.environ.get("BENCH_PROFILE", "") not in ("", "0")
@@ -368,9 +371,9 @@ def setup(env):
         "unix_socket_directories": env.dir,
         "max_connections": str(PG_MAX_CONNECTIONS),
         "shared_buffers": "128MB",
-        "fsync": "off",
-        "synchronous_commit": "off",
-        "full_page_writes": "off",
+        "fsync": "on" if PG_DURABLE else "off",
+        "synchronous_commit": "on" if PG_DURABLE else "off",
+        "full_page_writes": "on" if PG_DURABLE else "off",
         "password_encryption": "scram-sha-256",
         "logging_collector": "off",
         "lc_messages": "C",
@@ -823,7 +826,8 @@ def report(env, results, idle, logins, started, info):
     w(f"# Portcullis gateway benchmark — {started}")
     w("")
     w(f"- machine: {info['cpu']} × {info['cores']} cores, {info['kernel']} (shared with other jobs; see the *foreign* column)")
-    w(f"- PostgreSQL {env.pg_version} (fsync=off, shared_buffers=128MB, max_connections={PG_MAX_CONNECTIONS}, SCRAM), "
+    durability = "fsync=on, synchronous_commit=on" if PG_DURABLE else "fsync=off"
+    w(f"- PostgreSQL {env.pg_version} ({durability}, shared_buffers=128MB, max_connections={PG_MAX_CONNECTIONS}, SCRAM), "
       f"pgbench scale {SCALE}, {env.pgb_version}")
     variants_text = "".join(
         {"policies": " (target *policies*: a second gateway with the demo policy set)",
