@@ -133,14 +133,27 @@ fn a_write_holds_its_command_complete_and_a_read_does_not() {
 /// Sends `sql`, answers it with `tag` and a ReadyForQuery in `status`, and returns
 /// where the relay holds client output from (if it does).
 fn round_trip(r: &mut Relay, sql: &str, tag: &str, status: TransactionStatus) -> Option<usize> {
+    round_trip_output(r, sql, &[tag], status).hold_from
+}
+
+/// Sends `sql`, answers it with `tags` and a ReadyForQuery in `status`, and returns
+/// the audit output.
+fn round_trip_output(
+    r: &mut Relay,
+    sql: &str,
+    tags: &[&str],
+    status: TransactionStatus,
+) -> super::AuditOutput {
     let mut q = BytesMut::new();
     Query::encode(sql, &mut q);
     client(r, q);
     let mut resp = BytesMut::new();
-    backend::command_complete(&mut resp, tag);
+    for tag in tags {
+        backend::command_complete(&mut resp, tag);
+    }
     ready(&mut resp, status);
     server(r, resp);
-    r.take_audit().hold_from
+    r.take_audit()
 }
 
 #[test]
@@ -171,23 +184,15 @@ fn a_commit_after_writes_holds_like_the_writes_and_a_read_only_one_does_not() {
     log.close();
 }
 
-/// [`round_trip`], returning how far the held events must get.
+/// [`round_trip_output`]: how far the held events must get (if the relay holds
+/// client output).
 fn round_trip_until(
     r: &mut Relay,
     sql: &str,
     tags: &[&str],
     status: TransactionStatus,
 ) -> Option<crate::audit::Until> {
-    let mut q = BytesMut::new();
-    Query::encode(sql, &mut q);
-    client(r, q);
-    let mut resp = BytesMut::new();
-    for tag in tags {
-        backend::command_complete(&mut resp, tag);
-    }
-    ready(&mut resp, status);
-    server(r, resp);
-    let out = r.take_audit();
+    let out = round_trip_output(r, sql, tags, status);
     out.hold_from.map(|_| out.until)
 }
 
@@ -197,78 +202,61 @@ fn writes_in_a_block_wait_to_be_written_and_its_commit_to_be_synced() {
     use TransactionStatus::{Idle, InTransaction};
     let dir = tempfile::tempdir().unwrap();
     let (mut r, log) = audited_relay(dir.path());
-    assert_eq!(
-        round_trip_until(&mut r, "update t set a = 1", &["UPDATE 1"], Idle),
-        Some(Synced),
-        "an autocommit write is synced before its result goes out"
-    );
-    assert_eq!(
-        round_trip_until(&mut r, "BEGIN", &["BEGIN"], InTransaction),
-        None
-    );
-    assert_eq!(
-        round_trip_until(&mut r, "update t set a = 2", &["UPDATE 1"], InTransaction),
-        Some(Written)
-    );
-    assert_eq!(
-        round_trip_until(
-            &mut r,
+    let steps: &[(
+        &str,
+        &[&str],
+        TransactionStatus,
+        Option<crate::audit::Until>,
+    )] = &[
+        // An autocommit write is synced before its result goes out.
+        ("update t set a = 1", &["UPDATE 1"], Idle, Some(Synced)),
+        ("BEGIN", &["BEGIN"], InTransaction, None),
+        (
+            "update t set a = 2",
+            &["UPDATE 1"],
+            InTransaction,
+            Some(Written),
+        ),
+        (
             "insert into t values (3)",
             &["INSERT 0 1"],
-            InTransaction
+            InTransaction,
+            Some(Written),
         ),
-        Some(Written)
-    );
-    assert_eq!(
-        round_trip_until(&mut r, "COMMIT", &["COMMIT"], Idle),
-        Some(Synced),
-        "the commit waits for the sync of the block's writes"
-    );
-    // A block ended inside one query string: what follows runs outside it.
-    assert_eq!(
-        round_trip_until(&mut r, "BEGIN", &["BEGIN"], InTransaction),
-        None
-    );
-    assert_eq!(
-        round_trip_until(
-            &mut r,
+        // The commit waits for the sync of the block's writes.
+        ("COMMIT", &["COMMIT"], Idle, Some(Synced)),
+        // A block ended inside one query string: what follows runs outside it.
+        ("BEGIN", &["BEGIN"], InTransaction, None),
+        (
             "COMMIT; update t set a = 4",
             &["COMMIT", "UPDATE 1"],
-            Idle
+            Idle,
+            Some(Synced),
         ),
-        Some(Synced)
-    );
-    assert_eq!(
-        round_trip_until(&mut r, "BEGIN", &["BEGIN"], InTransaction),
-        None
-    );
-    assert_eq!(
-        round_trip_until(
-            &mut r,
+        ("BEGIN", &["BEGIN"], InTransaction, None),
+        (
             "ROLLBACK; update t set a = 5",
             &["ROLLBACK", "UPDATE 1"],
-            Idle
+            Idle,
+            Some(Synced),
         ),
-        Some(Synced)
-    );
-    // PREPARE TRANSACTION makes the block durable in PostgreSQL: synced.
-    assert_eq!(
-        round_trip_until(&mut r, "BEGIN", &["BEGIN"], InTransaction),
-        None
-    );
-    assert_eq!(
-        round_trip_until(&mut r, "delete from t", &["DELETE 3"], InTransaction),
-        Some(Written)
-    );
-    assert_eq!(
-        round_trip_until(
-            &mut r,
+        // PREPARE TRANSACTION makes the block durable in PostgreSQL: synced.
+        ("BEGIN", &["BEGIN"], InTransaction, None),
+        ("delete from t", &["DELETE 3"], InTransaction, Some(Written)),
+        (
             "PREPARE TRANSACTION 'x'",
             &["PREPARE TRANSACTION"],
-            Idle
+            Idle,
+            Some(Synced),
         ),
-        Some(Synced)
-    );
+    ];
+    for (sql, tags, status, until) in steps {
+        assert_eq!(
+            round_trip_until(&mut r, sql, tags, *status),
+            *until,
+            "{sql}"
+        );
+    }
     log.close();
 }
 
