@@ -24,6 +24,7 @@ pub mod event;
 pub mod pg_sink;
 pub mod queued;
 pub mod record;
+mod recover;
 pub mod search;
 mod syncer;
 pub mod verify;

@@ -11,7 +11,7 @@
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -19,10 +19,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, watch};
 
-use super::chain::{CheckpointSigner, GENESIS, hash_value, seal_into, seal_serialized};
+use super::chain::{CheckpointSigner, seal_into, seal_serialized};
 use super::event::{AuditEvent, EventKind, PolicyRef};
 use super::queued::Queued;
 use super::syncer::Syncer;
@@ -33,8 +32,6 @@ use crate::config::{AuditConfig, AuditFsync};
 const MAX_PENDING_BYTES: usize = 64 << 20;
 /// Time between attempts while the sink fails.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
-/// Largest tail read to find the last event at startup.
-const TAIL_WINDOW: u64 = 4 << 20;
 
 /// How far an event must get before the result it records is released.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -193,7 +190,7 @@ impl AuditLog {
             .transpose()?;
         std::fs::create_dir_all(&config.dir)
             .with_context(|| format!("cannot create audit directory {}", config.dir.display()))?;
-        let rec = recover(&config.dir)?;
+        let rec = super::recover::recover(&config.dir)?;
         let metrics = WriterMetrics::new(registry)?;
         let file = OpenOptions::new()
             .create(true)
@@ -264,7 +261,7 @@ impl AuditLog {
                         let mut sink = super::pg_sink::PgSink::open(pg)?;
                         // Lines a crash left in the files but not in the table: the
                         // table gets them now (it ignores those it has).
-                        backfill(&dir, &mut sink)?;
+                        super::recover::backfill(&dir, &mut sink)?;
                         sink.flush()
                             .context("cannot copy the trail's last lines to the audit table")?;
                         Ok(sink)
@@ -391,189 +388,6 @@ impl AuditLog {
             let _ = t.join();
         }
     }
-}
-
-/// What startup found on disk.
-struct Recovered {
-    path: PathBuf,
-    good_len: u64,
-    next_seq: u64,
-    prev: String,
-    detail: Value,
-}
-
-fn recover(dir: &Path) -> anyhow::Result<Recovered> {
-    let files = trail_files(dir)
-        .with_context(|| format!("cannot list audit directory {}", dir.display()))?;
-    let Some(last_file) = files.last().cloned() else {
-        return Ok(Recovered {
-            path: dir.join(file_name(0)),
-            good_len: 0,
-            next_seq: 0,
-            prev: GENESIS.to_owned(),
-            detail: json!({"previous_run": "none", "file": file_name(0)}),
-        });
-    };
-    let regular = std::fs::metadata(&last_file)
-        .map(|m| m.is_file())
-        .unwrap_or(false);
-    if !regular {
-        // A device or pipe: nothing to recover, the chain starts over.
-        return Ok(Recovered {
-            path: last_file,
-            good_len: 0,
-            next_seq: 0,
-            prev: GENESIS.to_owned(),
-            detail: json!({"previous_run": "unknown", "note": "the trail file is not a regular file"}),
-        });
-    }
-    let tail = read_tail(&last_file)?;
-    let mut detail = json!({"file": last_file.file_name().and_then(|n| n.to_str()).unwrap_or("")});
-    if tail.torn_len > 0 {
-        // Cut the torn line off: no client was told about it (results are released
-        // only after their event's write completed).
-        let f = OpenOptions::new()
-            .write(true)
-            .open(&last_file)
-            .with_context(|| format!("cannot open {} to repair it", last_file.display()))?;
-        f.set_len(tail.good_len)
-            .with_context(|| format!("cannot truncate the torn tail of {}", last_file.display()))?;
-        f.sync_all()?;
-        detail["torn_tail_bytes"] = json!(tail.torn_len);
-        detail["torn_tail_sha256"] = json!(tail.torn_sha256);
-        tracing::warn!(file = %last_file.display(), bytes = tail.torn_len, "audit trail: cut off a torn last line");
-    }
-    let last = match tail.last {
-        Some(v) => Some(v),
-        None => {
-            // The last file has no complete event; look at the one before.
-            let mut found = None;
-            for f in files.iter().rev().skip(1) {
-                if let Some(v) = read_tail(f)?.last {
-                    found = Some(v);
-                    break;
-                }
-            }
-            found
-        }
-    };
-    let Some(last) = last else {
-        detail["previous_run"] = json!("none");
-        return Ok(Recovered {
-            path: last_file,
-            good_len: tail.good_len,
-            next_seq: 0,
-            prev: GENESIS.to_owned(),
-            detail,
-        });
-    };
-    let seq = last["seq"]
-        .as_u64()
-        .context("the last audit event has no seq")?;
-    let hash = last["hash"].as_str().unwrap_or("").to_owned();
-    let kind = last["kind"].as_str().unwrap_or("");
-    detail["previous_run"] = json!(if kind == "stop" { "clean" } else { "unclean" });
-    detail["continues_seq"] = json!(seq);
-    let (path, good_len) = if kind == "rotate" {
-        // Crashed between sealing a file and creating the next one.
-        (dir.join(file_name(seq + 1)), 0)
-    } else {
-        (last_file, tail.good_len)
-    };
-    Ok(Recovered {
-        path,
-        good_len,
-        next_seq: seq + 1,
-        prev: hash,
-        detail,
-    })
-}
-
-struct Tail {
-    last: Option<Value>,
-    good_len: u64,
-    torn_len: u64,
-    torn_sha256: String,
-}
-
-fn read_tail(path: &Path) -> anyhow::Result<Tail> {
-    let mut f = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let len = f.metadata()?.len();
-    let window = len.min(TAIL_WINDOW);
-    f.seek(SeekFrom::Start(len - window))?;
-    let mut buf = Vec::with_capacity(window as usize);
-    f.read_to_end(&mut buf)?;
-    let end = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    if end == 0 && window < len {
-        bail!(
-            "{}: the last audit event is longer than {TAIL_WINDOW} bytes",
-            path.display()
-        );
-    }
-    let torn = &buf[end..];
-    let torn_len = torn.len() as u64;
-    let torn_sha256 = hex::encode(Sha256::digest(torn));
-    if end == 0 {
-        return Ok(Tail {
-            last: None,
-            good_len: 0,
-            torn_len,
-            torn_sha256,
-        });
-    }
-    let body = &buf[..end - 1];
-    let start = body.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    if start == 0 && window < len {
-        bail!(
-            "{}: the last audit event is longer than {TAIL_WINDOW} bytes",
-            path.display()
-        );
-    }
-    let line = &body[start..];
-    let value: Value = serde_json::from_slice(line).with_context(|| {
-        format!(
-            "{}: the last audit event is not valid JSON; run `portcullis audit verify` on the trail",
-            path.display()
-        )
-    })?;
-    let stored = value["hash"].as_str().unwrap_or("");
-    if hash_value(&value) != stored {
-        bail!(
-            "{}: the last audit event's hash does not verify (the trail was modified); run `portcullis audit verify` on the trail",
-            path.display()
-        );
-    }
-    Ok(Tail {
-        last: Some(value),
-        good_len: len - torn_len,
-        torn_len,
-        torn_sha256,
-    })
-}
-
-/// Queues the lines of the newest two trail files for the PostgreSQL sink.
-fn backfill(dir: &Path, sink: &mut super::pg_sink::PgSink) -> anyhow::Result<()> {
-    let files = trail_files(dir)?;
-    for path in files.iter().rev().take(2).rev() {
-        let text = std::fs::read_to_string(path)?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        for line in text.lines() {
-            let Ok(v) = serde_json::from_str::<Value>(line) else {
-                continue;
-            };
-            if let Some(seq) = v.get("seq").and_then(Value::as_u64) {
-                sink.push(super::pg_sink::Row {
-                    seq: seq as i64,
-                    file: name.clone(),
-                    line: line.to_owned(),
-                });
-            }
-        }
-    }
-    Ok(())
 }
 
 /// What the sync thread does after a sync: publish it, or report its failure to the
