@@ -2,7 +2,7 @@
 //! yes.
 //!
 //! The relay parks the held statement and hands the I/O layer a
-//! [`HoldTicket`](crate::session::HoldTicket); [`Approvals::resolve`] turns it into a
+//! [`HoldTicket`]; [`Approvals::resolve`] turns it into a
 //! request in the [`store`], asks the policies' `approve-hook` how to route it,
 //! notifies webhooks, and (in `hold` mode) waits for a decision, the timeout, or the
 //! client's cancel. In `defer` mode the client is told the request id at once, and the

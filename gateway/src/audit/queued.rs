@@ -234,7 +234,7 @@ const TAG_INLINE: usize = 30;
 pub enum CommandTag {
     /// No tag (an error, a denial, a suspended portal).
     None,
-    /// A tag of up to [`TAG_INLINE`] bytes of UTF-8.
+    /// A tag of up to `TAG_INLINE` (30) bytes of UTF-8.
     Inline {
         /// Its length.
         len: u8,

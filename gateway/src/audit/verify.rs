@@ -69,7 +69,7 @@ pub struct Report {
     pub sealed: bool,
     /// Everything wrong, in trail order.
     pub problems: Vec<Problem>,
-    /// Problems beyond [`MAX_PROBLEMS`], not listed.
+    /// Problems beyond `MAX_PROBLEMS`, not listed.
     pub more_problems: usize,
 }
 

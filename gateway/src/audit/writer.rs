@@ -1,4 +1,6 @@
-//! The JSON-lines file sink: one writer thread, group commit, rotation, recovery.
+//! The JSON-lines file sink: one writer thread, group commit, rotation (startup
+//! recovery is in `audit/recover.rs`; syncs for `fsync = "batch"` run on the thread
+//! of `audit/syncer.rs`).
 //!
 //! Sessions hand events to [`AuditLog::submit`] (a mutex push; no system call unless
 //! the writer sleeps and must wake up: a client waits, or no deadline of the writer

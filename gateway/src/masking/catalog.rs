@@ -172,7 +172,7 @@ impl Functions {
     /// Fail closed: a name shared with any user-defined function in any schema (so
     /// `search_path` and overloading cannot pick it unseen), a qualified name outside
     /// `pg_catalog`, a name the catalog does not know, and the built-ins of
-    /// [`OPAQUE_BUILTINS`] are opaque. An operator (`operator(###)`, see
+    /// `OPAQUE_BUILTINS` are opaque. An operator (`operator(###)`, see
     /// [`portcullis_sql::operator_call`]) is opaque when a user-defined operator with
     /// its symbol runs SQL or PL code (whatever its operand types: overloading picks
     /// it unseen).

@@ -13,7 +13,7 @@
 //! Out of scope: `COPY ... TO STDOUT` data (CopyData is not rows; the standard policy
 //! denies COPY TO of sensitive tables, and of queries calling opaque functions, in
 //! `authorize`), NOTIFY payloads, and timing side channels. Errors and notices are
-//! scrubbed (see [`scrub_error`] and [`MaskingFilter::scrub_for_masked`]).
+//! scrubbed (see [`scrub_error`] and the [`ResultFilter`] impl of [`MaskingFilter`]).
 
 pub mod catalog;
 pub mod functions;

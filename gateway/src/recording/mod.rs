@@ -2,7 +2,7 @@
 //!
 //! With `[recording]`, the gateway writes the statements (and result sets) of the
 //! selected traffic — by identity, database and sample rate — to a JSON-lines file
-//! in the versioned format of [`format`] (`docs/recording.md`). The recording sits at
+//! in the versioned format of [`format`](mod@format) (`docs/recording.md`). The recording sits at
 //! the pipeline seams ([`RecordingGate`], [`RecordingFilter`]), so it sees exactly
 //! what the policies saw and what the client got, and it never changes either:
 //! lines go through a bounded queue to a writer thread, and a line that does not fit

@@ -2,8 +2,8 @@
 //!
 //! After login, a [`Relay`] sits between one client and its upstream connection. The
 //! I/O layer hands it the bytes it read from either side; the relay cuts them into
-//! messages, sends every statement through the [`Gate`](crate::pipeline::Gate), every
-//! result row through the [`ResultFilter`](crate::pipeline::ResultFilter), and appends
+//! messages, sends every statement through the [`Gate`], every
+//! result row through the [`ResultFilter`], and appends
 //! what must be written to each side into output buffers. It owns no socket and reads
 //! no clock (the caller passes `now`), so the whole protocol is tested byte-in/bytes-out.
 //!
