@@ -177,11 +177,11 @@ impl Functions {
     /// its symbol runs SQL or PL code (whatever its operand types: overloading picks
     /// it unseen).
     pub fn is_opaque(&self, name: &str) -> bool {
+        if let Some(op) = operator_symbol(name) {
+            return self.operator_is_opaque(op);
+        }
         if self.code_casts {
             return true;
-        }
-        if let Some(op) = operator_symbol(name) {
-            return self.operators.contains(op);
         }
         let bare = name.rsplit('.').next().unwrap_or(name);
         if OPAQUE_BUILTINS.contains(&bare) {
@@ -197,6 +197,12 @@ impl Functions {
                     || !(self.builtin.contains(name) || SYNTAX_FUNCTIONS.contains(&name))
             }
         }
+    }
+
+    /// Whether a use of operator `symbol` is opaque: a user-defined operator with that
+    /// symbol runs SQL or PL code, or a user-defined cast does.
+    pub fn operator_is_opaque(&self, symbol: &str) -> bool {
+        self.code_casts || self.operators.contains(symbol)
     }
 
     /// Whether the catalog knows `name` (a user-defined or built-in function; every
@@ -293,7 +299,7 @@ impl DbCatalog {
             && self
                 .functions
                 .as_ref()
-                .is_none_or(|f| f.code_casts || f.operators.contains(symbol))
+                .is_none_or(|f| f.operator_is_opaque(symbol))
     }
 
     /// Whether the catalog knows function `name` (false while not loaded).

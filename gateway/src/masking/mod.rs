@@ -526,33 +526,33 @@ pub fn opaque_calls(
     s: &portcullis_sql::StatementSummary,
     cat: &catalog::DbCatalog,
 ) {
-    let operators: Vec<String> = s
-        .operators
-        .iter()
-        .map(|o| portcullis_sql::operator_call(o))
-        .collect();
     // A call outside the output list may reach a condition through an alias, a
     // derived table or a CTE: with any condition, it counts as one in a condition.
     let none = Vec::new();
     let nested_if = |used: bool| if used { &s.lineage.nested_calls } else { &none };
+    let mut push = |e: String| {
+        if !columns.contains(&e) {
+            columns.push(e);
+        }
+    };
+    for f in s.functions.iter().filter(|f| cat.function_is_opaque(f)) {
+        push(format!("opaque:{f}()"));
+    }
+    for o in s.operators.iter().filter(|o| cat.operator_is_opaque(o)) {
+        push(format!("opaque:{}", portcullis_sql::operator_call(o)));
+    }
+    // The lineage names operators as `operator(SYMBOL)`.
     let uses = [
-        ("", &s.functions),
-        ("", &operators),
         ("predicate:", &s.lineage.condition_calls),
         ("predicate:", nested_if(s.lineage.has_condition)),
         ("ordered:", &s.lineage.ordered_calls),
         ("ordered:", nested_if(s.lineage.has_ordering)),
     ];
     for (prefix, names) in uses {
-        for f in names {
-            if cat.function_is_opaque(f) {
-                // `opaque:f()`, or `opaque:operator(###)` for an operator.
-                let call = if f.ends_with(')') { "" } else { "()" };
-                let e = format!("{prefix}opaque:{f}{call}");
-                if !columns.contains(&e) {
-                    columns.push(e);
-                }
-            }
+        for f in names.iter().filter(|f| cat.function_is_opaque(f)) {
+            // `opaque:f()`, or `opaque:operator(###)` for an operator.
+            let call = if f.ends_with(')') { "" } else { "()" };
+            push(format!("{prefix}opaque:{f}{call}"));
         }
     }
 }
