@@ -596,25 +596,49 @@ fn a_policy_built_against_0_2_still_loads_decides_and_asks_its_context() {
         ),
         other => panic!("expected a denial, got {other:?}"),
     }
-    // With 0.1.0 and 0.3.0 policies in one chain.
+    // With 0.1.0, 0.3.0 and 0.4.0 policies in one chain.
     let all = Harness::load(
         &[
             component("compat-v0-1"),
             component("compat-v0-2"),
+            component("compat-v0-3"),
             component("pii-mask"),
         ],
-        &["{}", "{}", "{}"],
+        &["{}", "{}", "{}", "{}"],
     )
-    .expect("0.1.0, 0.2.0 and 0.3.0 policies load together");
+    .expect("0.1.0, 0.2.0, 0.3.0 and 0.4.0 policies load together");
     let packed: Vec<bool> = all
         .chain()
         .policies()
         .iter()
         .map(|p| p.pool().packed())
         .collect();
-    assert_eq!(packed, [false, false, true]);
+    assert_eq!(packed, [false, false, true, true]);
     assert!(all.decide(&agent, "demo", "SELECT 'compat-deny'").is_deny());
     assert!(!all.decide(&agent, "demo", "SELECT 2").is_deny());
+}
+
+#[test]
+fn a_policy_built_against_0_3_still_loads_decides_and_asks_its_context() {
+    use portcullis::policy::harness::{Harness, Who};
+    let h = Harness::load(&[component("compat-v0-3")], &["{}"]).expect("a 0.3.0 policy loads");
+    let p = &h.chain().policies()[0];
+    assert!(p.pool().packed(), "a 0.3.0 component has mask-cells");
+    assert!(
+        !p.pool().authorizes_with_json(),
+        "a 0.3.0 component has no authorize-json"
+    );
+    // `context@0.3.0` answers like the newest `context`.
+    let agent =
+        Who::agent_for("etl-agent", "alice", &["pipelines"]).with_person_groups(&["analysts"]);
+    match h.decide(&agent, "demo", "SELECT 'compat-deny'") {
+        Decision::Deny(d) => assert_eq!(
+            d.message,
+            "denied by the 0.3.0 policy for etl-agent acting for alice (analysts)"
+        ),
+        other => panic!("expected a denial, got {other:?}"),
+    }
+    assert!(!h.decide(&agent, "demo", "SELECT 2").is_deny());
 }
 
 #[test]

@@ -9,7 +9,7 @@
 // componentize-js would download weval from the network.
 import { componentize } from '@bytecodealliance/componentize-js';
 import { copyFile, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -20,13 +20,15 @@ if (!source || !out) {
   console.error('usage: node build.mjs <source.js> <out.wasm>');
   process.exit(2);
 }
-// componentize-js only sees the source file's directory, so stage the source and the
-// helper module (../lib/js/portcullis-policy.js, imported as './portcullis-policy.js')
-// side by side.
+// componentize-js only sees the entry file's directory, so stage the source (as
+// policy.js), the helper module (../lib/js/portcullis-policy.js, imported as
+// './portcullis-policy.js') and the entry module (../lib/js/portcullis-entry.js: the
+// policy's exports plus `authorizeJson`, world `policy-json`) side by side.
 const stage = await mkdtemp(join(tmpdir(), 'portcullis-js-'));
-const staged = join(stage, basename(source));
-await copyFile(resolve(source), staged);
+const staged = join(stage, 'portcullis-entry.js');
+await copyFile(resolve(source), join(stage, 'policy.js'));
 await copyFile(resolve(here, '../lib/js/portcullis-policy.js'), join(stage, 'portcullis-policy.js'));
+await copyFile(resolve(here, '../lib/js/portcullis-entry.js'), staged);
 const weval = process.env.PORTCULLIS_JS_WEVAL;
 if (weval && !existsSync(weval)) {
   console.error(`build.mjs: PORTCULLIS_JS_WEVAL=${weval}: no such file`);
@@ -37,7 +39,7 @@ try {
   ({ component } = await componentize({
     sourcePath: staged,
     witPath: resolve(here, '../../wit'),
-    worldName: 'policy',
+    worldName: 'policy-json',
     disableFeatures: ['http', 'fetch-event'],
     ...(weval ? { enableAot: true, wevalBin: weval } : {}),
   }));

@@ -10,12 +10,15 @@
 //! - the Python and JavaScript guests load through the precompiled cache (the second
 //!   load is a cache hit) and are served by warm instances (a per-instance counter
 //!   inside the guest keeps counting across calls);
-//! - a Python or JavaScript guest that loops or allocates without bound is stopped by
-//!   the sandbox: the statement is denied (fail closed), the next one works;
+//! - a Python or JavaScript guest that loops or allocates without bound, or returns a
+//!   decision that cannot be read, is stopped: the statement is denied (fail closed),
+//!   the next one works;
 //! - end to end, psql through a gateway enforcing the Python and the JavaScript
 //!   policy sees the same allows and denials;
 //! - the JavaScript component imports no `wasi:http`/`wasi:sockets` (built without
 //!   the http/fetch-event features);
+//! - the JavaScript components export `authorize-json` (world `policy-json`), the
+//!   gateway calls it, and the policy gets the very objects `authorize` gives it;
 //! - scaffolded Python and JavaScript projects build and pass their fixtures.
 //!
 //! A missing component or tool fails the test; nothing is skipped.
@@ -319,6 +322,109 @@ fn the_js_component_has_no_network_imports() {
     );
 }
 
+/// The request a JavaScript policy sees, described by the hostile variant's
+/// `describe` behaviour, through `authorize` (`json = false`) or `authorize-json`.
+fn described(h: &Harness, req: &wit::Request, json: bool) -> String {
+    let pool = h.chain().policies()[0].pool();
+    let d = pool
+        .call(
+            &CallContext::default(),
+            |p, store| {
+                if json {
+                    p.authorize(store, req)
+                } else {
+                    p.call_authorize(store, req).map(Ok)
+                }
+            },
+            |_| Ok(()),
+        )
+        .unwrap_or_else(|f| panic!("json={json}: {f:?}"));
+    match d {
+        Ok(wit::Decision::Deny(d)) => d.message,
+        other => panic!("describe answers with a denial: {other:?}"),
+    }
+}
+
+#[test]
+fn js_policies_get_the_same_request_through_authorize_json() {
+    let describe = r#"{"behaviour": "describe"}"#.to_owned();
+    for (name, settings) in [("js", settings_json()), ("js-hostile", describe)] {
+        let h =
+            Harness::load(&[example(name)], &[&settings]).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            h.chain().policies()[0].pool().authorizes_with_json(),
+            "{name}: built by build.mjs, the component exports authorize-json"
+        );
+    }
+    let h = Harness::load(&[example("js-hostile")], &[r#"{"behaviour": "describe"}"#])
+        .expect("the describing variant loads");
+    let agent = Who::agent_for("etl-agent", "alice", &["pipelines"]);
+    let person = Who::person("al\"ice\n", &["analysts", "é-group", ""]);
+    let sqls = [
+        "SELECT id, name, email FROM customers WHERE id = 42",
+        "SELECT c.email FROM public.customers c JOIN orders o ON o.customer_id = c.id ORDER BY 1",
+        "UPDATE orders SET status = 'x' WHERE id = 1; DELETE FROM orders",
+        "INSERT INTO archive SELECT * FROM secrets",
+        "COPY customers TO '/tmp/x'",
+        "COPY customers FROM STDIN",
+        "COPY (SELECT 1) TO PROGRAM 'cat'",
+        "CREATE TABLE t (a int)",
+        "DROP TABLE t",
+        "BEGIN",
+        "SET search_path = x",
+        "DO $$ BEGIN END $$",
+        "SELEC broken",
+        "SELECT upper(name), my_fn(ssn) FROM customers",
+        "",
+    ];
+    let mut n = 0;
+    for (i, sql) in sqls.iter().enumerate() {
+        for who in [&agent, &person] {
+            for mut req in h.requests(who, "demo", sql) {
+                // The fields a simple query outside a block does not set.
+                match i % 3 {
+                    0 => {}
+                    1 => {
+                        req.params = Some(vec![
+                            wit::ParamValue::Null,
+                            wit::ParamValue::Text("t\u{1}\"x".into()),
+                            wit::ParamValue::Binary(vec![0, 1, 255]),
+                            wit::ParamValue::Binary(Vec::new()),
+                        ]);
+                        req.protocol = wit::Protocol::Extended;
+                        req.transaction = wit::TransactionState::InTransaction;
+                    }
+                    _ => {
+                        req.params = Some(Vec::new());
+                        req.transaction = wit::TransactionState::Failed;
+                        req.session_id = u64::MAX;
+                    }
+                }
+                let record = described(&h, &req, false);
+                let json = described(&h, &req, true);
+                assert_eq!(record, json, "{sql:?}");
+                assert!(record.contains("sessionId=bigint:"), "{record}");
+                n += 1;
+            }
+        }
+    }
+    assert!(n >= 30, "{n} requests compared");
+    // The spot checks that the description is the request's.
+    let mut req = h.requests(&agent, "demo", "COPY customers TO '/tmp/x'")[0].clone();
+    req.params = Some(vec![wit::ParamValue::Binary(vec![0, 1, 255])]);
+    req.session_id = 1 << 60;
+    let d = described(&h, &req, true);
+    for want in [
+        r#"actingFor="alice""#,
+        r#"kind="agent""#,
+        r#"copy={target="server-file",to=boolean:true}"#,
+        r#"params=[{tag="binary",val=Uint8Array:[0,1,255]}]"#,
+        "sessionId=bigint:1152921504606846976",
+    ] {
+        assert!(d.contains(want), "{want} in {d}");
+    }
+}
+
 /// Loads a hostile variant with `behaviour` triggered by `boom`.
 fn hostile(name: &str, behaviour: &str) -> Harness {
     let settings = format!(r#"{{"behaviour": "{behaviour}", "trigger": "boom"}}"#);
@@ -328,27 +434,36 @@ fn hostile(name: &str, behaviour: &str) -> Harness {
 #[test]
 fn python_and_js_loops_and_allocations_are_stopped_fail_closed() {
     let who = Who::new("etl-agent", PrincipalKind::Agent, &["pipelines"]);
-    for name in ["python-hostile", "js-hostile"] {
-        for behaviour in ["loop", "alloc"] {
-            let h = hostile(name, behaviour);
-            assert_eq!(h.decide(&who, "demo", "SELECT 1"), Decision::Allow);
-            for _ in 0..2 {
-                let d = h.decide(&who, "demo", "SELECT 'boom'");
-                let denial = d
-                    .denial()
-                    .unwrap_or_else(|| panic!("{name} {behaviour}: allowed"));
-                assert_eq!(denial.sqlstate, "42501");
-                assert!(
-                    denial.message.contains("failed") && denial.message.contains(name),
-                    "{name} {behaviour}: {denial:?}"
-                );
-                // The trapped instance was discarded; a fresh one serves the next.
-                assert_eq!(
-                    h.decide(&who, "demo", "SELECT 2"),
-                    Decision::Allow,
-                    "{name} {behaviour}: the next statement"
-                );
+    let cases = [
+        ("python-hostile", "loop"),
+        ("python-hostile", "alloc"),
+        ("js-hostile", "loop"),
+        ("js-hostile", "alloc"),
+        // Through `authorize-json`: an answer the gateway cannot read as a decision.
+        ("js-hostile", "bad-decision"),
+    ];
+    for (name, behaviour) in cases {
+        let h = hostile(name, behaviour);
+        assert_eq!(h.decide(&who, "demo", "SELECT 1"), Decision::Allow);
+        for _ in 0..2 {
+            let d = h.decide(&who, "demo", "SELECT 'boom'");
+            let denial = d
+                .denial()
+                .unwrap_or_else(|| panic!("{name} {behaviour}: allowed"));
+            assert_eq!(denial.sqlstate, "42501");
+            assert!(
+                denial.message.contains("failed") && denial.message.contains(name),
+                "{name} {behaviour}: {denial:?}"
+            );
+            if behaviour == "bad-decision" {
+                assert!(denial.message.contains("invalid"), "{denial:?}");
             }
+            // The trapped instance was discarded; a fresh one serves the next.
+            assert_eq!(
+                h.decide(&who, "demo", "SELECT 2"),
+                Decision::Allow,
+                "{name} {behaviour}: the next statement"
+            );
         }
     }
 }

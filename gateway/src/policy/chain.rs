@@ -21,7 +21,7 @@ use super::caps;
 use super::context::CallContext;
 use super::decision_cache::DecisionCache;
 use super::engine::truncate;
-use super::instance::{CallFailure, InstancePool};
+use super::instance::{CallFailure, InstancePool, Rejected};
 use super::memo::{Ask, DecisionMemo, ResultMemo};
 use super::metrics::PolicyMetrics;
 use crate::config::{ApprovalMode, PolicyMode};
@@ -243,11 +243,19 @@ impl LoadedPolicy {
 
     fn call_authorize(&self, req: &wit::Request, call: &CallContext) -> Verdict {
         let started = Instant::now();
-        let result = self.pool.call(
-            call,
-            |p, store| p.call_authorize(store, req),
-            check_decision,
-        );
+        // An answer `authorize-json` could not decode fails in the check, so that it is
+        // counted and logged like any rejected result; the `and_then` never sees one.
+        let result = self
+            .pool
+            .call_checked(
+                call,
+                |p, store| p.authorize(store, req),
+                |answer| match answer {
+                    Ok(d) => check_decision(d).map_err(Rejected::Oversized),
+                    Err(rejected) => Err(rejected.clone()),
+                },
+            )
+            .and_then(|answer| answer.map_err(Rejected::into_failure));
         self.call_us.observe(started.elapsed().as_secs_f64() * 1e6);
         let verdict = match result {
             Ok(wit::Decision::Allow) => Verdict::Allow,

@@ -1,5 +1,5 @@
-//! The `context` import (WIT 0.2.0, and its 0.3.0 name): what a hook call may ask the gateway about the
-//! call in progress, beyond the records it was given.
+//! The `context` import (WIT 0.2.0, and its 0.3.0 and 0.4.0 names): what a hook call may
+//! ask the gateway about the call in progress, beyond the records it was given.
 
 use super::bindings::portcullis::policy::context::{self as wit, Delegator};
 use crate::identity::Identity;
@@ -43,6 +43,21 @@ impl super::bindings_v0_2::portcullis::policy::context::Host for super::engine::
     ) -> Option<super::bindings_v0_2::portcullis::policy::context::Delegator> {
         self.context.acting_for.as_ref().map(|d| {
             super::bindings_v0_2::portcullis::policy::context::Delegator {
+                user: d.user.clone(),
+                groups: d.groups.clone(),
+            }
+        })
+    }
+}
+
+/// The same answers for components built against contract 0.3.0, which import the
+/// interface under that version.
+impl super::bindings_v0_3::portcullis::policy::context::Host for super::engine::HostState {
+    fn acting_for(
+        &mut self,
+    ) -> Option<super::bindings_v0_3::portcullis::policy::context::Delegator> {
+        self.context.acting_for.as_ref().map(|d| {
+            super::bindings_v0_3::portcullis::policy::context::Delegator {
                 user: d.user.clone(),
                 groups: d.groups.clone(),
             }

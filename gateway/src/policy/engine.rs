@@ -339,7 +339,7 @@ fn closed_wasi() -> WasiCtx {
 }
 
 /// The linker: closed WASI p2, then the clock-wait functions replaced by traps, then
-/// the policy world's `log` and `context` (under its 0.3.0 and its 0.2.0 name).
+/// the policy world's `log` and `context` (under its 0.4.0, 0.3.0 and 0.2.0 names).
 fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
@@ -347,6 +347,10 @@ fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     Policy::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
     // Components built against 0.2.0 import `context` under that version.
     super::bindings_v0_2::portcullis::policy::context::add_to_linker::<
+        HostState,
+        HasSelf<HostState>,
+    >(&mut linker, |s| s)?;
+    super::bindings_v0_3::portcullis::policy::context::add_to_linker::<
         HostState,
         HasSelf<HostState>,
     >(&mut linker, |s| s)?;

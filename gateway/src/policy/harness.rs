@@ -122,6 +122,24 @@ impl Harness {
         decided.unwrap_or_else(|never| match never {})
     }
 
+    /// The `authorize` requests [`Harness::decide`] makes for `sql`, one per statement.
+    pub fn requests(
+        &self,
+        who: &Who,
+        database: &str,
+        sql: &str,
+    ) -> Vec<super::bindings::portcullis::policy::types::Request> {
+        let session = offline_session(who, database, "portcullis-harness");
+        let mut out = Vec::new();
+        let built: Result<Decision, std::convert::Infallible> =
+            decide_sql(&self.analyzer, &session, sql, |ctx| {
+                out.push(super::request::request(ctx));
+                Ok(Decision::Allow)
+            });
+        built.unwrap_or_else(|never| match never {});
+        out
+    }
+
     /// The loaded chain (metadata, versions, digests).
     pub fn chain(&self) -> &PolicyChain {
         &self.chain

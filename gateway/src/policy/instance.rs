@@ -116,7 +116,8 @@ pub enum Rejected {
 }
 
 impl Rejected {
-    fn into_failure(self) -> CallFailure {
+    /// The call failure it makes.
+    pub(crate) fn into_failure(self) -> CallFailure {
         match self {
             Rejected::Oversized(why) => CallFailure {
                 kind: FailureKind::Oversized,
@@ -137,6 +138,8 @@ pub struct PolicyExports {
     /// `mask-cells` (0.3.0), when the component exports it; its type was checked
     /// when the instance started.
     mask_cells: Option<Func>,
+    /// `authorize-json` (0.4.0), when the component exports it; type-checked likewise.
+    authorize_json: Option<Func>,
 }
 
 impl std::ops::Deref for PolicyExports {
@@ -148,6 +151,27 @@ impl std::ops::Deref for PolicyExports {
 }
 
 impl PolicyExports {
+    /// Decides `req`: through `authorize-json` when the component exports it (the
+    /// request as one JSON string, the decision back as JSON, [`super::request_json`]),
+    /// else through `authorize`. An answer of `authorize-json` that is not a decision
+    /// is the inner `Err`.
+    pub fn authorize(
+        &self,
+        store: &mut Store<HostState>,
+        req: &super::bindings::portcullis::policy::types::Request,
+    ) -> wasmtime::Result<Result<super::bindings::portcullis::policy::types::Decision, Rejected>>
+    {
+        match self.authorize_json {
+            Some(f) => {
+                let mut json = String::with_capacity(1024);
+                super::request_json::encode(req, &mut json);
+                let (answer,) = super::request_json::typed(&f, &*store)?.call(store, (&json,))?;
+                Ok(super::request_json::decode_decision(&answer))
+            }
+            None => Ok(Ok(self.policy.call_authorize(store, req)?)),
+        }
+    }
+
     /// Calls `mask-cells`; an error when the component does not export it.
     pub fn call_mask_cells(
         &self,
@@ -219,6 +243,8 @@ pub struct InstancePool {
     indices: PolicyIndices,
     /// Where `mask-cells` is, when the component exports it.
     mask_cells: Option<ComponentExportIndex>,
+    /// Where `authorize-json` is, when the component exports it.
+    authorize_json: Option<ComponentExportIndex>,
     settings_json: String,
     limits: PolicyLimits,
     idle: Mutex<Vec<Warm>>,
@@ -238,12 +264,17 @@ impl InstancePool {
             .instance_pre()
             .component()
             .get_export_index(None, super::packed::MASK_CELLS);
+        let authorize_json = pre
+            .instance_pre()
+            .component()
+            .get_export_index(None, super::request_json::AUTHORIZE_JSON);
         Ok(InstancePool {
             id,
             runtime,
             pre,
             indices,
             mask_cells,
+            authorize_json,
             settings_json,
             limits,
             idle: Mutex::new(Vec::new()),
@@ -254,6 +285,12 @@ impl InstancePool {
     /// masks `custom` columns through it instead of `mask-rows`.
     pub fn packed(&self) -> bool {
         self.mask_cells.is_some()
+    }
+
+    /// Whether the component exports `authorize-json` (contract 0.4.0, world
+    /// `policy-json`): the gateway then passes each request as one JSON string.
+    pub fn authorizes_with_json(&self) -> bool {
+        self.authorize_json.is_some()
     }
 
     /// The policy id.
@@ -432,17 +469,32 @@ impl InstancePool {
     fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<PolicyExports> {
         let instance = self.pre.instance_pre().instantiate(&mut *store)?;
         let policy = self.indices.load(&mut *store, &instance)?;
+        let func = |store: &mut Store<HostState>, index: &ComponentExportIndex, name: &str| {
+            instance
+                .get_func(&mut *store, index)
+                .ok_or_else(|| wasmtime::format_err!("export {name} is not a function"))
+        };
         let mask_cells = match &self.mask_cells {
             None => None,
             Some(index) => {
-                let f = instance.get_func(&mut *store, index).ok_or_else(|| {
-                    wasmtime::format_err!("export {} is not a function", super::packed::MASK_CELLS)
-                })?;
+                let f = func(store, index, super::packed::MASK_CELLS)?;
                 super::packed::typed(&f, &*store)?;
                 Some(f)
             }
         };
-        Ok(PolicyExports { policy, mask_cells })
+        let authorize_json = match &self.authorize_json {
+            None => None,
+            Some(index) => {
+                let f = func(store, index, super::request_json::AUTHORIZE_JSON)?;
+                super::request_json::typed(&f, &*store)?;
+                Some(f)
+            }
+        };
+        Ok(PolicyExports {
+            policy,
+            mask_cells,
+            authorize_json,
+        })
     }
 
     /// Classifies a call error; `deadline_ms` is the deadline the call ran under.

@@ -35,6 +35,7 @@ pub mod packed;
 pub mod reload;
 pub mod replay;
 pub mod request;
+pub mod request_json;
 pub mod scaffold;
 pub mod shadow;
 
@@ -51,7 +52,8 @@ pub use metrics::PolicyMetrics;
 /// Generated bindings for the `policy` world, without the exports a minor added
 /// later than 0.1.0: bindgen's `PolicyPre::new` requires every export of the world it
 /// binds, so the host binds this world (the 0.1.0 exports, with the newest types and
-/// imports) and looks up later exports by name (see [`packed`] for `mask-cells`, 0.3.0).
+/// imports) and looks up later exports by name (see [`packed`] for `mask-cells`, 0.3.0,
+/// and [`request_json`] for `authorize-json`, 0.4.0).
 pub mod bindings {
     #![allow(missing_docs)]
     wasmtime::component::bindgen!({
@@ -59,11 +61,11 @@ pub mod bindings {
         inline: "
             package portcullis:host;
 
-            /// `portcullis:policy/policy@0.3.0` without `mask-cells`.
+            /// `portcullis:policy/policy@0.4.0` without `mask-cells`.
             world policy {
-                use portcullis:policy/types@0.3.0.{metadata, request, decision, result-context, mask-plan, row, approval-request, approval-route, log-level};
+                use portcullis:policy/types@0.4.0.{metadata, request, decision, result-context, mask-plan, row, approval-request, approval-route, log-level};
                 import log: func(level: log-level, message: string);
-                import portcullis:policy/context@0.3.0;
+                import portcullis:policy/context@0.4.0;
                 export metadata: func() -> metadata;
                 export configure: func(settings: string) -> result<_, string>;
                 export authorize: func(req: request) -> decision;
@@ -92,6 +94,25 @@ pub mod bindings_v0_2 {
             }
         ",
         world: "portcullis:host-compat/imports",
+    });
+}
+
+/// The `context` interface of contract 0.3.0, which components built against 0.3.0
+/// import under its own version (`portcullis:policy/context@0.3.0`; semver does not
+/// match 0.3 with 0.4). The linker gives it the same answers as the newest one.
+pub mod bindings_v0_3 {
+    #![allow(missing_docs)]
+    wasmtime::component::bindgen!({
+        path: "../wit/archive/0.3.0",
+        inline: "
+            package portcullis:host-compat-v0-3;
+
+            /// The imports of contract 0.3.0 that later minors renamed by version.
+            world imports {
+                import portcullis:policy/context@0.3.0;
+            }
+        ",
+        world: "portcullis:host-compat-v0-3/imports",
     });
 }
 

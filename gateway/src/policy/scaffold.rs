@@ -25,6 +25,7 @@ pub enum Lang {
 const WIT: &str = include_str!("../../../wit/policy.wit");
 const PY_HELPER: &str = include_str!("../../../policies-examples/lib/python/portcullis_policy.py");
 const JS_HELPER: &str = include_str!("../../../policies-examples/lib/js/portcullis-policy.js");
+const JS_ENTRY: &str = include_str!("../../../policies-examples/lib/js/portcullis-entry.js");
 const FIXTURES: &str = include_str!("scaffold/fixtures.toml");
 const SETTINGS: &str = include_str!("scaffold/settings.json");
 const README: &str = include_str!("scaffold/README.md.tmpl");
@@ -68,6 +69,7 @@ pub fn files(lang: Lang, name: &str, sdk: &Path) -> Vec<(&'static str, String)> 
         Lang::Js => {
             out.push(("policy.js", fill(include_str!("scaffold/policy.js.tmpl"))));
             out.push(("portcullis-policy.js", JS_HELPER.to_owned()));
+            out.push(("portcullis-entry.js", JS_ENTRY.to_owned()));
             out.push(("build.mjs", fill(include_str!("scaffold/build.mjs"))));
             out.push((
                 "package.json",

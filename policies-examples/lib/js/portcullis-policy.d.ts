@@ -1,4 +1,4 @@
-// Types of the `portcullis:policy@0.3.0` world as componentize-js maps them, for
+// Types of the `portcullis:policy@0.4.0` world as componentize-js maps them, for
 // editors and type checkers (`// @ts-check` + JSDoc, or TypeScript compiled to JS).
 // Written from wit/policy.wit by hand: `jco types` / `jco guest-types` 1.35.0 fail
 // here ("failed to read path for WIT", os error 44). Mapping rules: records are
@@ -113,3 +113,8 @@ export function stringList(settings: Record<string, unknown>, key: string, fallb
 /** Answers `maskCells` with a `maskRows` function (unpack, mask, pack). */
 export function maskCellsViaRows(maskRows: (ctx: ResultContext, rows: Row[]) => Row[],
   ctx: ResultContext, batch: CellBatch): CellBatch;
+
+/** The request from `authorize-json`'s JSON (contract 0.4.0; used by portcullis-entry.js). */
+export function requestFromJson(text: string): Request;
+/** A decision as `authorize-json`'s UTF-8 JSON answer (used by portcullis-entry.js). */
+export function decisionToJson(decision: Decision): Uint8Array;

@@ -9,7 +9,42 @@
 //
 //   import { allow, deny, requireApproval, inAnyGroup } from '../lib/js/portcullis-policy.js';
 
-import { actingFor } from 'portcullis:policy/context@0.3.0';
+import { actingFor } from 'portcullis:policy/context@0.4.0';
+
+/**
+ * The `request` record from the JSON the gateway passes to `authorize-json` (contract
+ * 0.4.0, world `policy-json`): the objects `authorize` would get from the bindings.
+ * The JSON already has their shape except for two fields JSON cannot carry:
+ * `sessionId` (a decimal string, made a BigInt) and `binary` parameters (arrays of
+ * bytes, made Uint8Arrays). An absent option is an absent key (reads as undefined).
+ * ./portcullis-entry.js uses it; policies do not need to.
+ */
+export function requestFromJson(text) {
+  const req = JSON.parse(text);
+  req.sessionId = BigInt(req.sessionId);
+  const params = req.params;
+  if (params !== undefined) {
+    for (const p of params) {
+      if (p.tag === 'binary') p.val = Uint8Array.from(p.val);
+    }
+  }
+  return req;
+}
+
+const UTF8 = new TextEncoder();
+const ALLOW_JSON = UTF8.encode('{"tag":"allow"}');
+
+/**
+ * A `decision` as the UTF-8 JSON `authorize-json` answers with. Whatever the gateway
+ * cannot read back as a decision fails the call (the statement is denied), as a
+ * malformed decision does through `authorize`.
+ */
+export function decisionToJson(decision) {
+  if (decision !== null && typeof decision === 'object' && decision.tag === 'allow') {
+    return ALLOW_JSON;
+  }
+  return UTF8.encode(JSON.stringify(decision));
+}
 
 /** Let the statement run (subject to the other policies). */
 export function allow() {
