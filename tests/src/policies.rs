@@ -125,10 +125,18 @@ pub fn shared_cache_dir() -> PathBuf {
     std::env::temp_dir().join("portcullis-harness-cache")
 }
 
+/// The call deadline of the example policies in tests. The default (50 ms) is a wall-clock
+/// deadline, and CI runs tests in parallel on 2 cores beside component builds: a
+/// Python call that takes half a millisecond can then wait longer than 50 ms for a
+/// core and time out. Tests that need a deadline to fire (a looping guest) still
+/// reach this one within seconds.
+pub const BUSY_MACHINE_DEADLINE_MS: u64 = 2_000;
+
 /// The example policy in `lang` with the shared settings
-/// (`policies-examples/settings.json`), id `shop-<lang>`.
+/// (`policies-examples/settings.json`), id `shop-<lang>`, and the busy-machine deadline.
 pub fn example_policy(lang: &str) -> PolicyConfig {
     let mut p = PolicyConfig::new(format!("shop-{lang}"), example(lang));
+    p.deadline_ms = BUSY_MACHINE_DEADLINE_MS;
     let path = examples_source_dir().join("settings.json");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
@@ -138,9 +146,10 @@ pub fn example_policy(lang: &str) -> PolicyConfig {
 }
 
 /// A hostile example (`python-hostile`, `js-hostile`) with `settings` (a TOML
-/// table body, e.g. `behaviour = "loop"`).
+/// table body, e.g. `behaviour = "loop"`) and the busy-machine deadline.
 pub fn example_hostile(name: &str, settings: &str) -> PolicyConfig {
     let mut p = PolicyConfig::new(name, example(name));
+    p.deadline_ms = BUSY_MACHINE_DEADLINE_MS;
     p.settings = toml::from_str(settings).expect("hostile settings are TOML");
     p
 }

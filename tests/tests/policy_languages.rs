@@ -56,10 +56,6 @@ fn load(runtime: &PolicyRuntime, config: PolicyConfig) -> Result<PolicyChain, Po
     load_chain_with(runtime, &[config], false)
 }
 
-fn settings_json() -> String {
-    std::fs::read_to_string(examples_source_dir().join("settings.json")).expect("settings.json")
-}
-
 /// `(sqlstate, message)` of a denial; `None` for allow.
 fn outcome(d: &Decision) -> Option<(String, String)> {
     match d {
@@ -75,7 +71,6 @@ fn the_fixture_suite_passes_identically_in_every_language() {
     let fixtures: Fixtures = toml::from_str(&text).expect("fixtures.toml parses");
     assert!(fixtures.cases.len() >= 15, "a real suite");
     let rt = runtime();
-    let settings = settings_json();
     let mut per_lang = Vec::new();
     for lang in LANGS {
         // The policy directory's fixture runner: every case as expected, no failures.
@@ -92,7 +87,7 @@ fn the_fixture_suite_passes_identically_in_every_language() {
             "{lang}: {meta:?}"
         );
         // The exact decisions, for the cross-language comparison.
-        let h = Harness::load(&[example(lang)], &[&settings]).expect("harness loads");
+        let h = Harness::from_configs(&[example_policy(lang)]).expect("harness loads");
         let got: Vec<Option<(String, String)>> = fixtures
             .cases
             .iter()
@@ -284,7 +279,7 @@ fn python_and_js_load_from_the_compile_cache_and_reuse_warm_instances() {
         // Warm instances: the guest counts its own authorize calls; a fresh instance
         // per call would answer "call 1" every time.
         let hostile = format!("{name}-hostile");
-        let h = Harness::load(&[example(&hostile)], &[r#"{"behaviour": "count"}"#])
+        let h = Harness::from_configs(&[example_hostile(&hostile, r#"behaviour = "count""#)])
             .expect("counting variant loads");
         let who = Who::person("alice", &["analysts"]);
         for n in 1..=5 {
@@ -347,17 +342,17 @@ fn described(h: &Harness, req: &wit::Request, json: bool) -> String {
 
 #[test]
 fn js_policies_get_the_same_request_through_authorize_json() {
-    let describe = r#"{"behaviour": "describe"}"#.to_owned();
-    for (name, settings) in [("js", settings_json()), ("js-hostile", describe)] {
-        let h =
-            Harness::load(&[example(name)], &[&settings]).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let describe = example_hostile("js-hostile", r#"behaviour = "describe""#);
+    for config in [example_policy("js"), describe.clone()] {
+        let h = Harness::from_configs(std::slice::from_ref(&config))
+            .unwrap_or_else(|e| panic!("{}: {e}", config.id));
         assert!(
             h.chain().policies()[0].pool().authorizes_with_json(),
-            "{name}: built by build.mjs, the component exports authorize-json"
+            "{}: built by build.mjs, the component exports authorize-json",
+            config.id
         );
     }
-    let h = Harness::load(&[example("js-hostile")], &[r#"{"behaviour": "describe"}"#])
-        .expect("the describing variant loads");
+    let h = Harness::from_configs(&[describe]).expect("the describing variant loads");
     let agent = Who::agent_for("etl-agent", "alice", &["pipelines"]);
     let person = Who::person("al\"ice\n", &["analysts", "é-group", ""]);
     let sqls = [
@@ -425,10 +420,12 @@ fn js_policies_get_the_same_request_through_authorize_json() {
     }
 }
 
-/// Loads a hostile variant with `behaviour` triggered by `boom`.
+/// Loads a hostile variant with `behaviour` triggered by `boom` (with the busy-machine
+/// deadline, which a loop still reaches within seconds).
 fn hostile(name: &str, behaviour: &str) -> Harness {
-    let settings = format!(r#"{{"behaviour": "{behaviour}", "trigger": "boom"}}"#);
-    Harness::load(&[example(name)], &[&settings]).unwrap_or_else(|e| panic!("{name}: {e}"))
+    let settings = format!("behaviour = \"{behaviour}\"\ntrigger = \"boom\"\n");
+    Harness::from_configs(&[example_hostile(name, &settings)])
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 #[test]

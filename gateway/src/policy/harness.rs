@@ -82,8 +82,6 @@ impl Harness {
     /// Loads `components` (in chain order) with `settings` (JSON, one per component;
     /// missing ones are `{}`). Compiled components are cached under the system temp dir.
     pub fn load(components: &[PathBuf], settings: &[&str]) -> Result<Harness, PolicyError> {
-        let cache = std::env::temp_dir().join("portcullis-harness-cache");
-        let runtime = PolicyRuntime::new(Some(cache), PolicyMetrics::unregistered())?;
         let mut configs = Vec::with_capacity(components.len());
         for (i, path) in components.iter().enumerate() {
             let id = path
@@ -105,8 +103,17 @@ impl Harness {
             })?;
             configs.push(config);
         }
+        Self::from_configs(&configs)
+    }
+
+    /// Loads the policies `configs` describes, in chain order, with their own limits
+    /// (deadline, memory) and settings, compiling into the same cache as
+    /// [`Harness::load`].
+    pub fn from_configs(configs: &[PolicyConfig]) -> Result<Harness, PolicyError> {
+        let cache = std::env::temp_dir().join("portcullis-harness-cache");
+        let runtime = PolicyRuntime::new(Some(cache), PolicyMetrics::unregistered())?;
         Ok(Harness {
-            chain: load_chain_with(&runtime, &configs, false)?,
+            chain: load_chain_with(&runtime, configs, false)?,
             analyzer: Analyzer::new(1024),
         })
     }
