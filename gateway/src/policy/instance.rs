@@ -138,8 +138,9 @@ pub struct PolicyExports {
     /// `mask-cells` (0.3.0), when the component exports it; its type was checked
     /// when the instance started.
     mask_cells: Option<Func>,
-    /// `authorize-json` (0.4.0), when the component exports it; type-checked likewise.
-    authorize_json: Option<Func>,
+    /// `authorize-json` (0.4.0), when the component exports it, typed when the
+    /// instance started (the per-statement path checks no types).
+    authorize_json: Option<super::request_json::Typed>,
 }
 
 impl std::ops::Deref for PolicyExports {
@@ -165,7 +166,7 @@ impl PolicyExports {
             Some(f) => {
                 let mut json = String::with_capacity(1024);
                 super::request_json::encode(req, &mut json);
-                let (answer,) = super::request_json::typed(&f, &*store)?.call(store, (&json,))?;
+                let (answer,) = f.call(store, (json,))?;
                 Ok(super::request_json::decode_decision(&answer))
             }
             None => Ok(Ok(self.policy.call_authorize(store, req)?)),
@@ -486,8 +487,7 @@ impl InstancePool {
             None => None,
             Some(index) => {
                 let f = func(store, index, super::request_json::AUTHORIZE_JSON)?;
-                super::request_json::typed(&f, &*store)?;
-                Some(f)
+                Some(super::request_json::typed(&f, &*store)?)
             }
         };
         Ok(PolicyExports {

@@ -29,22 +29,17 @@ use super::instance::Rejected;
 /// The export's name.
 pub const AUTHORIZE_JSON: &str = "authorize-json";
 
-/// `authorize-json`'s parameters, as lowered.
-pub type Params<'a> = (&'a str,);
-
-/// `authorize-json`'s results, as lifted: the decision as UTF-8 JSON.
-pub type Results = (Vec<u8>,);
+/// `authorize-json` as typed once per instance: the request JSON in, the decision as
+/// UTF-8 JSON out.
+pub type Typed = TypedFunc<(String,), (Vec<u8>,)>;
 
 /// The largest answer read: a decision within the caps ([`super::caps`]) is far
 /// smaller.
 pub const MAX_DECISION_BYTES: usize = 256 * 1024;
 
 /// `f` as `authorize-json`, type-checked against the contract.
-pub(crate) fn typed<'a>(
-    f: &Func,
-    store: impl AsContext,
-) -> wasmtime::Result<TypedFunc<Params<'a>, Results>> {
-    f.typed::<Params<'a>, Results>(store).map_err(|e| {
+pub(crate) fn typed(f: &Func, store: impl AsContext) -> wasmtime::Result<Typed> {
+    f.typed(store).map_err(|e| {
         e.context(format!(
             "export {AUTHORIZE_JSON} does not have the type of contract 0.4.0"
         ))
